@@ -1,0 +1,60 @@
+"""Backend adapters: one small module per array library, and the registry that picks one by name.
+
+An adapter makes, moves, synchronizes and (where the library can) compiles arrays, and nothing else:
+the model code lives in engine/ and is the same for every backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import BackendError, BackendUnavailable
+
+# name -> (module, how to get it). 'strict' is for conformance tests, not speed.
+BACKENDS = {
+    "numpy": ("backends.numpy", "included"),
+    "jax": ("backends.jax", "pip install 'arraygpt[jax]'"),
+    "torch": ("backends.torch", "pip install 'arraygpt[torch]'"),
+    "cupy": ("backends.cupy", "pip install 'arraygpt[cuda12]' (or [cuda13]) on a machine with an NVIDIA GPU"),
+    "strict": ("backends.strict", "pip install array-api-strict"),
+}
+SPEED_BACKENDS = ("numpy", "jax", "torch", "cupy")
+
+
+def get_backend(name: str, device: str | None = None):
+    """The adapter for a library name, on a device ('cpu', 'gpu', 'gpu:1', 'tpu'; None = its default)."""
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})")
+    module_name, hint = BACKENDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise BackendUnavailable(name, f"{err.name or err} is not installed", hint) from None
+    try:
+        return module.create(device)
+    except BackendUnavailable as err:
+        if not err.hint:
+            err = BackendUnavailable(name, err.reason, hint)
+        raise err from None
+
+
+def backend_status(names=tuple(BACKENDS)) -> list[tuple[str, bool, str]]:
+    """(name, usable, what it runs on or why not) for each backend; never raises."""
+    rows = []
+    for name in names:
+        try:
+            backend = get_backend(name)
+            rows.append((name, True, backend.device_name()))
+        except BackendError as err:
+            rows.append((name, False, str(err).split(": ", 1)[-1]))
+        except Exception as err:  # a broken install should show in `arraygpt info`, not crash it
+            rows.append((name, False, f"{type(err).__name__}: {err}"))
+    return rows
+
+
+def usable_backends(names=SPEED_BACKENDS) -> list[str]:
+    return [name for name, ok, _ in backend_status(names) if ok]
+
+
+__all__ = ["get_backend", "backend_status", "usable_backends", "BackendError", "BackendUnavailable",
+           "BACKENDS", "SPEED_BACKENDS"]

@@ -1,0 +1,40 @@
+"""array-api-strict: the conformance backend. If the engine runs here, it uses only the standard."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ArrayBackend, BackendError, BackendUnavailable
+
+try:
+    import array_api_strict
+except ImportError:  # pragma: no cover - depends on the environment
+    array_api_strict = None
+
+
+class StrictBackend(ArrayBackend):
+    name = "strict"
+
+    def __init__(self, device=None):
+        self.xp = array_api_strict
+        info = array_api_strict.__array_namespace_info__()
+        self._home = info.default_device()
+        if device in (None, "cpu"):
+            self.device = self._home
+        else:
+            try:
+                self.device = array_api_strict.Device(device)
+            except ValueError:
+                raise BackendError(f"backend 'strict' has no device '{device}' (devices: "
+                                   f"{', '.join(d._device for d in info.devices())})") from None
+
+    def to_host(self, x):
+        # Strict arrays refuse conversion to NumPy off the default device; bring them home first.
+        return np.asarray(x.to_device(self._home))
+
+
+def create(device: str | None = None) -> StrictBackend:
+    if array_api_strict is None:
+        raise BackendUnavailable("strict", "array-api-strict is not installed",
+                                 "pip install array-api-strict")
+    return StrictBackend(device)

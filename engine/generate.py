@@ -1,0 +1,114 @@
+"""Generation: prefill the prompts in one pass, then one token per step from the KV cache.
+
+prefill_step and decode_step are pure functions of arrays, so a backend may compile them
+(jax.jit); generate_tokens is the host loop around them. Prompts of different lengths share a
+batch by left padding: every row's next token then lands in the same cache slot.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+from array_api_compat import array_namespace
+from array_api_compat import device as device_of
+
+from .errors import GenerationError
+from .gpt2 import attention_mask, gpt2, position_ids
+from .kv_cache import allocate_kv_cache
+from .sampling import Sampling, sample
+
+
+def prefill_step(params, ids, pad, cache, uniforms, *, sampling, n_head, eps):
+    """[B, P] left-padded prompt ids -> [B] first new ids; writes cache slots [0, P)."""
+    xp = array_namespace(ids)
+    slots = xp.arange(ids.shape[1], dtype=xp.int32, device=device_of(ids))
+    logits, cache = gpt2(params, ids, position_ids(slots, pad), attention_mask(slots, ids.shape[1], pad),
+                         n_head, eps, kv_cache=cache, start=0, last_only=True)
+    return sample(logits[:, -1, :], uniforms, sampling), cache
+
+
+def decode_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling, n_head, eps):
+    """[B] last ids -> [B] next ids; writes cache slot `slot` and attends to slots [0, n_slots).
+
+    slot may be a traced integer (a compiled step is traced once); n_slots must be static.
+    """
+    xp = array_namespace(tokens)
+    slots = xp.arange(1, dtype=xp.int32, device=device_of(tokens)) + slot
+    logits, cache = gpt2(params, xp.expand_dims(tokens, axis=1), position_ids(slots, pad),
+                         attention_mask(slots, n_slots, pad), n_head, eps, kv_cache=cache, start=slot,
+                         last_only=True)
+    return sample(logits[:, -1, :], uniforms, sampling), cache
+
+
+def full_forward(params, ids, *, n_head, eps):
+    """[B, T] ids -> [B, T, V] logits with no cache: the reference the cached path must match."""
+    xp = array_namespace(ids)
+    slots = xp.arange(ids.shape[1], dtype=xp.int32, device=device_of(ids))
+    no_pad = xp.zeros((ids.shape[0],), dtype=xp.int32, device=device_of(ids))
+    logits, _ = gpt2(params, ids, position_ids(slots, no_pad), attention_mask(slots, ids.shape[1], no_pad),
+                     n_head, eps)
+    return logits
+
+
+def as_prompt_list(prompts) -> tuple[list[list[int]], bool]:
+    """Accept one prompt (a list of ids) or several; say which, so the caller can answer in kind."""
+    prompts = list(prompts)
+    if prompts and all(isinstance(p, int) and not isinstance(p, bool) for p in prompts):
+        return [prompts], True
+    return [list(p) for p in prompts], False
+
+
+def check_prompts(prompts: Sequence[Sequence[int]], vocab_size: int, context: int, new_tokens: int = 0):
+    """Reject what no backend should see: empty prompts, unknown ids, and too long for the context."""
+    if not prompts:
+        raise GenerationError("no prompt given")
+    for i, prompt in enumerate(prompts):
+        which = f"prompt {i}" if len(prompts) > 1 else "the prompt"
+        if not prompt:
+            raise GenerationError(f"{which} is empty: give at least one token")
+        bad = [t for t in prompt if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size]
+        if bad:
+            # Checked here because JAX would silently read a NaN row for an out-of-range id.
+            raise GenerationError(f"{which} has token id {bad[0]!r} outside the vocabulary [0, {vocab_size})")
+        if len(prompt) + new_tokens > context:
+            what = f"{len(prompt)} prompt tokens + {new_tokens} new tokens" if new_tokens else f"{len(prompt)} tokens"
+            raise GenerationError(f"{which} is too long: {what} = {len(prompt) + new_tokens} exceeds "
+                                  f"the model's context of {context} tokens")
+
+
+def generate_tokens(model, prompts: list[list[int]], max_new_tokens: int, sampling: Sampling,
+                    seed: int | None, stop_token: int | None) -> Iterator[list[int | None]]:
+    """Yield, at each step, the new token of every prompt (None once a prompt has hit stop_token)."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise GenerationError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    config, backend = model.config, model.backend
+    check_prompts(prompts, config.vocab_size, config.n_positions, max_new_tokens)
+    xp, device = backend.xp, backend.device
+    batch, prompt_len = len(prompts), max(len(p) for p in prompts)
+    n_slots = prompt_len + max_new_tokens
+    pads = [prompt_len - len(p) for p in prompts]
+    ids = xp.asarray([[0] * pad + list(p) for pad, p in zip(pads, prompts)], dtype=xp.int32, device=device)
+    pad = xp.asarray(pads, dtype=xp.int32, device=device)
+    cache = allocate_kv_cache(xp, config, batch, n_slots, model.dtype, device)
+    rng = None if sampling.greedy else backend.random(seed)
+    no_uniforms = xp.zeros((batch,), dtype=xp.float32, device=device)
+
+    def uniforms():
+        return no_uniforms if rng is None else xp.asarray(rng.uniform(batch), dtype=xp.float32, device=device)
+
+    tokens, cache = model.prefill(model.params, ids, pad, cache, uniforms(), sampling=sampling)
+    stopped = [False] * batch
+    for step in range(max_new_tokens):
+        new = backend.to_host(tokens).tolist()  # the only per-step transfer: B token ids
+        out = []
+        for row, token in enumerate(new):
+            stopped[row] = stopped[row] or token == stop_token
+            out.append(None if stopped[row] else token)
+        yield out
+        if all(stopped) or step == max_new_tokens - 1:
+            return
+        slot = prompt_len + step
+        # Eager backends attend to the written slots only; compiled ones keep one static shape.
+        attended = n_slots if backend.compiles else slot + 1
+        tokens, cache = model.decode(model.params, tokens, slot, pad, cache, uniforms(),
+                                     n_slots=attended, sampling=sampling)

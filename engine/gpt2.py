@@ -1,0 +1,147 @@
+"""GPT-2's forward pass, written once against the Python array API standard.
+
+Every function takes arrays of any conforming library (NumPy, CuPy, JAX, PyTorch, array-api-strict)
+and finds the namespace from its inputs. Shapes use B batch, T new tokens, S key/value slots attended
+to, C n_embd, H heads, D head size, V vocabulary.
+
+Parameters are nested dicts in picoGPT's layout (see engine.checkpoint.nest_params); linear weights
+are in Hugging Face's Conv1D layout [n_in, n_out], so a linear layer is x @ w + b.
+"""
+
+from __future__ import annotations
+
+import math
+
+import array_api_extra as xpx
+from array_api_compat import array_namespace
+from array_api_compat import device as device_of
+
+
+def gelu(x):  # [...] -> [...]
+    xp = array_namespace(x)
+    # GPT-2's tanh approximation ("gelu_new"). x * x * x, not x ** 3: NumPy's float32 power is ~200x slower.
+    return 0.5 * x * (1.0 + xp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x))))
+
+
+def softmax(x):  # [..., S] -> [..., S]
+    xp = array_namespace(x)
+    exp = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+    return exp / xp.sum(exp, axis=-1, keepdims=True)
+
+
+def layer_norm(x, g, b, eps):  # [..., C] -> [..., C]
+    xp = array_namespace(x)
+    mean = xp.mean(x, axis=-1, keepdims=True)
+    variance = xp.var(x, axis=-1, keepdims=True)  # correction=0, as LayerNorm needs
+    return g * ((x - mean) / xp.sqrt(variance + eps)) + b
+
+
+def linear(x, w, b):  # [B, T, n_in] -> [B, T, n_out]
+    xp = array_namespace(x)
+    *lead, n_in = x.shape
+    # One 2-D matmul over all rows: BLAS runs it as one GEMM instead of one per batch row.
+    y = xp.reshape(x, (-1, n_in)) @ w + b
+    return xp.reshape(y, (*lead, w.shape[1]))
+
+
+def ffn(x, c_fc, c_proj):  # [B, T, C] -> [B, T, C]
+    return linear(gelu(linear(x, **c_fc)), **c_proj)
+
+
+def split_heads(x, n_head):  # [B, T, C] -> [B, H, T, D]
+    xp = array_namespace(x)
+    B, T, C = x.shape
+    return xp.permute_dims(xp.reshape(x, (B, T, n_head, C // n_head)), (0, 2, 1, 3))
+
+
+def merge_heads(x):  # [B, H, T, D] -> [B, T, C]
+    xp = array_namespace(x)
+    B, H, T, D = x.shape
+    return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (B, T, H * D))
+
+
+def attention(q, k, v, mask):  # [B, H, T, D], [B, H, S, D], [B, H, S, D], [B, 1, T, S] -> [B, H, T, D]
+    xp = array_namespace(q)
+    scores = (q @ xp.matrix_transpose(k)) / math.sqrt(q.shape[-1])
+    return softmax(xp.where(mask, scores, -math.inf)) @ v
+
+
+def write_cache(cache, new, start):  # [B, H, S_max, D], [B, H, T, D] -> [B, H, S_max, D]
+    """Store new keys or values at slots [start, start + T). Keep the result: JAX arrays are immutable."""
+    if new.shape[2] == 1:
+        # A single slot is an integer index, which may be a traced value inside a compiled decode
+        # step; a slice bound may not.
+        return xpx.at(cache, (slice(None), slice(None), start, slice(None))).set(new[:, :, 0, :])
+    return xpx.at(cache, (slice(None), slice(None), slice(start, start + new.shape[2]), slice(None))).set(new)
+
+
+def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None, start=0):  # [B, T, C] -> [B, T, C]
+    C = x.shape[-1]
+    qkv = linear(x, **c_attn)  # [B, T, 3C]
+    q, k, v = (split_heads(qkv[..., i * C:(i + 1) * C], n_head) for i in range(3))  # 3 x [B, H, T, D]
+    if kv_cache is not None:
+        kv_cache = (write_cache(kv_cache[0], k, start), write_cache(kv_cache[1], v, start))
+        n_slots = mask.shape[-1]  # a static length, so a compiled step keeps static shapes
+        k, v = kv_cache[0][:, :, :n_slots, :], kv_cache[1][:, :, :n_slots, :]  # [B, H, S, D]
+    return linear(merge_heads(attention(q, k, v, mask)), **c_proj), kv_cache
+
+
+def transformer_block(x, mlp, attn, ln_1, ln_2, n_head, eps, mask, kv_cache=None, start=0):
+    # [B, T, C] -> [B, T, C]
+    a, kv_cache = mha(layer_norm(x, **ln_1, eps=eps), **attn, n_head=n_head, mask=mask,
+                      kv_cache=kv_cache, start=start)
+    x = x + a
+    x = x + ffn(layer_norm(x, **ln_2, eps=eps), **mlp)
+    return x, kv_cache
+
+
+def embed(ids, positions, wte, wpe):  # [B, T] token ids, [B, T] positions -> [B, T, C]
+    xp = array_namespace(wte)
+    B, T = ids.shape
+    rows = xp.take(wte, xp.reshape(ids, (-1,)), axis=0) + xp.take(wpe, xp.reshape(positions, (-1,)), axis=0)
+    return xp.reshape(rows, (B, T, wte.shape[1]))
+
+
+def tied_logits(x, wte):  # [B, T, C] -> [B, T, V]
+    xp = array_namespace(x)
+    B, T, C = x.shape
+    return xp.reshape(xp.reshape(x, (B * T, C)) @ xp.matrix_transpose(wte), (B, T, wte.shape[0]))
+
+
+def gpt2(params, ids, positions, mask, n_head, eps, kv_cache=None, start=0, last_only=False):
+    """[B, T] ids -> [B, T, V] logits (or [B, 1, V] with last_only), and the updated KV cache.
+
+    mask is [B, 1, T, S]: which of the S attended slots each new token may see. Without a cache the
+    slots are the T tokens themselves; with one, they are cache slots [0, S) after writing the T new
+    keys and values at [start, start + T).
+    """
+    x = embed(ids, positions, params["wte"], params["wpe"])
+    new_cache = []
+    for i, block in enumerate(params["blocks"]):
+        layer_cache = None if kv_cache is None else kv_cache[i]
+        x, layer_cache = transformer_block(x, **block, n_head=n_head, eps=eps, mask=mask,
+                                           kv_cache=layer_cache, start=start)
+        new_cache.append(layer_cache)
+    if last_only:
+        x = x[:, -1:, :]  # generation needs the last position only: skips most of the vocab projection
+    x = layer_norm(x, **params["ln_f"], eps=eps)
+    return tied_logits(x, params["wte"]), (None if kv_cache is None else new_cache)
+
+
+# Masks and positions for left-padded batches. A prompt shorter than the longest is padded on the
+# left, so every row's next token lands in the same cache slot; pad[b] counts row b's pad slots.
+
+def attention_mask(query_slots, n_slots, pad):  # [T] slots, int S, [B] pad counts -> [B, 1, T, S]
+    xp = array_namespace(query_slots, pad)
+    keys = xp.arange(n_slots, dtype=query_slots.dtype, device=device_of(query_slots))
+    query = query_slots[:, None]
+    causal = keys[None, :] <= query  # [T, S]
+    # A pad query may see itself, so no softmax row is all -inf; real queries never see pad keys.
+    visible = (keys[None, None, :] >= pad[:, None, None]) | (keys[None, :] == query)[None, ...]  # [B, T, S]
+    return xp.expand_dims(causal[None, ...] & visible, axis=1)
+
+
+def position_ids(query_slots, pad):  # [T] slots, [B] pad counts -> [B, T]
+    xp = array_namespace(query_slots, pad)
+    positions = query_slots[None, :] - pad[:, None]
+    return xp.where(positions < 0, 0, positions)  # pad slots take position 0; their output is never used

@@ -1,0 +1,88 @@
+"""A loaded GPT-2: parameters on one backend, the compiled steps, and the public methods."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Iterator
+
+from .checkpoint import load_checkpoint, nest_params
+from .config import END_OF_TEXT_ID, GPTConfig
+from .generate import (as_prompt_list, check_prompts, decode_step, full_forward, generate_tokens,
+                       prefill_step)
+from .runtime import Backend, resolve_backend
+from .sampling import Sampling
+from .source import ModelSource, resolve_model
+
+
+class Model:
+    def __init__(self, config: GPTConfig, params: dict, backend: Backend, dtype: str,
+                 source: ModelSource | None = None):
+        self.config, self.params, self.backend, self.dtype_name = config, params, backend, dtype
+        self.dtype = backend.dtype(dtype)
+        self.source = source
+        shape_args = dict(n_head=config.n_head, eps=config.layer_norm_epsilon)
+        self.prefill = backend.compile(functools.partial(prefill_step, **shape_args),
+                                       static_argnames=("sampling",), donate_argnames=("cache",))
+        self.decode = backend.compile(functools.partial(decode_step, **shape_args),
+                                      static_argnames=("n_slots", "sampling"), donate_argnames=("cache",))
+        self._forward = backend.compile(functools.partial(full_forward, **shape_args))
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the weights are random (a preset), so any text they make is noise."""
+        return bool(self.source and self.source.synthetic)
+
+    @functools.cached_property
+    def tokenizer(self):
+        from .tokenizer import Tokenizer
+        directory = self.source.directory if self.source else None
+        if directory and (Path(directory) / "vocab.json").exists():
+            return Tokenizer.from_dir(directory)
+        return Tokenizer.gpt2()
+
+    def logits(self, ids):
+        """[B, T] ids (nested lists, or one flat list) -> [B, T, V] logits on the backend, no cache."""
+        prompts, _ = as_prompt_list(ids)
+        check_prompts(prompts, self.config.vocab_size, self.config.n_positions)
+        if len({len(p) for p in prompts}) != 1:
+            raise ValueError("logits() takes rows of equal length; use generate() for mixed lengths")
+        xp = self.backend.xp
+        return self._forward(self.params, xp.asarray(prompts, dtype=xp.int32, device=self.backend.device))
+
+    def stream(self, prompts, max_new_tokens: int = 40, temperature: float = 0.0, top_k: int | None = None,
+               top_p: float | None = None, seed: int | None = None,
+               stop_at_eos: bool = False) -> Iterator[list[int | None]]:
+        """Yield each step's new id for every prompt (None for a prompt that already stopped)."""
+        rows, _ = as_prompt_list(prompts)
+        sampling = Sampling(temperature, top_k, top_p)
+        return generate_tokens(self, rows, max_new_tokens, sampling, seed,
+                               END_OF_TEXT_ID if stop_at_eos else None)
+
+    def generate(self, prompts, max_new_tokens: int = 40, temperature: float = 0.0, top_k: int | None = None,
+                 top_p: float | None = None, seed: int | None = None, stop_at_eos: bool = False):
+        """The new ids for each prompt (without the stop token). One flat prompt gives one flat list."""
+        rows, single = as_prompt_list(prompts)
+        new = [[] for _ in rows]
+        for step in self.stream(rows, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eos):
+            for out, token in zip(new, step):
+                if token is not None:
+                    out.append(token)
+        return new[0] if single else new
+
+    def __repr__(self):
+        where = self.source.describe() if self.source else "in memory"
+        return (f"<Model GPT-2 {self.config.n_layer}x{self.config.n_embd} ({self.config.n_params / 1e6:.0f}M) "
+                f"on {self.backend.name} {self.dtype_name}, {where}>")
+
+
+def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = "float32",
+               device: str | None = None, seed: int = 0, progress=None) -> Model:
+    """Load GPT-2 from a preset ('124M': synthetic weights, cached), a local HF directory or a hub id."""
+    backend = resolve_backend(backend, device)
+    backend.dtype(dtype)  # fail on an unsupported dtype before reading gigabytes
+    source = resolve_model(spec, seed=seed, progress=progress)
+    config, tensors = load_checkpoint(source.directory)
+    flat = {name: backend.from_host(tensor, dtype) for name, tensor in tensors.items()}
+    return Model(config, nest_params(flat, config.n_layer), backend, dtype, source)
+

@@ -1,0 +1,58 @@
+"""What the engine needs from an array library that the standard does not give.
+
+The engine is written against the array API standard only. Making arrays from host memory, moving
+them back, synchronizing, compiling and drawing random numbers are not in the standard, so a backend
+adapter (see backends/) supplies them through this protocol. The engine never imports backends/: it
+finds the registry through the `arraygpt.backends` entry point, so the dependency points one way.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any, Callable, Protocol, Sequence
+
+from .errors import ArrayGPTError
+
+
+class HostRandom(Protocol):
+    """Seeded random numbers drawn on the host, so a seed samples the same way on every backend."""
+
+    def uniform(self, n: int) -> list[float]: ...
+
+    def normal(self, shape: Sequence[int], std: float) -> Any:
+        """A C-contiguous float32 host array (anything with the buffer protocol)."""
+
+
+class Backend(Protocol):
+    name: str          # "numpy", "jax", ...
+    xp: Any            # the array API namespace
+    device: Any        # where arrays are made
+    compiles: bool     # True when steps are compiled: shapes must then stay static
+
+    def dtype(self, name: str) -> Any:
+        """The namespace's dtype for 'float32', 'float16', ...; raises if the library lacks it."""
+
+    def from_host(self, tensor: Any, dtype: str) -> Any:
+        """A device array from a checkpoint tensor (engine.checkpoint.HostTensor), converted to dtype."""
+
+    def to_host(self, x: Any) -> Any:
+        """A host (NumPy) copy of x; the engine calls only .tolist() on it."""
+
+    def synchronize(self) -> None: ...
+
+    def compile(self, fn: Callable, *, static_argnames: Sequence[str] = (),
+                donate_argnames: Sequence[str] = ()) -> Callable: ...
+
+    def random(self, seed: int | None) -> HostRandom: ...
+
+
+def resolve_backend(backend: "str | Backend", device: str | None = None) -> Backend:
+    """A Backend object as given, or the registered one for a name such as 'numpy'."""
+    if not isinstance(backend, str):
+        return backend
+    found = entry_points(group="arraygpt.backends", name="get_backend")
+    if not found:
+        raise ArrayGPTError("no backend registry found: install arraygpt (pip install -e .) "
+                            "so that its 'arraygpt.backends' entry point exists")
+    get_backend = next(iter(found)).load()
+    return get_backend(backend, device=device)
