@@ -41,6 +41,16 @@ class HostRandom:
         return values
 
 
+def parse_device(device: str | None) -> tuple[str | None, int]:
+    """'gpu:1' -> ('gpu', 1); 'cpu' -> ('cpu', 0); None -> (None, 0)."""
+    if device is None:
+        return None, 0
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "gpu", "cuda", "tpu") or (index and not index.isdigit()):
+        raise BackendError(f"unknown device '{device}' (use cpu, gpu, gpu:N or tpu)")
+    return ("gpu" if kind == "cuda" else kind), int(index or 0)
+
+
 class ArrayBackend:
     """Defaults for an eager library: no compilation, nothing to synchronize, host random numbers."""
 
@@ -65,8 +75,12 @@ class ArrayBackend:
     def to_host(self, x) -> np.ndarray:
         return np.asarray(x)
 
-    def synchronize(self) -> None:
-        pass
+    def synchronize(self, *arrays) -> None:
+        """Wait until the device has finished all work (or the work producing arrays)."""
+
+    def memory_in_use(self) -> int | None:
+        """Bytes the library holds on the device, where it can tell; None on the CPU."""
+        return None
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         return fn

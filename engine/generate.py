@@ -78,11 +78,16 @@ def check_prompts(prompts: Sequence[Sequence[int]], vocab_size: int, context: in
 
 def generate_tokens(model, prompts: list[list[int]], max_new_tokens: int, sampling: Sampling,
                     seed: int | None, stop_token: int | None) -> Iterator[list[int | None]]:
-    """Yield, at each step, the new token of every prompt (None once a prompt has hit stop_token)."""
+    """Check the request now, then yield at each step the new token of every prompt (None once a
+    prompt has hit stop_token)."""
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise GenerationError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    check_prompts(prompts, model.config.vocab_size, model.config.n_positions, max_new_tokens)
+    return _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
+
+
+def _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token):
     config, backend = model.config, model.backend
-    check_prompts(prompts, config.vocab_size, config.n_positions, max_new_tokens)
     xp, device = backend.xp, backend.device
     batch, prompt_len = len(prompts), max(len(p) for p in prompts)
     n_slots = prompt_len + max_new_tokens

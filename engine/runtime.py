@@ -38,7 +38,8 @@ class Backend(Protocol):
     def to_host(self, x: Any) -> Any:
         """A host (NumPy) copy of x; the engine calls only .tolist() on it."""
 
-    def synchronize(self) -> None: ...
+    def synchronize(self, *arrays) -> None:
+        """Block until the device has finished the work (producing arrays); call before reading a clock."""
 
     def compile(self, fn: Callable, *, static_argnames: Sequence[str] = (),
                 donate_argnames: Sequence[str] = ()) -> Callable: ...

@@ -57,6 +57,8 @@ def resolve_model(spec, seed: int = 0, progress=None) -> ModelSource:
     if path.exists():
         raise ModelNotFoundError(f"{spec}: not a directory (give the checkpoint's directory, "
                                  "holding config.json and model.safetensors)")
+    if re.fullmatch(r"\d+(\.\d+)?[MmBb]", spec):
+        raise ModelNotFoundError(f"unknown preset '{spec}' (presets: {', '.join(PRESETS)})")
     if spec.startswith((".", "/", "~")) or not _HUB_ID.match(spec):
         raise ModelNotFoundError(f"{spec}: no such directory (presets: {', '.join(PRESETS)})")
     return ModelSource(spec, download_from_hub(spec), None)

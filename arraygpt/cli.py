@@ -1,0 +1,61 @@
+"""`arraygpt COMMAND ...`: every user error ends in one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from backends import BACKENDS, BackendError, BackendUnavailable, usable_backends
+from engine.errors import ArrayGPTError
+
+from . import __version__
+from .commands import COMMANDS
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (with where to look) instead of usage + error."""
+
+    def error(self, message):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="arraygpt",
+        description="GPT-2 inference written once against the Python array API standard, "
+                    "run and benchmarked on NumPy, JAX, CuPy and PyTorch.",
+        epilog="Run 'arraygpt COMMAND --help' for a command's options. Models: a preset (tiny, 124M, 355M, "
+               "774M, 1558M: synthetic random weights at GPT-2's shapes, created once and cached), a local "
+               "Hugging Face GPT-2 directory, or a hub id such as gpt2 (needs the 'hub' extra and network).",
+    )
+    parser.add_argument("--version", action="version", version=f"arraygpt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name, module in COMMANDS.items():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return COMMANDS[args.command].run(args) or 0
+    except BackendUnavailable as err:
+        usable = ", ".join(usable_backends(tuple(BACKENDS))) or "none"
+        print(f"arraygpt {args.command}: error: {err} (usable here: {usable})", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (ArrayGPTError, BackendError) as err:
+        print(f"arraygpt {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"arraygpt {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `arraygpt ... | head` closed the pipe: not an error worth a traceback
+        sys.stderr.close()
+        return 0

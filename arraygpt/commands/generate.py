@@ -1,0 +1,74 @@
+"""arraygpt generate PROMPT ...: continue prompts, streaming tokens as they come."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import sys
+import time
+
+from engine.errors import GenerationError
+from engine.sampling import Sampling
+
+from .options import add_model_options, load_model_with_progress, read_text_arg, stderr, warn_if_synthetic
+
+
+def add_parser(sub):
+    p = sub.add_parser("generate", help="continue one or more prompts",
+                       description="Continue one or more prompts with GPT-2. One prompt streams its tokens "
+                                   "as they come; several run as one left-padded batch.")
+    p.add_argument("prompts", nargs="+", metavar="PROMPT", help="text to continue ('-' reads stdin)")
+    p.add_argument("-n", "--max-new-tokens", type=int, default=40, metavar="N", help="tokens to add (default: 40)")
+    p.add_argument("--temperature", type=float, default=0.0, metavar="T",
+                   help="0 = greedy (default); higher samples more freely")
+    p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample from the K likeliest tokens")
+    p.add_argument("--top-p", type=float, default=None, metavar="P",
+                   help="sample from the smallest set of tokens holding probability P")
+    p.add_argument("--seed", type=int, default=None, help="make sampling reproducible (same on every backend)")
+    p.add_argument("--stop-at-eos", action="store_true", help="stop a prompt at <|endoftext|>")
+    p.add_argument("--json", action="store_true", help="print one JSON object per prompt instead of text")
+    add_model_options(p)
+
+
+def run(args) -> int:
+    texts = [read_text_arg(t) for t in args.prompts]
+    if any(not t for t in texts):
+        raise GenerationError("empty prompt: give some text to continue")
+    Sampling(args.temperature, args.top_k, args.top_p)  # bad values fail before a model is loaded
+    model = load_model_with_progress(args)
+    tok = model.tokenizer
+    prompts = [tok.encode(t) for t in texts]
+    stream = model.stream(prompts, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                          top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop_at_eos=args.stop_at_eos)
+    warn_if_synthetic(model)
+    live = len(prompts) == 1 and not args.json
+    new = [[] for _ in prompts]
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span tokens
+    if live:
+        sys.stdout.write(texts[0])
+        sys.stdout.flush()
+    start = first = time.perf_counter()
+    for step_index, step in enumerate(stream):
+        if step_index == 0:
+            first = time.perf_counter()
+        for out, token in zip(new, step):
+            if token is not None:
+                out.append(token)
+        if live and step[0] is not None:
+            sys.stdout.write(decoder.decode(tok.decode_bytes([step[0]])))
+            sys.stdout.flush()
+    elapsed = time.perf_counter() - start
+    if live:
+        sys.stdout.write(decoder.decode(b"", final=True) + "\n")
+    elif args.json:
+        for text, ids in zip(texts, new):
+            print(json.dumps({"prompt": text, "ids": ids, "text": tok.decode(ids), "random_weights": model.synthetic}))
+    else:
+        for text, ids in zip(texts, new):
+            print(text + tok.decode(ids))
+    total = sum(len(ids) for ids in new)
+    decode_rate = (total - len(new)) / (time.perf_counter() - first) if total > len(new) else float("nan")
+    stderr.print(f"[dim]{total} tokens in {elapsed:.2f} s ({total / elapsed:.1f} tokens/s; decode "
+                 f"{decode_rate:.1f} tokens/s; first token {first - start:.2f} s) on {model.backend.name} "
+                 f"{model.dtype_name}[/]")
+    return 0

@@ -1,0 +1,39 @@
+"""arraygpt init PRESET DIR: write a synthetic checkpoint in the Hugging Face GPT-2 layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config import PRESETS
+from engine.errors import ArrayGPTError
+
+from .options import progress_bar, stderr
+
+
+def add_parser(sub):
+    p = sub.add_parser("init", help="write a synthetic (random-weight) checkpoint",
+                       description="Write config.json, model.safetensors, vocab.json and merges.txt for a GPT-2 "
+                                   "of a preset size, with weights drawn as GPT-2 initializes them "
+                                   "(deterministic for a seed). Hugging Face transformers loads the result.")
+    p.add_argument("preset", metavar="PRESET", help=f"one of {', '.join(PRESETS)}")
+    p.add_argument("directory", metavar="DIR", help="where to write it")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--force", action="store_true", help="replace DIR if it is not empty")
+
+
+def run(args) -> int:
+    from engine.synthetic import write_synthetic_checkpoint
+
+    directory = Path(args.directory)
+    if args.preset not in PRESETS:
+        raise ArrayGPTError(f"unknown preset '{args.preset}' (presets: {', '.join(PRESETS)})")
+    if directory.exists() and not directory.is_dir():
+        raise ArrayGPTError(f"{directory}: exists and is not a directory")
+    if directory.is_dir() and any(directory.iterdir()) and not args.force:
+        raise ArrayGPTError(f"{directory}: not empty (pass --force to replace it)")
+    with progress_bar(f"writing {args.preset}") as update:
+        write_synthetic_checkpoint(args.preset, directory, seed=args.seed, progress=update)
+    config = PRESETS[args.preset]
+    stderr.print(f"wrote synthetic {args.preset} ({config.n_params:,} parameters, random weights, seed {args.seed}) "
+                 f"to {directory}")
+    return 0

@@ -1,0 +1,70 @@
+"""Options several commands share, and small helpers for reading prompts and loading models."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from backends import BACKENDS
+from engine.config import PRESETS
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def add_model_options(parser, default_model="124M"):
+    group = parser.add_argument_group("model and hardware")
+    group.add_argument("--model", default=default_model, metavar="SPEC",
+                       help=f"preset ({', '.join(PRESETS)}; random weights), a local Hugging Face GPT-2 "
+                            f"directory, or a hub id (default: {default_model})")
+    group.add_argument("--backend", default="numpy", metavar="NAME",
+                       help=f"array library: {', '.join(BACKENDS)} (default: numpy)")
+    group.add_argument("--device", default=None, metavar="DEV",
+                       help="cpu, gpu, gpu:1, tpu (default: the library's default device)")
+    group.add_argument("--dtype", default="float32", metavar="DTYPE",
+                       help="float32, float16, bfloat16 or float64 (default: float32)")
+    group.add_argument("--model-seed", type=int, default=0, metavar="S",
+                       help="seed of a preset's synthetic weights (default: 0)")
+
+
+def read_text_arg(text: str) -> str:
+    """'-' reads standard input."""
+    return sys.stdin.read() if text == "-" else text
+
+
+@contextmanager
+def progress_bar(description: str):
+    """A rich progress bar on stderr, started only if the work reports progress (so quick work prints nothing)."""
+    progress, task = None, None
+
+    def update(done: int, total: int):
+        nonlocal progress, task
+        if progress is None:
+            progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+                                console=stderr, transient=True)
+            progress.start()
+            task = progress.add_task(description, total=total)
+        progress.update(task, completed=done)
+
+    try:
+        yield update
+    finally:
+        if progress is not None:
+            progress.stop()
+
+
+def load_model_with_progress(args):
+    from engine import load_model
+    with progress_bar(f"writing synthetic {args.model} checkpoint (first use only)") as update:
+        return load_model(args.model, backend=args.backend, dtype=args.dtype, device=args.device,
+                          seed=args.model_seed, progress=update)
+
+
+def warn_if_synthetic(model):
+    if model.synthetic:
+        mark = model.source.synthetic
+        stderr.print(f"[yellow]note:[/] {mark['preset']} has random weights (synthetic, seed {mark['seed']}): "
+                     "the text below is noise, not GPT-2. Pass --model DIR for real weights.")

@@ -1,0 +1,57 @@
+"""PyTorch (CPU or CUDA) through array_api_compat's torch namespace. Eager: no compilation."""
+
+from __future__ import annotations
+
+import warnings
+
+from .base import ArrayBackend, BackendUnavailable, host_array, parse_device
+
+import torch  # noqa: E402  (an ImportError here tells the registry that torch is missing)
+from array_api_compat import torch as xp  # noqa: E402
+
+
+class TorchBackend(ArrayBackend):
+    name = "torch"
+    xp = xp
+
+    def __init__(self, device: str | None = None):
+        kind, index = parse_device(device)
+        if kind in (None, "cpu"):
+            self.device = torch.device("cpu")
+        elif kind == "gpu":
+            if not torch.cuda.is_available():
+                raise BackendUnavailable("torch", "PyTorch sees no CUDA GPU here (torch "
+                                         f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'})",
+                                         "install a CUDA build of torch on a machine with an NVIDIA GPU")
+            if index >= torch.cuda.device_count():
+                raise BackendUnavailable("torch", f"there is no CUDA device {index} "
+                                         f"({torch.cuda.device_count()} present)")
+            self.device = torch.device("cuda", index)
+        else:
+            raise BackendUnavailable("torch", f"arraygpt's torch adapter runs on cpu and gpu, not {kind}")
+        torch.set_grad_enabled(False)  # inference only: no autograd graph per op
+
+    def from_host(self, tensor, dtype):
+        with warnings.catch_warnings():
+            # A memory-mapped checkpoint is read-only; torch warns although we never write weights.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.asarray(host_array(tensor), device=self.device).to(self.dtype(dtype))
+
+    def to_host(self, x):
+        return x.detach().cpu().numpy()
+
+    def synchronize(self, *arrays):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def memory_in_use(self):
+        return torch.cuda.memory_allocated(self.device) if self.device.type == "cuda" else None
+
+    def device_name(self):
+        if self.device.type == "cuda":
+            return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
+        return "cpu"
+
+
+def create(device: str | None = None) -> TorchBackend:
+    return TorchBackend(device)
