@@ -1,0 +1,160 @@
+"""Generation: cached vs uncached, batching, backends against each other, sampling, seeds, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from engine import GenerationError, load_model
+from engine.generate import generate_tokens
+from engine.sampling import Sampling, keep_top_k, keep_top_p, sample
+
+from conftest import random_ids
+
+
+@pytest.fixture(scope="module")
+def model(small_checkpoint):
+    return load_model(small_checkpoint, backend="numpy", dtype="float32")
+
+
+def greedy_without_cache(model, prompt, n):
+    """Full recomputation each step: what the KV cache must reproduce exactly."""
+    ids = list(prompt)
+    for _ in range(n):
+        logits = np.asarray(model.logits([ids]))
+        ids.append(int(np.argmax(logits[0, -1])))
+    return ids[len(prompt):]
+
+
+@pytest.mark.parametrize("length", [1, 4, 17])
+def test_cached_generation_equals_full_recomputation(model, length):
+    prompt = random_ids(length, 100, seed=length)
+    assert model.generate(prompt, max_new_tokens=20) == greedy_without_cache(model, prompt, 20)
+
+
+def test_mixed_length_batch_equals_one_by_one(model):
+    prompts = [random_ids(n, 100, seed=n) for n in (1, 7, 3, 12)]
+    alone = [model.generate(p, max_new_tokens=12) for p in prompts]
+    assert model.generate(prompts, max_new_tokens=12) == alone
+
+
+def test_backends_agree_with_numpy(small_checkpoint, backend):
+    """Every usable backend (float32) against our NumPy float64 forward: logits and greedy tokens."""
+    ids = random_ids(12, 100, seed=8, batch=2)
+    reference = load_model(small_checkpoint, backend="numpy", dtype="float64")
+    expected = np.asarray(reference.logits(ids))
+    model = load_model(small_checkpoint, backend=backend, dtype="float32")
+    got = backend.to_host(model.logits(ids))
+    np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
+    prompts = [random_ids(n, 100, seed=n) for n in (3, 8)]
+    assert model.generate(prompts, max_new_tokens=10) == reference.generate(prompts, max_new_tokens=10)
+
+
+def test_same_seed_samples_the_same_on_every_backend(small_checkpoint, backend):
+    prompt = random_ids(5, 100, seed=1)
+    kwargs = dict(max_new_tokens=12, temperature=0.8, top_k=40, top_p=0.95, seed=1234)
+    reference = load_model(small_checkpoint, backend="numpy").generate(prompt, **kwargs)
+    assert load_model(small_checkpoint, backend=backend).generate(prompt, **kwargs) == reference
+
+
+def test_seeds_reproduce_and_differ(model):
+    prompt = random_ids(4, 100, seed=2)
+    first = model.generate(prompt, max_new_tokens=20, temperature=1.0, seed=1)
+    assert model.generate(prompt, max_new_tokens=20, temperature=1.0, seed=1) == first
+    assert model.generate(prompt, max_new_tokens=20, temperature=1.0, seed=2) != first
+
+
+def test_top_k_one_and_tiny_top_p_are_greedy(model):
+    prompt = random_ids(6, 100, seed=3)
+    greedy = model.generate(prompt, max_new_tokens=10)
+    assert model.generate(prompt, max_new_tokens=10, temperature=1.5, top_k=1, seed=0) == greedy
+    assert model.generate(prompt, max_new_tokens=10, temperature=1.5, top_p=1e-6, seed=0) == greedy
+
+
+def softmax64(x):
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def empirical(logits, sampling, n=20000, seed=0):
+    from array_api_compat import numpy as xp
+    rng = np.random.default_rng(seed)
+    batch = xp.asarray(np.repeat(logits[None, :], n, axis=0), dtype=xp.float32)
+    ids = sample(batch, xp.asarray(rng.random(n), dtype=xp.float32), sampling)
+    return np.bincount(np.asarray(ids), minlength=logits.size) / n
+
+
+def test_sampling_follows_softmax_of_tempered_logits():
+    logits = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+    for temperature in (1.0, 0.5, 2.0):
+        expected = softmax64(logits / temperature)
+        assert np.abs(empirical(logits, Sampling(temperature)) - expected).max() < 0.015
+
+
+def test_top_k_and_top_p_keep_the_right_tokens():
+    logits = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+    got = empirical(logits, Sampling(1.0, top_k=3))
+    expected = np.zeros(6)
+    expected[:3] = softmax64(logits[:3])
+    assert np.abs(got - expected).max() < 0.015
+    probs = softmax64(logits)  # [0.55, 0.20, 0.12, 0.07, 0.03, 0.003]: 0.8 needs the first three
+    got = empirical(logits, Sampling(1.0, top_p=0.8))
+    expected = np.zeros(6)
+    expected[:3] = probs[:3] / probs[:3].sum()
+    assert np.abs(got - expected).max() < 0.015
+
+
+def test_filters_directly():
+    from array_api_compat import numpy as xp
+    logits = xp.asarray([[3.0, 1.0, 2.0, 0.0]], dtype=xp.float32)
+    assert np.isinf(keep_top_k(logits, 2)).tolist() == [[False, True, False, True]]
+    probs = xp.asarray([[0.1, 0.6, 0.3, 0.0]], dtype=xp.float32)
+    assert (np.asarray(keep_top_p(probs, 0.7)) > 0).tolist() == [[False, True, True, False]]
+
+
+def test_stop_token_ends_a_row_and_not_the_others(model):
+    prompts = [random_ids(3, 100, seed=21), random_ids(5, 100, seed=22)]
+    free = model.generate(prompts, max_new_tokens=15)
+    stop = free[0][4]
+    steps = list(generate_tokens(model, prompts, 15, Sampling(), None, stop_token=stop))
+    first_row = [s[0] for s in steps]
+    cut = free[0].index(stop)
+    assert first_row[:cut] == free[0][:cut] and all(t is None for t in first_row[cut:])
+    second = [s[1] for s in steps if s[1] is not None]
+    assert second == (free[1][:free[1].index(stop)] if stop in free[1] else free[1])
+
+
+def test_streaming_yields_one_step_at_a_time(model):
+    prompt = random_ids(4, 100, seed=9)
+    stream = model.stream(prompt, max_new_tokens=5)
+    steps = [next(stream) for _ in range(5)]
+    assert [s[0] for s in steps] == model.generate(prompt, max_new_tokens=5)
+    assert next(stream, "done") == "done"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(temperature=-1.0), "temperature"),
+    (dict(temperature=math.nan), "temperature"),
+    (dict(top_k=0), "top_k"),
+    (dict(top_p=0.0), "top_p"),
+    (dict(top_p=1.5), "top_p"),
+    (dict(max_new_tokens=0), "max_new_tokens"),
+])
+def test_bad_generation_values_are_clear_errors(model, kwargs, message):
+    with pytest.raises(GenerationError, match=message):
+        model.generate([1, 2, 3], **({"max_new_tokens": 5} | kwargs))
+
+
+def test_prompt_errors_come_before_any_work(model):
+    with pytest.raises(GenerationError, match="empty"):
+        model.generate([[]], max_new_tokens=3)
+    with pytest.raises(GenerationError, match="outside the vocabulary"):
+        model.generate([1, 100], max_new_tokens=3)
+    with pytest.raises(GenerationError, match="outside the vocabulary"):
+        model.generate([-1], max_new_tokens=3)
+    with pytest.raises(GenerationError, match="exceeds the model's context of 48"):
+        model.stream([1] * 40, max_new_tokens=9)  # raised on the call, not at the first token
+    with pytest.raises(GenerationError, match="exceeds the model's context of 48"):
+        model.logits([[1] * 49])
