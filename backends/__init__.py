@@ -21,8 +21,10 @@ BACKENDS = {
 SPEED_BACKENDS = ("numpy", "jax", "torch", "cupy")
 
 
-def get_backend(name: str, device: str | None = None):
-    """The adapter for a library name, on a device ('cpu', 'gpu', 'gpu:1', 'tpu'; None = its default)."""
+def get_backend(name: str, device: str | None = None, **options):
+    """The adapter for a library name, on a device ('cpu', 'gpu', 'gpu:1', 'tpu'; None = its default).
+
+    options go to the adapter (jax: matmul_precision="highest" for parity runs)."""
     if name not in BACKENDS:
         raise BackendError(f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})")
     module_name, hint = BACKENDS[name]
@@ -31,7 +33,7 @@ def get_backend(name: str, device: str | None = None):
     except ImportError as err:
         raise BackendUnavailable(name, f"{err.name or err} is not installed", hint) from None
     try:
-        return module.create(device)
+        return module.create(device, **options)
     except BackendUnavailable as err:
         if not err.hint:
             err = BackendUnavailable(name, err.reason, hint)

@@ -42,5 +42,5 @@ class CupyBackend(ArrayBackend):
         return f"gpu:{self.device.id} ({props['name'].decode()})"
 
 
-def create(device: str | None = None) -> CupyBackend:
+def create(device: str | None = None, **options) -> CupyBackend:
     return CupyBackend(device)

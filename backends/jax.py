@@ -55,7 +55,7 @@ class JaxBackend(ArrayBackend):
         return (stats or {}).get("bytes_in_use")
 
     def device_name(self):
-        return f"{self.device.platform}:{self.device.id} ({getattr(self.device, 'device_kind', '')})"
+        return f"{self.device.platform}:{self.device.id}"
 
 
 def create(device: str | None = None, **options) -> JaxBackend:

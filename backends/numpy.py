@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import platform
-
 import numpy as np
 from array_api_compat import numpy as xp
 
@@ -26,10 +24,10 @@ class NumpyBackend(ArrayBackend):
         return np.asarray(super().from_host(tensor, dtype))
 
     def device_name(self):
-        return f"cpu ({platform.processor() or platform.machine()})"
+        return "cpu"
 
 
-def create(device: str | None = None) -> NumpyBackend:
+def create(device: str | None = None, **options) -> NumpyBackend:
     if device not in (None, "cpu"):
         raise BackendError(f"backend 'numpy' runs on the cpu only, not '{device}'")
     return NumpyBackend()

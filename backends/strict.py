@@ -28,12 +28,15 @@ class StrictBackend(ArrayBackend):
                 raise BackendError(f"backend 'strict' has no device '{device}' (devices: "
                                    f"{', '.join(d._device for d in info.devices())})") from None
 
+    def device_name(self):
+        return self.device._device  # 'CPU_DEVICE', 'device1', ...
+
     def to_host(self, x):
         # Strict arrays refuse conversion to NumPy off the default device; bring them home first.
         return np.asarray(x.to_device(self._home))
 
 
-def create(device: str | None = None) -> StrictBackend:
+def create(device: str | None = None, **options) -> StrictBackend:
     if array_api_strict is None:
         raise BackendUnavailable("strict", "array-api-strict is not installed",
                                  "pip install array-api-strict")

@@ -38,7 +38,8 @@ class TorchBackend(ArrayBackend):
             return torch.asarray(host_array(tensor), device=self.device).to(self.dtype(dtype))
 
     def to_host(self, x):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # NumPy has no bfloat16
 
     def synchronize(self, *arrays):
         if self.device.type == "cuda":
@@ -53,5 +54,5 @@ class TorchBackend(ArrayBackend):
         return "cpu"
 
 
-def create(device: str | None = None) -> TorchBackend:
+def create(device: str | None = None, **options) -> TorchBackend:
     return TorchBackend(device)

@@ -1,0 +1,82 @@
+"""Backends x dtypes against the NumPy float64 reference, as `arraygpt parity` runs them."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from benchmarks import parity
+from benchmarks.parity import TOLERANCE, run_parity
+from engine import load_model
+
+from conftest import BACKEND_CASES, backend_or_skip, random_ids
+
+DTYPES = ["float32", "float16", "bfloat16"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, device", BACKEND_CASES, ids=[f"{b}-{d or 'default'}" for b, d in BACKEND_CASES])
+def test_backend_dtype_matches_float64_reference(small_checkpoint, name, device, dtype):
+    """The scikit-learn pattern: namespace x device x dtype, each against the float64 reference."""
+    backend = backend_or_skip(name, device, **({"matmul_precision": "highest"} if name == "jax" else {}))
+    try:
+        backend.dtype(dtype)
+    except Exception as err:
+        pytest.skip(f"{name} has no {dtype}: {err}")
+    ids = random_ids(10, 100, seed=4, batch=2)
+    reference = np.asarray(load_model(small_checkpoint, backend="numpy", dtype="float64").logits(ids))
+    got = np.asarray(backend.to_host(load_model(small_checkpoint, backend=backend, dtype=dtype).logits(ids)),
+                     dtype=np.float64)
+    relative = np.abs(got - reference).max() / np.abs(reference).max()
+    assert relative <= TOLERANCE[dtype], f"{name} {dtype}: {relative:.2e}"
+
+
+def test_parity_matrix_passes_for_the_ci_backends(small_checkpoint):
+    backends = [("numpy", None), ("strict", None), ("strict", "device1"), ("jax", "cpu"), ("torch", "cpu"), ("cupy", None)]
+    setup, cells = run_parity(small_checkpoint, backends, ["float32", "float16", "bfloat16"], new_tokens=8)
+    by_key = {(c.backend, c.device, c.dtype): c for c in cells}
+    assert all(c.status in ("pass", "skipped") for c in cells), [c for c in cells if c.status == "fail"]
+    for c in cells:
+        if c.status == "skipped":
+            assert c.reason  # every skip says why
+    ran = {(c.backend, c.dtype) for c in cells if c.status == "pass"}
+    assert {("numpy", "float32"), ("strict", "float32"), ("numpy", "float16")} <= ran
+    assert ("numpy", "bfloat16") not in ran and by_key  # numpy has no bfloat16: skipped with the reason
+    assert setup["reference"] == "numpy float64"
+
+
+def test_parity_fails_a_cell_outside_tolerance(small_checkpoint, monkeypatch):
+    """The gate can fail: float16 against a float32-sized tolerance is flagged, with the reason."""
+    monkeypatch.setitem(parity.TOLERANCE, "float16", 1e-7)
+    _, cells = run_parity(small_checkpoint, [("numpy", None)], ["float16"], new_tokens=4)
+    assert cells[0].status == "fail" and "logits off by" in cells[0].reason
+
+
+def test_parity_cli_exit_codes(small_checkpoint, tmp_path, monkeypatch, capsys):
+    import json
+
+    from arraygpt.cli import main
+
+    out = tmp_path / "parity.json"
+    assert main(["parity", "--model", str(small_checkpoint), "--backends", "numpy,strict", "--json", str(out)]) == 0
+    cells = json.loads(out.read_text())["cells"]
+    assert [c["status"] for c in cells] == ["pass", "pass"]
+    monkeypatch.setitem(parity.TOLERANCE, "float32", 1e-9)
+    assert main(["parity", "--model", str(small_checkpoint), "--backends", "numpy"]) == 1
+
+
+def test_jax_decode_compiles_once_per_batch_and_cache_length(small_checkpoint):
+    jax_backend = backend_or_skip("jax", "cpu")
+    model = load_model(small_checkpoint, backend=jax_backend)
+    prompts = [random_ids(5, 100, seed=1), random_ids(3, 100, seed=2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "donated buffers were not usable"
+        model.generate(prompts, max_new_tokens=20)
+    assert model.decode._cache_size() == 1  # 19 decode steps, one trace
+    assert model.prefill._cache_size() == 1
+    model.generate(prompts, max_new_tokens=20, temperature=0.0)
+    assert model.decode._cache_size() == 1
+    model.generate([random_ids(7, 100, seed=3)], max_new_tokens=10)  # new batch size and cache length
+    assert model.decode._cache_size() == 2
