@@ -1,8 +1,9 @@
 """One module per command, each with add_parser(subparsers) and run(args) -> exit code."""
 
-from . import generate, info, init, parity, tokenize
+from . import bench, generate, info, init, parity, tokenize
 
 COMMANDS = {
+    "bench": bench,
     "generate": generate,
     "tokenize": tokenize,
     "init": init,

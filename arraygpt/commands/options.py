@@ -14,6 +14,11 @@ from engine.config import PRESETS
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def report_console() -> Console:
+    """Tables for people: the terminal's width, or a wide page when piped to a file or a CI log."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 def add_model_options(parser, default_model="124M"):
     group = parser.add_argument_group("model and hardware")
     group.add_argument("--model", default=default_model, metavar="SPEC",

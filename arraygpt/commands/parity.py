@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from backends import BACKENDS
 from engine.errors import ArrayGPTError
 
-from .options import stderr
+from .options import report_console, stderr
 
 DEFAULT_BACKENDS = "numpy,jax,torch,cupy,strict"
 
@@ -81,7 +80,7 @@ def run(args) -> int:
         setup, cells = run_parity(args.model, backends, dtypes, batch=args.batch, prompt_len=args.prompt_len,
                                   new_tokens=args.new_tokens, seed=args.seed, on_cell=progress)
     table, notes = render(cells)
-    console = Console()
+    console = report_console()
     console.print(table)
     for note in notes:
         console.print(escape(note), style="dim", soft_wrap=True)

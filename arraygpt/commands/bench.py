@@ -1,0 +1,110 @@
+"""arraygpt bench: tokens/s, latency, memory and % of roofline per backend, beside the peers."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from engine.errors import ArrayGPTError
+
+from .options import report_console, stderr
+from .parity import parse_backend_list
+
+
+def int_list(text):
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ArrayGPTError(f"expected comma-separated integers, got '{text}'") from None
+
+
+def str_list(text):
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_parser(sub):
+    from benchmarks.scenarios import available_suites
+    p = sub.add_parser(
+        "bench", help="benchmark backends (the main job)",
+        description="Measure prefill and decode tokens/s, time to first token, per-token latency, peak memory, "
+                    "% of this machine's roofline and parity with a float64 reference, for every usable backend "
+                    "beside Hugging Face transformers and picoGPT. Each runner works in a process of its own. "
+                    "With no arguments: the quick suite on the synthetic 124M model, float32.")
+    p.add_argument("--suite", default="quick", help=f"{', '.join(available_suites())}, or a .toml file (default: quick)")
+    p.add_argument("--backends", default=None, metavar="LIST",
+                   help="comma-separated NAME or NAME:DEVICE (default: every usable backend)")
+    p.add_argument("--models", type=str_list, default=None, metavar="LIST", help="override the suite's models")
+    p.add_argument("--dtypes", type=str_list, default=None, metavar="LIST", help="override the suite's dtypes")
+    p.add_argument("--batch-sizes", type=int_list, default=None, metavar="LIST", help="override batch sizes")
+    p.add_argument("--prompt-lens", type=int_list, default=None, metavar="LIST", help="override prompt lengths")
+    p.add_argument("--new-tokens", type=int_list, default=None, metavar="LIST", help="override new tokens")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per scenario")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up runs per scenario (the first includes compiling)")
+    p.add_argument("--peer", type=str_list, default=None, metavar="LIST",
+                   help="peer rows: hf, picogpt (default: the suite's); --peer none for none")
+    p.add_argument("--no-roofline", action="store_true", help="skip the bandwidth and matmul probes")
+    p.add_argument("--no-parity", action="store_true", help="skip the float64 parity check")
+    p.add_argument("--json", metavar="PATH", help="write every repeat, the machine and versions as JSON "
+                   "(default: out/bench-DATE.json); rewritten after each scenario, so an interrupted run keeps "
+                   "what finished")
+    p.add_argument("--list", action="store_true", help="print the scenarios and exit")
+
+
+def run(args) -> int:
+    from backends import SPEED_BACKENDS, usable_backends
+    from benchmarks.harness import Bench
+    from benchmarks.report import probes_table, results_table
+    from benchmarks.scenarios import expand, load_suite
+
+    suite = load_suite(args.suite)
+    if args.backends:
+        backends = parse_backend_list(args.backends)
+    else:
+        backends = [(name, None) for name in usable_backends(SPEED_BACKENDS)]
+    overrides = {"model": args.models, "dtype": args.dtypes, "batch": args.batch_sizes, "prompt_len": args.prompt_lens,
+                 "new_tokens": args.new_tokens, "repeats": args.repeats, "warmup": args.warmup}
+    peers = None if args.peer is None else [p for p in args.peer if p != "none"]
+    scenarios = expand(suite, backends, overrides, peers)
+    if args.list:
+        for s in scenarios:
+            print(s.id)
+        return 0
+    json_path = Path(args.json or f"out/bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
+    console = report_console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True) as progress:
+        task = progress.add_task("starting", total=len(scenarios))
+
+        def on_event(event):
+            kind = event["event"]
+            if kind == "reference":
+                progress.update(task, description=f"float64 reference for {event['model']}")
+            elif kind == "probe":
+                progress.update(task, description=f"{event['runner']}: roofline probes")
+            elif kind == "parity":
+                progress.update(task, description=f"{event['runner']}: parity")
+            elif kind == "start":
+                progress.update(task, description=event["id"])
+            elif kind == "done":
+                progress.advance(task)
+                if event["status"] != "ok":
+                    progress.console.print(f"[yellow]{event['id']}: {event['status']}[/]")
+
+        bench = Bench(scenarios, {"name": suite["name"], "description": suite.get("description", ""),
+                                  "overrides": {k: v for k, v in overrides.items() if v is not None}},
+                      json_path=json_path, roofline=not args.no_roofline, parity=not args.no_parity,
+                      on_event=on_event)
+        try:
+            doc = bench.run()
+        except KeyboardInterrupt:
+            progress.stop()
+            stderr.print(f"interrupted: {len(bench.doc['results'])} finished scenario(s) kept in {json_path}")
+            raise
+    console.print(results_table(doc))
+    if doc["probes"]:
+        console.print(probes_table(doc))
+    stderr.print(f"results: {json_path}")
+    failed = [r for r in doc["results"] if r["status"] == "error"]
+    return 1 if failed else 0

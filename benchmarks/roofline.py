@@ -1,0 +1,68 @@
+"""The floors a measured figure is compared with: bytes a decode step must read, FLOPs a prefill
+must do, and this machine's memory bandwidth and matmul rate measured on each backend in the run."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from engine.config import GPTConfig, expected_shapes
+
+ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def decode_bytes_per_step(config: GPTConfig, dtype: str, batch: int, context: float) -> float:
+    """Weights read once per step (only one row of wpe), plus every cached key and value attended to."""
+    params = config.n_params - config.n_positions * config.n_embd + config.n_embd
+    cache = 2 * config.n_layer * batch * context * config.n_embd
+    return (params + cache) * ITEMSIZE[dtype]
+
+
+def prefill_flops(config: GPTConfig, batch: int, prompt_len: int) -> float:
+    """Matmul FLOPs of a prefill: every block weight per token, causal attention, last-position logits."""
+    block_params = sum(math.prod(s) for n, s in expected_shapes(config).items() if n.startswith("h."))
+    weights = 2 * block_params * batch * prompt_len
+    attention = 2 * 2 * config.n_layer * batch * config.n_embd * prompt_len * (prompt_len + 1) / 2
+    logits = 2 * batch * config.n_embd * config.vocab_size
+    return weights + attention + logits
+
+
+def decode_floor_tps(config, dtype, batch, prompt_len, new_tokens, bandwidth_bytes_s) -> float:
+    """Tokens/s if every decode step only streamed its bytes at the measured bandwidth."""
+    mean_context = prompt_len + new_tokens / 2
+    return batch * bandwidth_bytes_s / decode_bytes_per_step(config, dtype, batch, mean_context)
+
+
+def prefill_ceiling_tps(config, batch, prompt_len, flops_s) -> float:
+    return batch * prompt_len * flops_s / prefill_flops(config, batch, prompt_len)
+
+
+def _median_time(fn, repeats=5):
+    """fn must block until its work is done (it synchronizes the device itself)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def probe(backend, dtype: str) -> dict:
+    """Measure memory bandwidth (matrix x vector over 512 MiB, the way a decode step reads weights)
+    and matmul rate (n x n x n) on one backend. Random data: zeros can run faster than real data."""
+    xp, device, sync = backend.xp, backend.device, backend.synchronize
+    on_gpu = "cpu" not in backend.device_name().lower()
+    rows, cols = (8192, 16384) if not on_gpu else (32768, 32768)
+    rng = np.random.default_rng(0)
+    matrix = xp.asarray(rng.random((rows, cols), dtype=np.float32), dtype=backend.dtype(dtype), device=device)
+    vector = matrix[0, :]
+    nbytes = rows * cols * ITEMSIZE[dtype]
+    bandwidth = nbytes / _median_time(lambda: sync(matrix @ vector))
+    del matrix, vector
+    n = 2048 if not on_gpu else 8192
+    a = xp.asarray(rng.random((n, n), dtype=np.float32), dtype=backend.dtype(dtype), device=device)
+    rate = 2 * n**3 / _median_time(lambda: sync(a @ a), repeats=3)
+    return {"bandwidth_bytes_s": bandwidth, "matmul_flops_s": rate, "gemv_bytes": nbytes, "matmul_n": n}
