@@ -21,12 +21,40 @@ BACKENDS = {
 SPEED_BACKENDS = ("numpy", "jax", "torch", "cupy")
 
 
+# What `--backend auto` tries, in order, by device and batch size. CPU order from the committed runs
+# in benchmarks/results/ (2-core Xeon): numpy decodes fastest at batch 1; jax (jitted) and torch lead
+# for batched decode and prefill. GPU order is the design's expectation (jax compiles the whole step,
+# cupy and torch dispatch kernel by kernel), not yet measured here: no GPU session had a machine.
+AUTO_ORDER = {
+    ("cpu", "single"): ("numpy", "jax", "torch"),
+    ("cpu", "batched"): ("jax", "torch", "numpy"),
+    ("gpu", "single"): ("jax", "cupy", "torch"),
+    ("gpu", "batched"): ("jax", "cupy", "torch"),
+}
+
+
+def choose_auto(device: str | None = None, batch: int = 1):
+    """The first usable backend of AUTO_ORDER: a GPU one when there is a GPU (unless device='cpu')."""
+    size = "single" if batch <= 1 else "batched"
+    kinds = ("gpu", "cpu") if device is None else ("cpu",) if device == "cpu" else ("gpu",)
+    tried = []
+    for kind in kinds:
+        for name in AUTO_ORDER[(kind, size)]:
+            try:
+                return get_backend(name, device=device or ("gpu" if kind == "gpu" else None))
+            except BackendError as err:
+                tried.append(f"{name}: {err}")
+    raise BackendUnavailable("auto", "no backend is usable for this device: " + "; ".join(tried))
+
+
 def get_backend(name: str, device: str | None = None, **options):
     """The adapter for a library name, on a device ('cpu', 'gpu', 'gpu:1', 'tpu'; None = its default).
 
     options go to the adapter (jax: matmul_precision="highest" for parity runs)."""
+    if name == "auto":
+        return choose_auto(device, options.pop("batch", 1))
     if name not in BACKENDS:
-        raise BackendError(f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})")
+        raise BackendError(f"unknown backend '{name}' (choose from auto, {', '.join(BACKENDS)})")
     module_name, hint = BACKENDS[name]
     try:
         module = importlib.import_module(module_name)
@@ -58,5 +86,5 @@ def usable_backends(names=SPEED_BACKENDS) -> list[str]:
     return [name for name, ok, _ in backend_status(names) if ok]
 
 
-__all__ = ["get_backend", "backend_status", "usable_backends", "BackendError", "BackendUnavailable",
+__all__ = ["get_backend", "choose_auto", "backend_status", "usable_backends", "BackendError", "BackendUnavailable",
            "BACKENDS", "SPEED_BACKENDS"]

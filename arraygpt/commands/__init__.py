@@ -1,9 +1,11 @@
 """One module per command, each with add_parser(subparsers) and run(args) -> exit code."""
 
-from . import bench, generate, info, init, parity, tokenize
+from . import bench, compare, generate, info, init, parity, plot, tokenize
 
 COMMANDS = {
     "bench": bench,
+    "compare": compare,
+    "plot": plot,
     "generate": generate,
     "tokenize": tokenize,
     "init": init,

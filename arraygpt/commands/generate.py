@@ -35,7 +35,7 @@ def run(args) -> int:
     if any(not t for t in texts):
         raise GenerationError("empty prompt: give some text to continue")
     Sampling(args.temperature, args.top_k, args.top_p)  # bad values fail before a model is loaded
-    model = load_model_with_progress(args)
+    model = load_model_with_progress(args, batch=len(texts))
     tok = model.tokenizer
     prompts = [tok.encode(t) for t in texts]
     stream = model.stream(prompts, max_new_tokens=args.max_new_tokens, temperature=args.temperature,

@@ -25,7 +25,9 @@ def add_model_options(parser, default_model="124M"):
                        help=f"preset ({', '.join(PRESETS)}; random weights), a local Hugging Face GPT-2 "
                             f"directory, or a hub id (default: {default_model})")
     group.add_argument("--backend", default="numpy", metavar="NAME",
-                       help=f"array library: {', '.join(BACKENDS)} (default: numpy)")
+                       help=f"array library: {', '.join(BACKENDS)}, or auto: the fastest usable one for the "
+                            "workload (a GPU backend if there is a GPU; on a CPU numpy for one prompt, jax for "
+                            "several; see the README) (default: numpy)")
     group.add_argument("--device", default=None, metavar="DEV",
                        help="cpu, gpu, gpu:1, tpu (default: the library's default device)")
     group.add_argument("--dtype", default="float32", metavar="DTYPE",
@@ -61,11 +63,14 @@ def progress_bar(description: str):
             progress.stop()
 
 
-def load_model_with_progress(args):
+def load_model_with_progress(args, batch: int = 1):
+    from backends import get_backend
     from engine import load_model
+    backend = get_backend(args.backend, device=args.device, **({"batch": batch} if args.backend == "auto" else {}))
+    if args.backend == "auto":
+        stderr.print(f"[dim]--backend auto chose {backend.name} on {backend.device_name()}[/]")
     with progress_bar(f"writing synthetic {args.model} checkpoint (first use only)") as update:
-        return load_model(args.model, backend=args.backend, dtype=args.dtype, device=args.device,
-                          seed=args.model_seed, progress=update)
+        return load_model(args.model, backend=backend, dtype=args.dtype, seed=args.model_seed, progress=update)
 
 
 def warn_if_synthetic(model):

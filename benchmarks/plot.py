@@ -1,0 +1,52 @@
+"""Plots of a bench result: decode tokens/s against batch size and against context length."""
+
+from __future__ import annotations
+
+import collections
+
+from engine.errors import ArrayGPTError
+
+
+def _lines(results, x_key, fixed_keys):
+    """runner -> sorted [(x, tokens/s)] over the scenarios that share the most common fixed values."""
+    decode = [r for r in results if r["status"] == "ok" and "decode_tps" in r["metrics"]]
+    if not decode:
+        return {}, None
+    common = collections.Counter(tuple(r[k] for k in fixed_keys) for r in decode).most_common(1)[0][0]
+    lines = collections.defaultdict(list)
+    for r in decode:
+        if tuple(r[k] for k in fixed_keys) == common:
+            label = r["runner"] + (f":{r['device']}" if r.get("device") else "")
+            lines[label].append((x_key(r), r["metrics"]["decode_tps"]["median"]))
+    return {k: sorted(v) for k, v in lines.items()}, dict(zip(fixed_keys, common))
+
+
+def plot_results(doc: dict, path) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        raise ArrayGPTError("plotting needs matplotlib: pip install 'arraygpt[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = doc.get("results", [])
+    by_batch, fixed_b = _lines(results, lambda r: r["batch"], ("model", "dtype", "prompt_len", "new_tokens"))
+    by_context, fixed_c = _lines(results, lambda r: r["prompt_len"] + r["new_tokens"] / 2, ("model", "dtype", "batch"))
+    if not by_batch:
+        raise ArrayGPTError("the result file has no successful decode scenario to plot")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, lines, fixed, xlabel in ((axes[0], by_batch, fixed_b, "batch size"),
+                                     (axes[1], by_context, fixed_c, "mean context length (tokens)")):
+        for label, points in sorted(lines.items()):
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", label=label, linestyle="--" if label in ("hf", "picogpt") else "-")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("decode tokens/s")
+        ax.set_title(", ".join(f"{k} {v}" for k, v in fixed.items()), fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    machine = doc["environment"]["machine"]
+    fig.suptitle(f"arraygpt bench: {machine['cpu']} ({machine['cores']} cores), {doc['environment']['date'][:10]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
