@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+
 import numpy as np
 from array_api_compat import numpy as xp
 
@@ -27,7 +31,28 @@ class NumpyBackend(ArrayBackend):
         return "cpu"
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory_for_reuse() -> bool:
+    """Let glibc reuse freed temporaries instead of returning them to the OS at once.
+
+    NumPy allocates a fresh array for every intermediate. Above glibc's default 128 KiB threshold
+    each one is mmap'ed and munmap'ed, and the next touches its pages again: a page fault per 4 KiB.
+    Raising the thresholds (what torch's and JAX's caching allocators achieve their own way) made a
+    124M prefill 10-20% faster here. Process-wide, Linux/glibc only; ARRAYGPT_NUMPY_MALLOC=0 skips it.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("ARRAYGPT_NUMPY_MALLOC", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # musl or another libc: nothing to tune
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
+
+
 def create(device: str | None = None, **options) -> NumpyBackend:
     if device not in (None, "cpu"):
         raise BackendError(f"backend 'numpy' runs on the cpu only, not '{device}'")
+    keep_freed_memory_for_reuse()
     return NumpyBackend()

@@ -62,7 +62,8 @@ def merge_heads(x):  # [B, H, T, D] -> [B, T, C]
 
 def attention(q, k, v, mask):  # [B, H, T, D], [B, H, S, D], [B, H, S, D], [B, 1, T, S] -> [B, H, T, D]
     xp = array_namespace(q)
-    scores = (q @ xp.matrix_transpose(k)) / math.sqrt(q.shape[-1])
+    # Scaling q, not the scores: T*D elements instead of T*S (8x fewer for a 512-token prefill).
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ xp.matrix_transpose(k)
     return softmax(xp.where(mask, scores, -math.inf)) @ v
 
 
@@ -81,8 +82,10 @@ def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None, start=0):  # [B, T, C] -
     q, k, v = (split_heads(qkv[..., i * C:(i + 1) * C], n_head) for i in range(3))  # 3 x [B, H, T, D]
     if kv_cache is not None:
         kv_cache = (write_cache(kv_cache[0], k, start), write_cache(kv_cache[1], v, start))
+        k, v = kv_cache
         n_slots = mask.shape[-1]  # a static length, so a compiled step keeps static shapes
-        k, v = kv_cache[0][:, :, :n_slots, :], kv_cache[1][:, :, :n_slots, :]  # [B, H, S, D]
+        if n_slots < k.shape[2]:  # eager backends attend to the written slots only
+            k, v = k[:, :, :n_slots, :], v[:, :, :n_slots, :]  # [B, H, S, D]
     return linear(merge_heads(attention(q, k, v, mask)), **c_proj), kv_cache
 
 
@@ -105,7 +108,10 @@ def embed(ids, positions, wte, wpe):  # [B, T] token ids, [B, T] positions -> [B
 def tied_logits(x, wte):  # [B, T, C] -> [B, T, V]
     xp = array_namespace(x)
     B, T, C = x.shape
-    return xp.reshape(xp.reshape(x, (B * T, C)) @ xp.matrix_transpose(wte), (B, T, wte.shape[0]))
+    # wte @ x.T, not x @ wte.T: the 154 MB table is read in its stored layout. XLA otherwise
+    # materializes wte.T at every decode step (a transpose and a copy, ~12 ms on a CPU).
+    logits = xp.matrix_transpose(wte @ xp.matrix_transpose(xp.reshape(x, (B * T, C))))  # [B*T, V]
+    return xp.reshape(logits, (B, T, wte.shape[0]))
 
 
 def gpt2(params, ids, positions, mask, n_head, eps, kv_cache=None, start=0, last_only=False):
