@@ -21,8 +21,8 @@ install: $(VENV)/.installed  ## create .venv and install arraygpt with its test,
 test: install  ## run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install  ## the main job: benchmark every usable backend on the synthetic 124M model
-	$(VENV)/bin/arraygpt generate "Alan Turing theorized that computers would one day become" --model 124M -n 64
+bench: install  ## the main job: the quick suite on every usable backend, beside HF and picoGPT
+	$(VENV)/bin/arraygpt bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
