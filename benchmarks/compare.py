@@ -51,24 +51,40 @@ def machine_signature(doc) -> dict:
             "gpus": [g.get("name") for g in machine.get("gpus", [])]}
 
 
-def ok_results(doc) -> dict:
-    return {r["id"]: r for r in doc.get("results", []) if r.get("status") == "ok"}
+def pooled_results(docs) -> dict:
+    """Successful results by scenario id, with the repeats of every run of that side pooled."""
+    pooled = {}
+    for doc in docs:
+        for r in doc.get("results", []):
+            if r.get("status") == "ok":
+                if r["id"] in pooled:
+                    pooled[r["id"]] = pooled[r["id"]] | {"repeats": pooled[r["id"]]["repeats"] + r["repeats"]}
+                else:
+                    pooled[r["id"]] = r
+    return pooled
 
 
-def compare(base_doc, new_doc, threshold=0.10, confidence=0.95, force=False):
-    """Returns (comparisons, only in base, only in new). Refuses unlike machines or backends unless forced."""
-    for name, doc in (("BASE", base_doc), ("NEW", new_doc)):
-        if doc.get("kind") != "arraygpt-bench":
-            raise ArrayGPTError(f"{name} is not an arraygpt bench result file")
+def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False):
+    """Returns (comparisons, only in base, only in new). Each side is one result file or several runs of
+    the same commit, whose repeats are pooled: drift between runs then widens the interval instead of
+    tripping the gate. Refuses unlike machines or backends unless forced."""
+    base_docs = [base_docs] if isinstance(base_docs, dict) else list(base_docs)
+    new_docs = [new_docs] if isinstance(new_docs, dict) else list(new_docs)
+    for name, docs in (("BASE", base_docs), ("NEW", new_docs)):
+        for doc in docs:
+            if doc.get("kind") != "arraygpt-bench":
+                raise ArrayGPTError(f"a {name} file is not an arraygpt bench result file")
     if not force:
-        if machine_signature(base_doc) != machine_signature(new_doc):
-            raise ArrayGPTError(f"the results come from different machines ({machine_signature(base_doc)} vs "
-                                f"{machine_signature(new_doc)}); timings are not comparable (--force to compare anyway)")
-        runners = [sorted({r["runner"] for r in ok_results(d).values()}) for d in (base_doc, new_doc)]
+        signatures = [machine_signature(d) for d in base_docs + new_docs]
+        if any(sig != signatures[0] for sig in signatures):
+            other = next(sig for sig in signatures if sig != signatures[0])
+            raise ArrayGPTError(f"the results come from different machines ({signatures[0]} vs {other}); "
+                                "timings are not comparable (--force to compare anyway)")
+        runners = [sorted({r["runner"] for r in pooled_results(d).values()}) for d in (base_docs, new_docs)]
         if runners[0] != runners[1]:
             raise ArrayGPTError(f"the results ran different backends ({', '.join(runners[0])} vs "
                                 f"{', '.join(runners[1])}) (--force to compare the common scenarios)")
-    base, new = ok_results(base_doc), ok_results(new_doc)
+    base, new = pooled_results(base_docs), pooled_results(new_docs)
     rows = []
     for sid in [s for s in base if s in new]:
         metric = headline_metric(base[sid])

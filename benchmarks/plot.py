@@ -35,11 +35,13 @@ def plot_results(doc: dict, path) -> None:
     if not by_batch:
         raise ArrayGPTError("the result file has no successful decode scenario to plot")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = {label: f"C{i}" for i, label in enumerate(sorted(set(by_batch) | set(by_context)))}
     for ax, lines, fixed, xlabel in ((axes[0], by_batch, fixed_b, "batch size"),
                                      (axes[1], by_context, fixed_c, "mean context length (tokens)")):
         for label, points in sorted(lines.items()):
             xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", label=label, linestyle="--" if label in ("hf", "picogpt") else "-")
+            ax.plot(xs, ys, marker="o", label=label, color=colours[label],
+                    linestyle="--" if label in ("hf", "picogpt") else "-")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("decode tokens/s")
         ax.set_title(", ".join(f"{k} {v}" for k, v in fixed.items()), fontsize=9)

@@ -8,6 +8,7 @@ from typing import Iterator
 
 from .checkpoint import load_checkpoint, nest_params
 from .config import END_OF_TEXT_ID, GPTConfig
+from .errors import GenerationError
 from .generate import (as_prompt_list, check_prompts, decode_step, full_forward, generate_tokens,
                        prefill_step)
 from .runtime import Backend, resolve_backend
@@ -46,7 +47,7 @@ class Model:
         prompts, _ = as_prompt_list(ids)
         check_prompts(prompts, self.config.vocab_size, self.config.n_positions)
         if len({len(p) for p in prompts}) != 1:
-            raise ValueError("logits() takes rows of equal length; use generate() for mixed lengths")
+            raise GenerationError("logits() takes rows of equal length; use generate() for mixed lengths")
         xp = self.backend.xp
         return self._forward(self.params, xp.asarray(prompts, dtype=xp.int32, device=self.backend.device))
 

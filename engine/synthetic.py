@@ -33,7 +33,7 @@ def tensor_plan(config: GPTConfig, rng):
     for name, shape in expected_shapes(config).items():
         if name.endswith(".bias"):
             make = _constant(0.0, shape)
-        elif name.startswith(("ln_", "ln_f")) or ".ln_" in name:
+        elif name.startswith("ln_") or ".ln_" in name:  # LayerNorm weights
             make = _constant(1.0, shape)
         else:
             std = residual_std if name.endswith("c_proj.weight") else INIT_STD

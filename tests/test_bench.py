@@ -62,14 +62,36 @@ def test_compare_flags_a_slowdown_made_on_purpose(bench_run, tmp_path, capsys):
     assert main(["compare", str(slow_path), str(path), "--threshold", "10%"]) == 0  # faster is not a failure
 
 
-def test_compare_stays_quiet_on_a_rerun(bench_run, tmp_path):
-    _, _, path = bench_run
-    again = tmp_path / "again.json"
+@pytest.fixture(scope="module")
+def rerun(bench_run, tmp_path_factory):
+    path = tmp_path_factory.mktemp("rerun") / "again.json"
     assert main(["bench", *TINY, "--repeats", "5", "--backends", "numpy,jax", "--peer", "hf,picogpt",
-                 "--no-roofline", "--no-parity", "--json", str(again)]) == 0
+                 "--no-roofline", "--no-parity", "--json", str(path)]) == 0
+    return path
+
+
+def test_compare_stays_quiet_on_a_rerun(bench_run, rerun):
+    _, _, path = bench_run
     # The tiny model's steps last ~1 ms, where scheduling noise is largest: a wide threshold here;
     # the README reports the measured false-alarm rate of the default on 124M.
-    assert main(["compare", str(path), str(again), "--threshold", "30%"]) == 0
+    assert main(["compare", str(path), str(rerun), "--threshold", "30%"]) == 0
+
+
+def test_pooled_runs_still_catch_a_slowdown(bench_run, rerun, tmp_path):
+    """Two runs per side (repeats pooled) still flag a 40% slowdown present in both new runs."""
+    _, doc, path = bench_run
+    slowed = []
+    for i, source in enumerate((doc, json.loads(rerun.read_text()))):
+        copy_ = copy.deepcopy(source)
+        for r in copy_["results"]:
+            if r["runner"] == "numpy":
+                for rep in r["repeats"]:
+                    rep["decode_tps"] *= 0.6
+        slowed.append(tmp_path / f"slow-{i}.json")
+        slowed[-1].write_text(json.dumps(copy_))
+    both = f"{path},{rerun}"
+    assert main(["compare", both, f"{slowed[0]},{slowed[1]}", "--threshold", "10%"]) == 1
+    assert main(["compare", both, both, "--threshold", "10%"]) == 0
 
 
 def test_compare_refuses_other_machines_and_lists_one_sided_scenarios(bench_run, tmp_path, capsys):

@@ -158,3 +158,5 @@ def test_prompt_errors_come_before_any_work(model):
         model.stream([1] * 40, max_new_tokens=9)  # raised on the call, not at the first token
     with pytest.raises(GenerationError, match="exceeds the model's context of 48"):
         model.logits([[1] * 49])
+    with pytest.raises(GenerationError, match="equal length"):
+        model.logits([[1, 2], [3]])

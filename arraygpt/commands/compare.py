@@ -25,8 +25,9 @@ def add_parser(sub):
                                    "median tokens/s (decode, or prefill for single-token scenarios), a bootstrap "
                                    "confidence interval from the repeats, and a verdict. Exit 1 when a scenario is "
                                    "slower beyond the threshold with confidence, 0 otherwise.")
-    p.add_argument("base", metavar="BASE.json")
-    p.add_argument("new", metavar="NEW.json")
+    p.add_argument("base", metavar="BASE.json", help="a result file, or several runs of the base commit "
+                   "comma-separated (their repeats are pooled, so drift between runs counts as noise)")
+    p.add_argument("new", metavar="NEW.json", help="the same for the new commit")
     p.add_argument("--threshold", default="10%", help="slowdown that counts as a regression (default: 10%%)")
     p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the interval (default: 0.95)")
     p.add_argument("--force", action="store_true", help="compare results from different machines or backends")
@@ -38,7 +39,9 @@ def run(args) -> int:
     from benchmarks.jsonio import read_json, write_json_atomic
 
     limit = threshold(args.threshold)
-    rows, only_base, only_new = compare(read_json(args.base), read_json(args.new), limit, args.confidence, args.force)
+    base = [read_json(path) for path in args.base.split(",") if path]
+    new = [read_json(path) for path in args.new.split(",") if path]
+    rows, only_base, only_new = compare(base, new, limit, args.confidence, args.force)
     table = Table(title=f"{args.new} against {args.base} (threshold {limit:.0%}, {args.confidence:.0%} interval)",
                   title_justify="left")
     for name in ("scenario", "metric", "base tok/s", "new tok/s", "ratio", "interval", "verdict"):
