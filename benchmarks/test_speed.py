@@ -4,7 +4,9 @@
     pytest benchmarks --benchmark-compare --benchmark-compare-fail=median:10%
 
 ARRAYGPT_BENCH_MODEL picks the model (default 124M; 'tiny' for a smoke run). Not part of `make test`:
-speed is measured here, never asserted in unit tests.
+speed is measured here, never asserted in unit tests. All backends share one process here, so idle
+threads of one library can slow another; `arraygpt bench` runs each in its own process. Select one with
+`-k numpy` for the cleanest figures.
 """
 
 from __future__ import annotations
