@@ -1,7 +1,8 @@
 """Generation: prefill the prompts in one pass, then one token per step from the KV cache.
 
-prefill_step and decode_step are pure functions of arrays, so a backend may compile them
-(jax.jit); generate_tokens is the host loop around them. Prompts of different lengths share a
+prefill_step, decode_step and kv_cache.write_kv are pure functions of arrays, so a backend may
+compile them (jax.jit); generate_tokens is the host loop around them. The steps only read the cache
+and return the new keys and values; the writer stores them (in place; donated under JAX). Prompts of different lengths share a
 batch by left padding: every row's next token then lands in the same cache slot.
 """
 
@@ -13,31 +14,31 @@ from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
 from .errors import GenerationError
-from .gpt2 import attention_mask, gpt2, position_ids
+from .gpt2 import attention_mask, cache_mask, gpt2, position_ids
 from .kv_cache import allocate_kv_cache
 from .sampling import Sampling, sample
 
 
-def prefill_step(params, ids, pad, cache, uniforms, *, sampling, n_head, eps):
-    """[B, P] left-padded prompt ids -> [B] first new ids; writes cache slots [0, P)."""
+def prefill_step(params, ids, pad, uniforms, *, sampling, n_head, eps):
+    """[B, P] left-padded prompt ids -> [B] first new ids, and each layer's (k, v) for slots [0, P)."""
     xp = array_namespace(ids)
     slots = xp.arange(ids.shape[1], dtype=xp.int32, device=device_of(ids))
-    logits, cache = gpt2(params, ids, position_ids(slots, pad), attention_mask(slots, ids.shape[1], pad),
-                         n_head, eps, kv_cache=cache, start=0, last_only=True)
-    return sample(logits[:, -1, :], uniforms, sampling), cache
+    logits, new_kv = gpt2(params, ids, position_ids(slots, pad), attention_mask(slots, ids.shape[1], pad),
+                          n_head, eps, last_only=True)
+    return sample(logits[:, -1, :], uniforms, sampling), new_kv
 
 
 def decode_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling, n_head, eps):
-    """[B] last ids -> [B] next ids; writes cache slot `slot` and attends to slots [0, n_slots).
+    """[B] last ids at cache slot `slot` -> [B] next ids, and each layer's (k, v) for that slot.
 
-    slot may be a traced integer (a compiled step is traced once); n_slots must be static.
+    Reads cache slots [0, n_slots) (those before `slot` count); slot may be a traced integer (a
+    compiled step is traced once); n_slots must be static.
     """
     xp = array_namespace(tokens)
     slots = xp.arange(1, dtype=xp.int32, device=device_of(tokens)) + slot
-    logits, cache = gpt2(params, xp.expand_dims(tokens, axis=1), position_ids(slots, pad),
-                         attention_mask(slots, n_slots, pad), n_head, eps, kv_cache=cache, start=slot,
-                         last_only=True)
-    return sample(logits[:, -1, :], uniforms, sampling), cache
+    logits, new_kv = gpt2(params, xp.expand_dims(tokens, axis=1), position_ids(slots, pad),
+                          cache_mask(slots, n_slots, pad), n_head, eps, kv_cache=cache, last_only=True)
+    return sample(logits[:, -1, :], uniforms, sampling), new_kv
 
 
 def full_forward(params, ids, *, n_head, eps):
@@ -101,7 +102,8 @@ def _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
     def uniforms():
         return no_uniforms if rng is None else xp.asarray(rng.uniform(batch), dtype=xp.float32, device=device)
 
-    tokens, cache = model.prefill(model.params, ids, pad, cache, uniforms(), sampling=sampling)
+    tokens, new_kv = model.prefill(model.params, ids, pad, uniforms(), sampling=sampling)
+    cache = model.write_prefix(cache, new_kv, start=0)
     stopped = [False] * batch
     for step in range(max_new_tokens):
         new = backend.to_host(tokens).tolist()  # the only per-step transfer: B token ids
@@ -112,8 +114,9 @@ def _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
         yield out
         if all(stopped) or step == max_new_tokens - 1:
             return
-        slot = prompt_len + step
-        # Eager backends attend to the written slots only; compiled ones keep one static shape.
-        attended = n_slots if backend.compiles else slot + 1
-        tokens, cache = model.decode(model.params, tokens, slot, pad, cache, uniforms(),
-                                     n_slots=attended, sampling=sampling)
+        slot = prompt_len + step  # where the last token's keys and values go
+        # Eager backends read the written slots only; compiled ones keep one static shape.
+        attended = n_slots if backend.compiles else slot
+        tokens, new_kv = model.decode(model.params, tokens, slot, pad, cache, uniforms(),
+                                      n_slots=attended, sampling=sampling)
+        cache = model.write_slot(cache, new_kv, slot)

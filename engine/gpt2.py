@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import array_api_extra as xpx
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
@@ -67,35 +66,49 @@ def attention(q, k, v, mask):  # [B, H, T, D], [B, H, S, D], [B, H, S, D], [B, 1
     return softmax(xp.where(mask, scores, -math.inf)) @ v
 
 
-def write_cache(cache, new, start):  # [B, H, S_max, D], [B, H, T, D] -> [B, H, S_max, D]
-    """Store new keys or values at slots [start, start + T). Keep the result: JAX arrays are immutable."""
-    if new.shape[2] == 1:
-        # A single slot is an integer index, which may be a traced value inside a compiled decode
-        # step; a slice bound may not.
-        return xpx.at(cache, (slice(None), slice(None), start, slice(None))).set(new[:, :, 0, :])
-    return xpx.at(cache, (slice(None), slice(None), slice(start, start + new.shape[2]), slice(None))).set(new)
+def attention_with_cache(q, k, v, k_cache, v_cache, cache_mask):
+    """New tokens attend to the cached slots and, causally, to each other.
+
+    [B, H, T, D] new q, k, v; [B, H, S, D] cached keys and values; [B, 1, T, S] which cached slots each
+    new token may see -> [B, H, T, D]. The cache is only read here: writing it in the same compiled
+    step makes XLA copy every donated cache buffer twice per step (see kv_cache.write_kv).
+    """
+    xp = array_namespace(q)
+    q = q * (1.0 / math.sqrt(q.shape[-1]))
+    n_new = q.shape[2]
+    new_positions = xp.arange(n_new, device=device_of(q))
+    causal = new_positions[:, None] >= new_positions[None, :]  # [T, T]
+    # (k_cache @ q.T).T reads the cache in its stored layout; q @ k_cache.T makes XLA transpose the
+    # whole cache at every step.
+    cached_scores = xp.matrix_transpose(k_cache @ xp.matrix_transpose(q))  # [B, H, T, S]
+    scores = xp.concat([xp.where(cache_mask, cached_scores, -math.inf),
+                        xp.where(causal, q @ xp.matrix_transpose(k), -math.inf)], axis=-1)  # [B, H, T, S + T]
+    weights = softmax(scores)
+    n_cached = k_cache.shape[2]
+    return weights[..., :n_cached] @ v_cache + weights[..., n_cached:] @ v
 
 
-def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None, start=0):  # [B, T, C] -> [B, T, C]
+def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None):  # [B, T, C] -> [B, T, C], and the new (k, v)
     C = x.shape[-1]
     qkv = linear(x, **c_attn)  # [B, T, 3C]
     q, k, v = (split_heads(qkv[..., i * C:(i + 1) * C], n_head) for i in range(3))  # 3 x [B, H, T, D]
-    if kv_cache is not None:
-        kv_cache = (write_cache(kv_cache[0], k, start), write_cache(kv_cache[1], v, start))
-        k, v = kv_cache
+    if kv_cache is None:
+        out = attention(q, k, v, mask)
+    else:
+        k_cache, v_cache = kv_cache
         n_slots = mask.shape[-1]  # a static length, so a compiled step keeps static shapes
-        if n_slots < k.shape[2]:  # eager backends attend to the written slots only
-            k, v = k[:, :, :n_slots, :], v[:, :, :n_slots, :]  # [B, H, S, D]
-    return linear(merge_heads(attention(q, k, v, mask)), **c_proj), kv_cache
+        if n_slots < k_cache.shape[2]:  # eager backends attend to the written slots only
+            k_cache, v_cache = k_cache[:, :, :n_slots, :], v_cache[:, :, :n_slots, :]  # [B, H, S, D]
+        out = attention_with_cache(q, k, v, k_cache, v_cache, mask)
+    return linear(merge_heads(out), **c_proj), (k, v)
 
 
-def transformer_block(x, mlp, attn, ln_1, ln_2, n_head, eps, mask, kv_cache=None, start=0):
-    # [B, T, C] -> [B, T, C]
-    a, kv_cache = mha(layer_norm(x, **ln_1, eps=eps), **attn, n_head=n_head, mask=mask,
-                      kv_cache=kv_cache, start=start)
+def transformer_block(x, mlp, attn, ln_1, ln_2, n_head, eps, mask, kv_cache=None):
+    # [B, T, C] -> [B, T, C], and this layer's new (k, v)
+    a, new_kv = mha(layer_norm(x, **ln_1, eps=eps), **attn, n_head=n_head, mask=mask, kv_cache=kv_cache)
     x = x + a
     x = x + ffn(layer_norm(x, **ln_2, eps=eps), **mlp)
-    return x, kv_cache
+    return x, new_kv
 
 
 def embed(ids, positions, wte, wpe):  # [B, T] token ids, [B, T] positions -> [B, T, C]
@@ -114,30 +127,31 @@ def tied_logits(x, wte):  # [B, T, C] -> [B, T, V]
     return xp.reshape(logits, (B, T, wte.shape[0]))
 
 
-def gpt2(params, ids, positions, mask, n_head, eps, kv_cache=None, start=0, last_only=False):
-    """[B, T] ids -> [B, T, V] logits (or [B, 1, V] with last_only), and the updated KV cache.
+def gpt2(params, ids, positions, mask, n_head, eps, kv_cache=None, last_only=False):
+    """[B, T] ids -> [B, T, V] logits (or [B, 1, V] with last_only), and each layer's new (k, v).
 
-    mask is [B, 1, T, S]: which of the S attended slots each new token may see. Without a cache the
-    slots are the T tokens themselves; with one, they are cache slots [0, S) after writing the T new
-    keys and values at [start, start + T).
+    Without a cache, mask is [B, 1, T, T]: which of the T tokens each may see. With one, mask is
+    [B, 1, T, S]: which of the S cached slots each new token may see (new tokens always see themselves
+    and, causally, each other). The cache is read, never written: the caller stores the returned keys
+    and values with kv_cache.write_kv.
     """
     x = embed(ids, positions, params["wte"], params["wpe"])
-    new_cache = []
+    new_kv = []
     for i, block in enumerate(params["blocks"]):
-        layer_cache = None if kv_cache is None else kv_cache[i]
-        x, layer_cache = transformer_block(x, **block, n_head=n_head, eps=eps, mask=mask,
-                                           kv_cache=layer_cache, start=start)
-        new_cache.append(layer_cache)
+        x, layer_kv = transformer_block(x, **block, n_head=n_head, eps=eps, mask=mask,
+                                        kv_cache=None if kv_cache is None else kv_cache[i])
+        new_kv.append(layer_kv)
     if last_only:
         x = x[:, -1:, :]  # generation needs the last position only: skips most of the vocab projection
     x = layer_norm(x, **params["ln_f"], eps=eps)
-    return tied_logits(x, params["wte"]), (None if kv_cache is None else new_cache)
+    return tied_logits(x, params["wte"]), new_kv
 
 
 # Masks and positions for left-padded batches. A prompt shorter than the longest is padded on the
 # left, so every row's next token lands in the same cache slot; pad[b] counts row b's pad slots.
 
 def attention_mask(query_slots, n_slots, pad):  # [T] slots, int S, [B] pad counts -> [B, 1, T, S]
+    """Which of slots [0, S) each query may see, when the queries are among those slots (prefill)."""
     xp = array_namespace(query_slots, pad)
     keys = xp.arange(n_slots, dtype=query_slots.dtype, device=device_of(query_slots))
     query = query_slots[:, None]
@@ -145,6 +159,14 @@ def attention_mask(query_slots, n_slots, pad):  # [T] slots, int S, [B] pad coun
     # A pad query may see itself, so no softmax row is all -inf; real queries never see pad keys.
     visible = (keys[None, None, :] >= pad[:, None, None]) | (keys[None, :] == query)[None, ...]  # [B, T, S]
     return xp.expand_dims(causal[None, ...] & visible, axis=1)
+
+
+def cache_mask(query_slots, n_slots, pad):  # [T] slots, int S, [B] pad counts -> [B, 1, T, S]
+    """Which cached slots [0, S) each new token may see: earlier, written slots that are not padding."""
+    xp = array_namespace(query_slots, pad)
+    keys = xp.arange(n_slots, dtype=query_slots.dtype, device=device_of(query_slots))
+    earlier = keys[None, :] < query_slots[:, None]  # [T, S]; slots at or after the query are unwritten
+    return xp.expand_dims(earlier[None, ...] & (keys[None, None, :] >= pad[:, None, None]), axis=1)
 
 
 def position_ids(query_slots, pad):  # [T] slots, [B] pad counts -> [B, T]

@@ -1,11 +1,15 @@
-"""The key/value cache: preallocated once per generation, with static shapes.
+"""The key/value cache: preallocated once per generation, with static shapes, written in place.
 
 Static shapes let a compiled decode step (JAX) be traced once for a batch size and cache length
-instead of once per token. Slots are written in place with array_api_extra.at (a copy on JAX,
-where the buffer is donated so XLA can reuse it).
+instead of once per token. The forward pass only reads the cache; write_kv stores the new keys and
+values as a separate step. In one compiled step that both reads and updates a donated buffer, XLA
+copies the buffer twice (measured: 48 copies per 124M step, 57 instead of 28 ms per token at 1024
+slots on a CPU); a step that only writes updates it in place.
 """
 
 from __future__ import annotations
+
+import array_api_extra as xpx
 
 from .config import GPTConfig
 
@@ -15,3 +19,17 @@ def allocate_kv_cache(xp, config: GPTConfig, batch: int, n_slots: int, dtype, de
     shape = (batch, config.n_head, n_slots, config.head_dim)
     return [(xp.zeros(shape, dtype=dtype, device=device), xp.zeros(shape, dtype=dtype, device=device))
             for _ in range(config.n_layer)]
+
+
+def write_slots(cache, new, start):  # [B, H, S_max, D], [B, H, T, D] -> [B, H, S_max, D]
+    """Store new keys or values at slots [start, start + T). Keep the result: JAX arrays are immutable."""
+    if new.shape[2] == 1:
+        # A single slot is an integer index, which may be traced inside a compiled step; a slice may not.
+        return xpx.at(cache, (slice(None), slice(None), start, slice(None))).set(new[:, :, 0, :])
+    return xpx.at(cache, (slice(None), slice(None), slice(start, start + new.shape[2]), slice(None))).set(new)
+
+
+def write_kv(cache, new_kv, start):
+    """Every layer's new (k, v) [B, H, T, D] into the cache at slots [start, start + T)."""
+    return [(write_slots(k_cache, k, start), write_slots(v_cache, v, start))
+            for (k_cache, v_cache), (k, v) in zip(cache, new_kv)]

@@ -8,6 +8,7 @@ from typing import Iterator
 
 from .checkpoint import load_checkpoint, nest_params
 from .config import END_OF_TEXT_ID, GPTConfig
+from .kv_cache import write_kv
 from .errors import GenerationError
 from .generate import (as_prompt_list, check_prompts, decode_step, full_forward, generate_tokens,
                        prefill_step)
@@ -23,10 +24,14 @@ class Model:
         self.dtype = backend.dtype(dtype)
         self.source = source
         shape_args = dict(n_head=config.n_head, eps=config.layer_norm_epsilon)
-        self.prefill = backend.compile(functools.partial(prefill_step, **shape_args),
-                                       static_argnames=("sampling",), donate_argnames=("cache",))
+        self.prefill = backend.compile(functools.partial(prefill_step, **shape_args), static_argnames=("sampling",))
         self.decode = backend.compile(functools.partial(decode_step, **shape_args),
-                                      static_argnames=("n_slots", "sampling"), donate_argnames=("cache",))
+                                      static_argnames=("n_slots", "sampling"))
+        # Two writers: a prompt's slots [0, P) take a static start; one decode slot a traced index.
+        # (Separate callables, so each has a compile cache of its own: jax.jit keys on the function.)
+        self.write_prefix = backend.compile(functools.partial(write_kv), static_argnames=("start",),
+                                            donate_argnames=("cache",))
+        self.write_slot = backend.compile(functools.partial(write_kv), donate_argnames=("cache",))
         self._forward = backend.compile(functools.partial(full_forward, **shape_args))
 
     @property

@@ -75,8 +75,27 @@ def test_jax_decode_compiles_once_per_batch_and_cache_length(small_checkpoint):
         warnings.simplefilter("error")  # e.g. "donated buffers were not usable"
         model.generate(prompts, max_new_tokens=20)
     assert model.decode._cache_size() == 1  # 19 decode steps, one trace
-    assert model.prefill._cache_size() == 1
+    assert model.write_slot._cache_size() == 1  # 19 cache writes at a traced slot, one trace
+    assert model.prefill._cache_size() == model.write_prefix._cache_size() == 1
     model.generate(prompts, max_new_tokens=20, temperature=0.0)
-    assert model.decode._cache_size() == 1
+    assert model.decode._cache_size() == model.write_slot._cache_size() == 1
     model.generate([random_ids(7, 100, seed=3)], max_new_tokens=10)  # new batch size and cache length
     assert model.decode._cache_size() == 2
+
+
+def test_jax_decode_step_does_not_copy_the_cache(small_checkpoint):
+    """A step that read and updated a donated cache made XLA copy each buffer twice per token."""
+    from engine.kv_cache import allocate_kv_cache
+    from engine.sampling import Sampling
+
+    jax_backend = backend_or_skip("jax", "cpu")
+    model = load_model(small_checkpoint, backend=jax_backend)
+    xp = jax_backend.xp
+    cache = allocate_kv_cache(xp, model.config, 1, 40, model.dtype, jax_backend.device)
+    token, pad = xp.zeros((1,), dtype=xp.int32), xp.zeros((1,), dtype=xp.int32)
+    uniforms = xp.zeros((1,), dtype=xp.float32)
+    step = model.decode.lower(model.params, token, 7, pad, cache, uniforms, n_slots=40, sampling=Sampling())
+    _, new_kv = model.decode(model.params, token, 7, pad, cache, uniforms, n_slots=40, sampling=Sampling())
+    write = model.write_slot.lower(cache, new_kv, 7)
+    for compiled in (step.compile().as_text(), write.compile().as_text()):
+        assert not [line for line in compiled.splitlines() if " copy(" in line and "[1,4,40,16]" in line]
