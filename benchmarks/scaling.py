@@ -37,7 +37,8 @@ def plot_scaling(doc, path):
     configs = {m: GPTConfig.from_hf_json(resolve_model(m).directory / "config.json") for m in {r["model"] for r in ok}}
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     summary = []
-    for runner in sorted({r["runner"] for r in ok}):
+    for index, runner in enumerate(sorted({r["runner"] for r in ok})):
+        colour = f"C{index}"
         probe = doc["probes"].get(runner, {}).get("float32", {})
         bandwidth = probe.get("bandwidth_bytes_s")
         base_model = "124M" if "124M" in configs else sorted(configs)[0]
@@ -45,24 +46,25 @@ def plot_scaling(doc, path):
                               key=lambda r: r["prompt_len"])
         for r in context_runs:
             ctx, ms = step_latencies_by_context(r)
-            left.plot(ctx, ms, ".", markersize=2, alpha=0.5, color="C0")
+            left.plot(ctx, ms, ".", markersize=2, alpha=0.5, color=colour)
         if context_runs and bandwidth:
             ctx = np.arange(16, 1025)
             floor = [decode_bytes_per_step(configs[base_model], "float32", 1, c) / bandwidth * 1e3 for c in ctx]
-            left.plot(ctx, floor, "k--", label=f"bytes / {bandwidth / 1e9:.0f} GB/s (floor)")
-            left.plot([], [], ".", color="C0", label=f"{runner}: measured, each step")
+            left.plot(ctx, floor, "--", color=colour, label=f"{runner} floor: bytes / {bandwidth / 1e9:.0f} GB/s")
+            left.plot([], [], ".", color=colour, label=f"{runner}: measured, each step")
         sizes = sorted((r for r in ok if r["runner"] == runner and r["prompt_len"] == 16),
                        key=lambda r: configs[r["model"]].n_params)
         if sizes:
             params = [configs[r["model"]].n_params / 1e6 for r in sizes]
             ms = [1e3 / r["metrics"]["decode_tps"]["median"] for r in sizes]
-            right.plot(params, ms, "o-", label=f"{runner}: measured")
+            right.plot(params, ms, "o-", color=colour, label=f"{runner}: measured")
             if bandwidth:
                 floor = [decode_bytes_per_step(configs[r["model"]], "float32", 1, 16 + r["new_tokens"] / 2) / bandwidth * 1e3
                          for r in sizes]
-                right.plot(params, floor, "k--", label="bytes / bandwidth (floor)")
-                summary += [(r["model"], m, f) for r, m, f in zip(sizes, ms, floor)]
-    left.set(xlabel="context length (tokens)", ylabel="ms per token", title="GPT-2 124M, batch 1: per-step latency")
+                right.plot(params, floor, "--", color=colour, label=f"{runner} floor: bytes / bandwidth")
+                summary += [(runner, r["model"], m, f) for r, m, f in zip(sizes, ms, floor)]
+    left.set(xlabel="context length (tokens)", ylabel="ms per token",
+             title="GPT-2 124M, batch 1: per-step latency (cache sized to the run)")
     right.set(xlabel="parameters (millions)", ylabel="ms per token", title="batch 1, 16-token prompt")
     for ax in (left, right):
         ax.grid(alpha=0.3)
@@ -79,8 +81,8 @@ def main():
     parser.add_argument("results")
     parser.add_argument("-o", "--output", default="scaling.png")
     args = parser.parse_args()
-    for model, measured, floor in plot_scaling(read_json(args.results), args.output):
-        print(f"{model}: {measured:.1f} ms/token, floor {floor:.1f} ms ({floor / measured:.0%} of the floor's speed)")
+    for runner, model, measured, floor in plot_scaling(read_json(args.results), args.output):
+        print(f"{runner} {model}: {measured:.1f} ms/token, floor {floor:.1f} ms ({floor / measured:.0%} of the floor's speed)")
     print(f"wrote {args.output}")
 
 
