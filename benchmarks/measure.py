@@ -7,7 +7,6 @@ tokens (no early stop) from a fixed random prompt and records the time of every 
 
 from __future__ import annotations
 
-import os
 import resource
 import threading
 import time
@@ -218,6 +217,3 @@ class PicoGPTRunner:
         config, params = self.params(spec)
         return np.stack([picogpt.gpt2(list(row), **params, n_head=config.n_head) for row in prompt]).astype(np.float64)
 
-
-def max_threads_note() -> dict:
-    return {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}

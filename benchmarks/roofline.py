@@ -50,6 +50,13 @@ def _median_time(fn, repeats=5):
     return float(np.median(times))
 
 
+def _gemv_time(xp, device, dtype, sync, rng, rows, cols) -> float:
+    """Median time of matrix @ vector; the matrix is freed on return, before the matmul probe."""
+    matrix = xp.asarray(rng.random((rows, cols), dtype=np.float32), dtype=dtype, device=device)
+    vector = matrix[0, :]
+    return _median_time(lambda: sync(matrix @ vector))
+
+
 def probe(backend, dtype: str) -> dict:
     """Measure memory bandwidth (matrix x vector over 512 MiB, the way a decode step reads weights)
     and matmul rate (n x n x n) on one backend. Random data: zeros can run faster than real data."""
@@ -57,11 +64,8 @@ def probe(backend, dtype: str) -> dict:
     on_gpu = "cpu" not in backend.device_name().lower()
     rows, cols = (8192, 16384) if not on_gpu else (32768, 32768)
     rng = np.random.default_rng(0)
-    matrix = xp.asarray(rng.random((rows, cols), dtype=np.float32), dtype=backend.dtype(dtype), device=device)
-    vector = matrix[0, :]
     nbytes = rows * cols * ITEMSIZE[dtype]
-    bandwidth = nbytes / _median_time(lambda: sync(matrix @ vector))
-    del matrix, vector
+    bandwidth = nbytes / _gemv_time(xp, device, backend.dtype(dtype), sync, rng, rows, cols)
     n = 2048 if not on_gpu else 8192
     a = xp.asarray(rng.random((n, n), dtype=np.float32), dtype=backend.dtype(dtype), device=device)
     rate = 2 * n**3 / _median_time(lambda: sync(a @ a), repeats=3)

@@ -10,7 +10,6 @@ Both against the floor bytes / bandwidth measured in the same run.
 from __future__ import annotations
 
 import argparse
-import collections
 
 import numpy as np
 
