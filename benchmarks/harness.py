@@ -23,12 +23,11 @@ from .roofline import decode_floor_tps, prefill_ceiling_tps
 SCHEMA = 1
 
 
-def reference_logits(model_spec: str, directory: Path) -> dict:
+def reference_logits(model_spec: str, path: Path) -> dict:
     """NumPy float64 logits of a fixed prompt: the parity reference every runner is compared with."""
     from engine import load_model
     model = load_model(model_spec, backend="numpy", dtype="float64")
     prompt = fixed_prompts(1, PARITY_PROMPT_LEN, model.config.vocab_size, seed=1)
-    path = directory / f"reference-{len(list(directory.iterdir()))}.npy"
     np.save(path, np.asarray(model.logits(prompt)))
     return {"model": model_spec, "prompt": prompt, "path": str(path)}
 
@@ -44,8 +43,8 @@ class Bench:
         self.logs: dict[str, str] = {}
 
     def save(self):
+        self.derive()
         if self.json_path:
-            self.derive()
             write_json_atomic(self.json_path, self.doc)
 
     def run(self) -> dict:
@@ -53,15 +52,14 @@ class Bench:
             tmp = Path(tmp)
             references = []
             if self.parity:
-                for model in dict.fromkeys(s.model for s in self.scenarios):
+                for index, model in enumerate(dict.fromkeys(s.model for s in self.scenarios)):
                     self.on_event({"event": "reference", "model": model})
-                    references.append(reference_logits(model, tmp))
+                    references.append(reference_logits(model, tmp / f"reference-{index}.npy"))
             key = lambda s: (s.runner, s.device)  # noqa: E731
             groups = itertools.groupby(sorted(self.scenarios, key=lambda s: (s.is_peer, *map(str, key(s)))), key=key)
             for (runner, device), group in groups:
                 self.run_worker(runner, device, list(group), references, tmp)
         self.doc["complete"] = True
-        self.derive()
         self.save()
         return self.doc
 

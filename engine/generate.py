@@ -2,8 +2,8 @@
 
 prefill_step, decode_step and kv_cache.write_kv are pure functions of arrays, so a backend may
 compile them (jax.jit); generate_tokens is the host loop around them. The steps only read the cache
-and return the new keys and values; the writer stores them (in place; donated under JAX). Prompts of different lengths share a
-batch by left padding: every row's next token then lands in the same cache slot.
+and return the new keys and values; the writer stores them (in place; donated under JAX). Prompts of
+different lengths share a batch by left padding: every row's next token then lands in the same slot.
 """
 
 from __future__ import annotations
@@ -19,12 +19,18 @@ from .kv_cache import allocate_kv_cache
 from .sampling import Sampling, sample
 
 
-def prefill_step(params, ids, pad, uniforms, *, sampling, n_head, eps):
-    """[B, P] left-padded prompt ids -> [B] first new ids, and each layer's (k, v) for slots [0, P)."""
+def prompt_forward(params, ids, pad, *, n_head, eps, last_only=False):
+    """[B, P] left-padded ids, no cache -> logits ([B, P, V], or [B, 1, V] with last_only) and each
+    layer's (k, v) for slots [0, P)."""
     xp = array_namespace(ids)
     slots = xp.arange(ids.shape[1], dtype=xp.int32, device=device_of(ids))
-    logits, new_kv = gpt2(params, ids, position_ids(slots, pad), attention_mask(slots, ids.shape[1], pad),
-                          n_head, eps, last_only=True)
+    return gpt2(params, ids, position_ids(slots, pad), attention_mask(slots, ids.shape[1], pad), n_head, eps,
+                last_only=last_only)
+
+
+def prefill_step(params, ids, pad, uniforms, *, sampling, n_head, eps):
+    """[B, P] left-padded prompt ids -> [B] first new ids, and each layer's (k, v) for slots [0, P)."""
+    logits, new_kv = prompt_forward(params, ids, pad, n_head=n_head, eps=eps, last_only=True)
     return sample(logits[:, -1, :], uniforms, sampling), new_kv
 
 
@@ -44,11 +50,8 @@ def decode_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling
 def full_forward(params, ids, *, n_head, eps):
     """[B, T] ids -> [B, T, V] logits with no cache: the reference the cached path must match."""
     xp = array_namespace(ids)
-    slots = xp.arange(ids.shape[1], dtype=xp.int32, device=device_of(ids))
     no_pad = xp.zeros((ids.shape[0],), dtype=xp.int32, device=device_of(ids))
-    logits, _ = gpt2(params, ids, position_ids(slots, no_pad), attention_mask(slots, ids.shape[1], no_pad),
-                     n_head, eps)
-    return logits
+    return prompt_forward(params, ids, no_pad, n_head=n_head, eps=eps)[0]
 
 
 def as_prompt_list(prompts) -> tuple[list[list[int]], bool]:

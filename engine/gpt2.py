@@ -76,7 +76,7 @@ def attention_with_cache(q, k, v, k_cache, v_cache, cache_mask):
     xp = array_namespace(q)
     q = q * (1.0 / math.sqrt(q.shape[-1]))
     n_new = q.shape[2]
-    new_positions = xp.arange(n_new, device=device_of(q))
+    new_positions = xp.arange(n_new, dtype=xp.int32, device=device_of(q))
     causal = new_positions[:, None] >= new_positions[None, :]  # [T, T]
     # (k_cache @ q.T).T reads the cache in its stored layout; q @ k_cache.T makes XLA transpose the
     # whole cache at every step.
@@ -122,7 +122,8 @@ def tied_logits(x, wte):  # [B, T, C] -> [B, T, V]
     xp = array_namespace(x)
     B, T, C = x.shape
     # wte @ x.T, not x @ wte.T: the 154 MB table is read in its stored layout. XLA otherwise
-    # materializes wte.T at every decode step (a transpose and a copy, ~12 ms on a CPU).
+    # materializes wte.T at every decode step (a transpose and a copy: 3 ms per 124M step on the
+    # project's CPU, benchmarks/results/NOTES.md change 1).
     logits = xp.matrix_transpose(wte @ xp.matrix_transpose(xp.reshape(x, (B * T, C))))  # [B*T, V]
     return xp.reshape(logits, (B, T, wte.shape[0]))
 
