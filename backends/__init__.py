@@ -14,11 +14,14 @@ from .base import BackendError, BackendUnavailable
 BACKENDS = {
     "numpy": ("backends.numpy", "included"),
     "jax": ("backends.jax", "pip install 'arraygpt[jax]'"),
+    "jax-loop": ("backends.jax", "pip install 'arraygpt[jax]'"),
     "torch": ("backends.torch", "pip install 'arraygpt[torch]'"),
     "cupy": ("backends.cupy", "pip install 'arraygpt[cuda12]' (or [cuda13]) on a machine with an NVIDIA GPU"),
     "strict": ("backends.strict", "pip install array-api-strict"),
 }
-SPEED_BACKENDS = ("numpy", "jax", "torch", "cupy")
+# A variant is an adapter with options preset: jax-loop compiles the whole decode loop (lax.fori_loop).
+VARIANT_OPTIONS = {"jax-loop": {"compile_loop": True}}
+SPEED_BACKENDS = ("numpy", "jax", "jax-loop", "torch", "cupy")
 
 
 # What `--backend auto` tries, in order, by device and batch size. CPU order from the committed runs
@@ -61,7 +64,7 @@ def get_backend(name: str, device: str | None = None, **options):
     except ImportError as err:
         raise BackendUnavailable(name, f"{err.name or err} is not installed", hint) from None
     try:
-        return module.create(device, **options)
+        return module.create(device, **{**VARIANT_OPTIONS.get(name, {}), **options})
     except BackendUnavailable as err:
         if not err.hint:
             err = BackendUnavailable(name, err.reason, hint)

@@ -58,6 +58,7 @@ class ArrayBackend:
     xp = None
     device = None
     compiles = False
+    compiles_loop = False  # True: the model runs its whole decode loop through fori_loop in one call
 
     def dtype(self, name: str):
         if name not in DTYPE_NAMES:
@@ -84,6 +85,14 @@ class ArrayBackend:
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         return fn
+
+    @staticmethod
+    def fori_loop(lower: int, upper: int, body, init):
+        """The loop jax.lax.fori_loop compiles, run on the host: body(i, carry) -> carry."""
+        carry = init
+        for i in range(lower, upper):
+            carry = body(i, carry)
+        return carry
 
     def random(self, seed: int | None) -> HostRandom:
         return HostRandom(seed)

@@ -15,7 +15,7 @@ class JaxBackend(ArrayBackend):
     xp = jnp
     compiles = True
 
-    def __init__(self, device: str | None = None, matmul_precision: str | None = None):
+    def __init__(self, device: str | None = None, matmul_precision: str | None = None, compile_loop: bool = False):
         kind, index = parse_device(device)
         try:
             devices = jax.devices(kind) if kind else jax.devices()
@@ -29,6 +29,11 @@ class JaxBackend(ArrayBackend):
         # None keeps JAX's default, which may be TF32 for float32 on recent NVIDIA GPUs;
         # parity runs pass "highest" so float32 means float32.
         self.matmul_precision = matmul_precision
+        # compile_loop: the whole decode loop becomes one jitted lax.fori_loop (the 'jax-loop' backend):
+        # no host round trip per token, at the cost of streaming (every token arrives at the end).
+        self.compiles_loop = compile_loop
+        if compile_loop:
+            self.name = "jax-loop"
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         jitted = jax.jit(fn, static_argnames=tuple(static_argnames), donate_argnames=tuple(donate_argnames))
@@ -40,6 +45,10 @@ class JaxBackend(ArrayBackend):
                 return jitted(*args, **kwargs)
         with_precision.jitted = jitted
         return with_precision
+
+    @staticmethod
+    def fori_loop(lower, upper, body, init):
+        return jax.lax.fori_loop(lower, upper, body, init)
 
     def to_host(self, x):
         return np.asarray(x)

@@ -60,7 +60,7 @@ def greedy_uncached(model, prompts, n):
 
 def parity_backend(name: str, device: str | None):
     """JAX runs float32 matmuls at full precision here: its GPU default may be TF32."""
-    return get_backend(name, device=device, matmul_precision="highest") if name == "jax" else get_backend(name, device=device)
+    return get_backend(name, device=device, matmul_precision="highest") if name in ("jax", "jax-loop") else get_backend(name, device=device)
 
 
 def run_parity(model_spec, backends, dtypes, *, batch=2, prompt_len=16, new_tokens=16, seed=0,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Iterator, Sequence
 
+import array_api_extra as xpx
 from array_api_compat import array_namespace
 from array_api_compat import device as device_of
 
 from .errors import GenerationError
 from .gpt2 import attention_mask, cache_mask, gpt2, position_ids
-from .kv_cache import allocate_kv_cache
+from .kv_cache import allocate_kv_cache, write_kv
 from .sampling import Sampling, sample
 
 
@@ -45,6 +46,34 @@ def decode_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling
     logits, new_kv = gpt2(params, xp.expand_dims(tokens, axis=1), position_ids(slots, pad),
                           cache_mask(slots, n_slots, pad), n_head, eps, kv_cache=cache, last_only=True)
     return sample(logits[:, -1, :], uniforms, sampling), new_kv
+
+
+def decode_loop(params, tokens, start, pad, cache, uniforms, *, fori_loop, n_slots, sampling, n_head, eps):
+    """[B] last ids at cache slot `start` -> [N, B] the next N ids (N = uniforms' rows), and the cache.
+
+    The whole decode loop as one pure function, for a backend that compiles loops (jax.lax.fori_loop):
+    each iteration is decode_step then kv_cache.write_kv, with no return to the host between tokens.
+    uniforms is [N, B], one row per step, in the order the step-by-step loop draws them, so both
+    loops sample the same tokens.
+    """
+    xp = array_namespace(tokens)
+    out = xp.zeros(uniforms.shape, dtype=tokens.dtype, device=device_of(tokens))
+
+    def step(i, carry):
+        tokens, cache, out = carry
+        slot = start + i
+        tokens, new_kv = decode_step(params, tokens, slot, pad, cache, uniforms[i, ...], n_slots=n_slots,
+                                     sampling=sampling, n_head=n_head, eps=eps)
+        write_at = slot
+        if not isinstance(slot, int):  # traced by a compiler (an eager host loop runs in order anyway)
+            # XLA updates a loop-carried buffer in place only if a data dependency orders the update
+            # after every read of it; otherwise it copies each cache buffer twice per token (48 copies
+            # for 124M). Token ids are never negative, so this is `slot`, known only after the reads.
+            write_at = slot + xp.astype(xp.min(tokens) < 0, xp.int32)
+        return tokens, write_kv(cache, new_kv, write_at), xpx.at(out, (i, ...)).set(tokens)
+
+    _, cache, out = fori_loop(0, uniforms.shape[0], step, (tokens, cache, out))
+    return out, cache
 
 
 def full_forward(params, ids, *, n_head, eps):
@@ -102,24 +131,55 @@ def _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
     rng = None if sampling.greedy else backend.random(seed)
     no_uniforms = xp.zeros((batch,), dtype=xp.float32, device=device)
 
-    def uniforms():
-        return no_uniforms if rng is None else xp.asarray(rng.uniform(batch), dtype=xp.float32, device=device)
+    def uniforms(n_steps=None):
+        """Host draws for one step ([B]) or the next n_steps ([n_steps, B]), in the order steps use them."""
+        shape = (batch,) if n_steps is None else (n_steps, batch)
+        if rng is None:
+            return no_uniforms if n_steps is None else xp.zeros(shape, dtype=xp.float32, device=device)
+        return xp.reshape(xp.asarray(rng.uniform(batch * (n_steps or 1)), dtype=xp.float32, device=device), shape)
+
+    def one_step_at_a_time(tokens, cache):
+        for slot in range(prompt_len, n_slots - 1):  # slot: where the last token's keys and values go
+            # Eager backends read the written slots only; compiled ones keep one static shape.
+            attended = n_slots if backend.compiles else slot
+            tokens, new_kv = model.decode(model.params, tokens, slot, pad, cache, uniforms(),
+                                          n_slots=attended, sampling=sampling)
+            cache = model.write_slot(cache, new_kv, slot)
+            yield backend.to_host(tokens).tolist()  # the only per-step transfer: B token ids
 
     tokens, new_kv = model.prefill(model.params, ids, pad, uniforms(), sampling=sampling)
     cache = model.write_prefix(cache, new_kv, start=0)
-    stopped = [False] * batch
-    for step in range(max_new_tokens):
-        new = backend.to_host(tokens).tolist()  # the only per-step transfer: B token ids
-        out = []
-        for row, token in enumerate(new):
-            stopped[row] = stopped[row] or token == stop_token
-            out.append(None if stopped[row] else token)
-        yield out
-        if all(stopped) or step == max_new_tokens - 1:
+    stop = _StopTracker(batch, stop_token)
+    yield stop.mark(backend.to_host(tokens).tolist())
+    if max_new_tokens == 1 or stop.all_stopped:
+        return
+    if model.decode_loop is None:
+        rows = one_step_at_a_time(tokens, cache)
+    else:
+        # One compiled call makes every remaining token; they reach the host together, and a stop
+        # token ends its row's output, not the loop.
+        new, _ = model.decode_loop(model.params, tokens, prompt_len, pad, cache, uniforms(max_new_tokens - 1),
+                                   n_slots=n_slots, sampling=sampling)
+        rows = backend.to_host(new).tolist()
+    for row in rows:
+        yield stop.mark(row)
+        if stop.all_stopped:
             return
-        slot = prompt_len + step  # where the last token's keys and values go
-        # Eager backends read the written slots only; compiled ones keep one static shape.
-        attended = n_slots if backend.compiles else slot
-        tokens, new_kv = model.decode(model.params, tokens, slot, pad, cache, uniforms(),
-                                      n_slots=attended, sampling=sampling)
-        cache = model.write_slot(cache, new_kv, slot)
+
+
+class _StopTracker:
+    """Which rows have produced stop_token; a stopped row reports None from then on."""
+
+    def __init__(self, batch: int, stop_token: int | None):
+        self.stopped, self.stop_token = [False] * batch, stop_token
+
+    def mark(self, tokens: list[int]) -> list[int | None]:
+        out = []
+        for row, token in enumerate(tokens):
+            self.stopped[row] = self.stopped[row] or token == self.stop_token
+            out.append(None if self.stopped[row] else token)
+        return out
+
+    @property
+    def all_stopped(self) -> bool:
+        return all(self.stopped)

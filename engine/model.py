@@ -10,7 +10,7 @@ from .checkpoint import load_checkpoint, nest_params
 from .config import END_OF_TEXT_ID, GPTConfig
 from .kv_cache import write_kv
 from .errors import GenerationError
-from .generate import (as_prompt_list, check_prompts, decode_step, full_forward, generate_tokens,
+from .generate import (as_prompt_list, check_prompts, decode_loop, decode_step, full_forward, generate_tokens,
                        prefill_step)
 from .runtime import Backend, resolve_backend
 from .sampling import Sampling
@@ -33,6 +33,11 @@ class Model:
                                             donate_argnames=("cache",))
         self.write_slot = backend.compile(functools.partial(write_kv), donate_argnames=("cache",))
         self._forward = backend.compile(functools.partial(full_forward, **shape_args))
+        # A backend that compiles loops (jax-loop) runs all decode steps in one call; others step on the host.
+        self.decode_loop = None
+        if getattr(backend, "compiles_loop", False):
+            self.decode_loop = backend.compile(functools.partial(decode_loop, fori_loop=backend.fori_loop, **shape_args),
+                                               static_argnames=("n_slots", "sampling"), donate_argnames=("cache",))
 
     @property
     def synthetic(self) -> bool:

@@ -46,6 +46,10 @@ class Backend(Protocol):
 
     def random(self, seed: int | None) -> HostRandom: ...
 
+    # Optional: a backend with compiles_loop = True also has
+    #     fori_loop(lower, upper, body, init) -> body(upper - 1, ... body(lower, init))
+    # compiled into the surrounding step (jax.lax.fori_loop); the model then decodes in one call.
+
 
 def resolve_backend(backend: "str | Backend", device: str | None = None) -> Backend:
     """A Backend object as given, or the registered one for a name such as 'numpy'."""

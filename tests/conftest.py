@@ -23,8 +23,10 @@ BACKEND_CASES = [
     ("strict", None),
     ("strict", "device1"),  # a non-default device: catches arrays created without device=
     ("jax", "cpu"),
+    ("jax-loop", "cpu"),  # the whole decode loop compiled: same tokens as the step-by-step loop
     ("torch", "cpu"),
     ("jax", "gpu"),
+    ("jax-loop", "gpu"),
     ("torch", "gpu"),
     ("cupy", None),
 ]

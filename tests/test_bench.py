@@ -20,9 +20,9 @@ TINY = ["--models", "tiny", "--batch-sizes", "1", "--prompt-lens", "8", "--new-t
 
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory):
-    """One real run: numpy and jax, with the HF and picoGPT peers, roofline probes and parity."""
+    """One real run: numpy, jax and jax-loop, with the HF and picoGPT peers, roofline probes and parity."""
     path = tmp_path_factory.mktemp("bench") / "run.json"
-    code = main(["bench", *TINY, "--repeats", "5", "--backends", "numpy,jax", "--peer", "hf,picogpt",
+    code = main(["bench", *TINY, "--repeats", "5", "--backends", "numpy,jax,jax-loop", "--peer", "hf,picogpt",
                  "--json", str(path)])
     return code, json.loads(path.read_text()), path
 
@@ -30,7 +30,7 @@ def bench_run(tmp_path_factory):
 def test_bench_records_every_runner_with_metrics(bench_run):
     code, doc, _ = bench_run
     assert code == 0 and doc["complete"] is True
-    assert {r["runner"] for r in doc["results"]} == {"numpy", "jax", "hf", "picogpt"}
+    assert {r["runner"] for r in doc["results"]} == {"numpy", "jax", "jax-loop", "hf", "picogpt"}
     env = doc["environment"]
     assert env["machine"]["cores"] and env["versions"]["numpy"] and env["date"] and "commit" in env
     for r in doc["results"]:
@@ -43,7 +43,11 @@ def test_bench_records_every_runner_with_metrics(bench_run):
         assert 0 < r["derived"]["decode_roofline"] and r["derived"]["parity_relative"] < 1e-4
     ours = next(r for r in doc["results"] if r["runner"] == "numpy")
     assert ours["derived"]["decode_tps_vs_hf"] > 0 and "compile_s" in ours["metrics"]
-    assert set(doc["probes"]) == {"numpy", "jax", "hf", "picogpt"}
+    assert set(doc["probes"]) == {"numpy", "jax", "jax-loop", "hf", "picogpt"}
+    looped = next(r for r in doc["results"] if r["runner"] == "jax-loop")
+    for rep in looped["repeats"]:  # tokens after the first arrive together: each step gets the mean
+        assert max(rep["step_s"]) - min(rep["step_s"]) < 1e-6
+        assert sum(rep["step_s"]) == pytest.approx(15 / rep["decode_tps"], rel=1e-3)
 
 
 STEADY = ["--models", "tiny", "--batch-sizes", "1", "--prompt-lens", "8", "--new-tokens", "48", "--repeats", "7",
@@ -95,7 +99,7 @@ def test_compare_only_flags_the_slowed_scenario(bench_run, tmp_path):
 @pytest.fixture(scope="module")
 def rerun(bench_run, tmp_path_factory):
     path = tmp_path_factory.mktemp("rerun") / "again.json"
-    assert main(["bench", *TINY, "--repeats", "5", "--backends", "numpy,jax", "--peer", "hf,picogpt",
+    assert main(["bench", *TINY, "--repeats", "5", "--backends", "numpy,jax,jax-loop", "--peer", "hf,picogpt",
                  "--no-roofline", "--no-parity", "--json", str(path)]) == 0
     return path
 

@@ -11,7 +11,7 @@ from engine import GenerationError, load_model
 from engine.generate import generate_tokens
 from engine.sampling import Sampling, keep_top_k, keep_top_p, sample
 
-from conftest import random_ids
+from conftest import backend_or_skip, random_ids
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,27 @@ def test_stop_token_ends_a_row_and_not_the_others(model):
     assert first_row[:cut] == free[0][:cut] and all(t is None for t in first_row[cut:])
     second = [s[1] for s in steps if s[1] is not None]
     assert second == (free[1][:free[1].index(stop)] if stop in free[1] else free[1])
+
+
+def test_stop_token_with_the_compiled_loop(model, small_checkpoint):
+    """jax-loop makes every token in one call; rows still end at their stop token."""
+    looped = load_model(small_checkpoint, backend=backend_or_skip("jax-loop", "cpu"))
+    prompts = [random_ids(3, 100, seed=21), random_ids(5, 100, seed=22)]
+    stop = model.generate(prompts, max_new_tokens=15)[0][4]
+    expected = list(generate_tokens(model, prompts, 15, Sampling(), None, stop_token=stop))
+    assert list(generate_tokens(looped, prompts, 15, Sampling(), None, stop_token=stop)) == expected
+
+
+def test_decode_loop_is_standard_array_api_code(small_checkpoint):
+    """decode_loop run on array-api-strict by the host fori_loop: the tokens of the step-by-step loop."""
+    backend = backend_or_skip("strict")
+    backend.compiles_loop = True  # what jax-loop sets; ArrayBackend.fori_loop is a Python loop
+    looped, stepped = load_model(small_checkpoint, backend=backend), load_model(small_checkpoint, backend="strict")
+    assert looped.decode_loop is not None and stepped.decode_loop is None
+    prompts = [random_ids(n, 100, seed=n) for n in (2, 6)]
+    for kwargs in (dict(), dict(temperature=0.9, top_k=20, seed=5)):
+        assert looped.generate(prompts, max_new_tokens=9, **kwargs) == stepped.generate(prompts, max_new_tokens=9,
+                                                                                         **kwargs)
 
 
 def test_streaming_yields_one_step_at_a_time(model):

@@ -7,7 +7,7 @@ import pytest
 
 from engine import load_model
 
-from conftest import hf_logits, random_ids
+from conftest import backend_or_skip, hf_logits, random_ids
 
 torch = pytest.importorskip("torch")
 
@@ -29,9 +29,10 @@ def test_float64_logits_match_hf_closely(hf_checkpoint):
     np.testing.assert_allclose(ours, hf_logits(hf_model, ids), atol=1e-5 * np.abs(ours).max(), rtol=0)
 
 
-def test_greedy_generation_with_cache_matches_hf_generate(hf_checkpoint):
+@pytest.mark.parametrize("backend_name", ["numpy", "jax-loop"])  # step by step, and the compiled loop
+def test_greedy_generation_with_cache_matches_hf_generate(hf_checkpoint, backend_name):
     directory, hf_model = hf_checkpoint
-    model = load_model(directory, backend="numpy", dtype="float32")
+    model = load_model(directory, backend=backend_or_skip(backend_name), dtype="float32")
     for seed, length in [(3, 5), (4, 12), (5, 1)]:
         prompt = random_ids(length, 100, seed=seed)
         with torch.no_grad():
