@@ -19,8 +19,11 @@ DTYPE_NAMES = ("float32", "float16", "bfloat16", "float64")
 
 
 def host_array(tensor) -> np.ndarray:
-    """A NumPy view of a checkpoint tensor (engine.checkpoint.HostTensor); no copy except for BF16."""
+    """A NumPy view of a checkpoint tensor (engine.checkpoint.HostTensor); no copy except for BF16
+    and for a tensor marked transposed, which becomes a C-contiguous copy of its transpose."""
     data = np.asarray(tensor.data)
+    if tensor.transposed:
+        data = np.ascontiguousarray(data.T)
     if tensor.dtype == "BF16":  # bfloat16 is the top half of a float32
         return (data.astype(np.uint32) << 16).view(np.float32)
     return data

@@ -1,5 +1,6 @@
-"""NumPy (CPU), through array_api_compat's namespace. Weights stay read-only views of the mapped file:
-asarray of a view that already has the dtype does not copy."""
+"""NumPy (CPU), through array_api_compat's namespace. Tensors stay read-only views of the mapped file
+(asarray of a view that already has the dtype does not copy), except those load_model asks for
+transposed: the linear weights."""
 
 from __future__ import annotations
 

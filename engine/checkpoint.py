@@ -18,6 +18,8 @@ from .errors import CheckpointError
 _DTYPES = {"F64": ("d", 8), "F32": ("f", 4), "F16": ("e", 2), "BF16": ("H", 2)}
 _MAX_HEADER_BYTES = 100 * 2**20
 _DROPPED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
+# HF's Conv1D weights, stored [n_in, n_out]; the model takes them as [n_out, n_in] (engine.gpt2.linear).
+LINEAR_WEIGHT_SUFFIXES = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +28,28 @@ class HostTensor:
 
     name: str
     dtype: str                 # safetensors code: "F32", "F16", "BF16", "F64"
-    shape: tuple[int, ...]
+    shape: tuple[int, ...]     # as stored in the file
     data: memoryview           # typed and shaped (BF16 as uint16); np.asarray(data) does not copy
+    transposed: bool = False   # hand it to the backend as its (copied) transpose; see transpose()
+    mapping: mmap.mmap | None = dataclasses.field(default=None, repr=False, compare=False)
+    offset: int = 0            # where data starts in mapping
+
+    def transpose(self) -> "HostTensor":
+        """The same 2-D tensor, to be made on the backend as a C-contiguous transpose (a copy)."""
+        return dataclasses.replace(self, transposed=not self.transposed)
+
+    def release(self) -> None:
+        """Drop this tensor's file pages from the process's resident memory, once a copy was made.
+
+        They stay in the OS page cache; reading the view again faults them back in. Whole pages
+        only: a page shared with a neighbouring tensor stays."""
+        if self.mapping is None or not hasattr(self.mapping, "madvise"):
+            return
+        page = mmap.PAGESIZE
+        start = -(-self.offset // page) * page
+        end = (self.offset + self.data.nbytes) // page * page
+        if end > start:
+            self.mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
 def read_safetensors(path: Path) -> dict[str, HostTensor]:
@@ -74,7 +96,7 @@ def read_safetensors(path: Path) -> dict[str, HostTensor]:
             raise CheckpointError(f"{path}: tensor {name}: data ends at byte {data_start + end} but the "
                                   f"file has {size}: the file is truncated")
         view = whole[data_start + begin:data_start + end].cast(fmt, shape)
-        tensors[name] = HostTensor(name, dtype, shape, view)
+        tensors[name] = HostTensor(name, dtype, shape, view, mapping=mapped, offset=data_start + begin)
     return tensors
 
 

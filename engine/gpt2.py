@@ -4,8 +4,9 @@ Every function takes arrays of any conforming library (NumPy, CuPy, JAX, PyTorch
 and finds the namespace from its inputs. Shapes use B batch, T new tokens, S key/value slots attended
 to, C n_embd, H heads, D head size, V vocabulary.
 
-Parameters are nested dicts in picoGPT's layout (see engine.checkpoint.nest_params); linear weights
-are in Hugging Face's Conv1D layout [n_in, n_out], so a linear layer is x @ w + b.
+Parameters are nested dicts in picoGPT's layout (see engine.checkpoint.nest_params). Linear weights
+are [n_out, n_in], like wte and torch's nn.Linear: load_model transposes Hugging Face's Conv1D
+[n_in, n_out] once, because every product then reads weight rows in their stored order.
 """
 
 from __future__ import annotations
@@ -35,12 +36,19 @@ def layer_norm(x, g, b, eps):  # [..., C] -> [..., C]
     return g * ((x - mean) / xp.sqrt(variance + eps)) + b
 
 
-def linear(x, w, b):  # [B, T, n_in] -> [B, T, n_out]
+def times_transposed(x, w):  # [N, n_in], [n_out, n_in] -> [N, n_out]
+    """x @ w.T, computed as (w @ x.T).T so that XLA reads w in its stored layout: as x @ w.T, XLA
+    materializes w.T at every call (a transpose and a copy of the weight; NOTES.md change 1)."""
+    xp = array_namespace(x)
+    return xp.matrix_transpose(w @ xp.matrix_transpose(x))
+
+
+def linear(x, w, b):  # [B, T, n_in], [n_out, n_in], [n_out] -> [B, T, n_out]
     xp = array_namespace(x)
     *lead, n_in = x.shape
     # One 2-D matmul over all rows: BLAS runs it as one GEMM instead of one per batch row.
-    y = xp.reshape(x, (-1, n_in)) @ w + b
-    return xp.reshape(y, (*lead, w.shape[1]))
+    y = times_transposed(xp.reshape(x, (-1, n_in)), w) + b
+    return xp.reshape(y, (*lead, w.shape[0]))
 
 
 def ffn(x, c_fc, c_proj):  # [B, T, C] -> [B, T, C]
@@ -121,10 +129,8 @@ def embed(ids, positions, wte, wpe):  # [B, T] token ids, [B, T] positions -> [B
 def tied_logits(x, wte):  # [B, T, C] -> [B, T, V]
     xp = array_namespace(x)
     B, T, C = x.shape
-    # wte @ x.T, not x @ wte.T: the 154 MB table is read in its stored layout. XLA otherwise
-    # materializes wte.T at every decode step (a transpose and a copy: 3 ms per 124M step on the
-    # project's CPU, benchmarks/results/NOTES.md change 1).
-    logits = xp.matrix_transpose(wte @ xp.matrix_transpose(xp.reshape(x, (B * T, C))))  # [B*T, V]
+    # The 154 MB table read in its stored layout: 3 ms per 124M step on JAX (NOTES.md change 1).
+    logits = times_transposed(xp.reshape(x, (B * T, C)), wte)  # [B*T, V]
     return xp.reshape(logits, (B, T, wte.shape[0]))
 
 

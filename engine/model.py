@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 from typing import Iterator
 
-from .checkpoint import load_checkpoint, nest_params
+from .checkpoint import LINEAR_WEIGHT_SUFFIXES, load_checkpoint, nest_params
 from .config import END_OF_TEXT_ID, GPTConfig
 from .kv_cache import write_kv
 from .errors import GenerationError
@@ -94,6 +94,12 @@ def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = 
     backend.dtype(dtype)  # fail on an unsupported dtype before reading gigabytes
     source = resolve_model(spec, seed=seed, progress=progress)
     config, tensors = load_checkpoint(source.directory)
-    flat = {name: backend.from_host(tensor, dtype) for name, tensor in tensors.items()}
+    flat = {}
+    for name, tensor in tensors.items():
+        if name.endswith(LINEAR_WEIGHT_SUFFIXES):
+            flat[name] = backend.from_host(tensor.transpose(), dtype)
+            tensor.release()  # the backend holds a copy: the file's pages need not stay resident
+        else:
+            flat[name] = backend.from_host(tensor, dtype)
     return Model(config, nest_params(flat, config.n_layer), backend, dtype, source)
 
