@@ -25,8 +25,9 @@ SPEED_BACKENDS = ("numpy", "jax", "jax-loop", "torch", "cupy")
 
 
 # What `--backend auto` tries, in order, by device and batch size. CPU order from the committed runs
-# in benchmarks/results/ (2-core Xeon): numpy decodes fastest at batch 1; jax (jitted) and torch lead
-# for batched decode and prefill. GPU order is the design's expectation (jax compiles the whole step,
+# in benchmarks/results/ (2-core Xeon): numpy ties the jax backends at batch 1 with 2/3 of their
+# memory; jax leads batched decode and prefill. auto offers only backends that stream token by token,
+# so jax-loop is never chosen. GPU order is the design's expectation (jax compiles the whole step,
 # cupy and torch dispatch kernel by kernel), not yet measured here: no GPU session had a machine.
 AUTO_ORDER = {
     ("cpu", "single"): ("numpy", "jax", "torch"),

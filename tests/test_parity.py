@@ -107,12 +107,13 @@ def test_jax_decode_step_does_not_copy_the_cache(small_checkpoint):
         assert not [line for line in compiled.splitlines() if " copy(" in line and "[1,4,40,16]" in line]
 
 
-def test_jax_loop_compiles_once_and_updates_the_cache_in_place(small_checkpoint):
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+def test_jax_loop_compiles_once_and_updates_the_cache_in_place(small_checkpoint, device):
     """The whole decode loop is one jitted call, traced once per batch and length, with no cache copies."""
     from engine.kv_cache import allocate_kv_cache
     from engine.sampling import Sampling
 
-    backend = backend_or_skip("jax-loop", "cpu")
+    backend = backend_or_skip("jax-loop", device)
     model = load_model(small_checkpoint, backend=backend)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. "donated buffers were not usable"
