@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from backends import BackendError, get_backend
+from backends import BACKENDS, BackendError, get_backend
 from engine import load_model
 
 # Largest allowed max|logits - reference| / max|reference|. float32 lands near 1e-6 on CPU; 1e-4
@@ -59,8 +59,11 @@ def greedy_uncached(model, prompts, n):
 
 
 def parity_backend(name: str, device: str | None):
-    """JAX runs float32 matmuls at full precision here: its GPU default may be TF32."""
-    return get_backend(name, device=device, matmul_precision="highest") if name in ("jax", "jax-loop") else get_backend(name, device=device)
+    """Every JAX adapter (jax, jax-loop) runs float32 matmuls at full precision here: its GPU default
+    may be TF32."""
+    if BACKENDS.get(name, ("",))[0] == "backends.jax":
+        return get_backend(name, device=device, matmul_precision="highest")
+    return get_backend(name, device=device)
 
 
 def run_parity(model_spec, backends, dtypes, *, batch=2, prompt_len=16, new_tokens=16, seed=0,
