@@ -37,7 +37,7 @@ AUTO_ORDER = {
 }
 
 
-def choose_auto(device: str | None = None, batch: int = 1):
+def choose_auto(device: str | None = None, batch: int = 1, **options):
     """The first usable backend of AUTO_ORDER: a GPU one when there is a GPU (unless device='cpu')."""
     size = "single" if batch <= 1 else "batched"
     kinds = ("gpu", "cpu") if device is None else ("cpu",) if device == "cpu" else ("gpu",)
@@ -45,7 +45,7 @@ def choose_auto(device: str | None = None, batch: int = 1):
     for kind in kinds:
         for name in AUTO_ORDER[(kind, size)]:
             try:
-                return get_backend(name, device=device or ("gpu" if kind == "gpu" else None))
+                return get_backend(name, device=device or ("gpu" if kind == "gpu" else None), **options)
             except BackendError as err:
                 tried.append(f"{name}: {err}")
     raise BackendUnavailable("auto", "no backend is usable for this device: " + "; ".join(tried))
@@ -54,9 +54,10 @@ def choose_auto(device: str | None = None, batch: int = 1):
 def get_backend(name: str, device: str | None = None, **options):
     """The adapter for a library name, on a device ('cpu', 'gpu', 'gpu:1', 'tpu'; None = its default).
 
-    options go to the adapter (jax: matmul_precision="highest" for parity runs)."""
+    options go to the adapter: precision="float32" (IEEE float32 products, the default) or "tf32"
+    (NVIDIA GPUs: jax, torch, cupy); compile_loop=True for jax (what 'jax-loop' presets)."""
     if name == "auto":
-        return choose_auto(device, options.pop("batch", 1))
+        return choose_auto(device, options.pop("batch", 1), **options)
     if name not in BACKENDS:
         raise BackendError(f"unknown backend '{name}' (choose from auto, {', '.join(BACKENDS)})")
     module_name, hint = BACKENDS[name]

@@ -4,10 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArrayBackend, BackendUnavailable, parse_device
+from .base import ArrayBackend, BackendUnavailable, check_precision, parse_device
 
 import jax  # noqa: E402  (an ImportError here tells the registry that jax is missing)
 import jax.numpy as jnp  # noqa: E402
+
+
+# arraygpt's precision -> jax.default_matmul_precision
+MATMUL_PRECISION = {"float32": "highest", "tf32": "tensorfloat32"}
+
+
+class WithPrecision:
+    """A jitted function called and lowered under one matmul precision; the rest (_cache_size, ...) as is."""
+
+    def __init__(self, jitted, matmul_precision: str):
+        self.jitted, self.matmul_precision = jitted, matmul_precision
+
+    def __call__(self, *args, **kwargs):
+        with jax.default_matmul_precision(self.matmul_precision):
+            return self.jitted(*args, **kwargs)
+
+    def lower(self, *args, **kwargs):
+        with jax.default_matmul_precision(self.matmul_precision):
+            return self.jitted.lower(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.jitted, name)
 
 
 class JaxBackend(ArrayBackend):
@@ -15,7 +37,7 @@ class JaxBackend(ArrayBackend):
     xp = jnp
     compiles = True
 
-    def __init__(self, device: str | None = None, matmul_precision: str | None = None, compile_loop: bool = False):
+    def __init__(self, device: str | None = None, precision: str = "float32", compile_loop: bool = False):
         kind, index = parse_device(device)
         try:
             devices = jax.devices(kind) if kind else jax.devices()
@@ -26,9 +48,11 @@ class JaxBackend(ArrayBackend):
         if index >= len(devices):
             raise BackendUnavailable("jax", f"JAX has {len(devices)} {kind} device(s); there is no {device}")
         self.device = devices[index]
-        # None keeps JAX's default, which may be TF32 for float32 on recent NVIDIA GPUs;
-        # parity runs pass "highest" so float32 means float32.
-        self.matmul_precision = matmul_precision
+        # JAX's default float32 matmul precision is TF32-like on NVIDIA GPUs (and one bfloat16 pass on
+        # TPUs): "highest" makes float32 mean IEEE float32 everywhere; tf32 is an opt-in on GPUs.
+        self.precision = check_precision("jax", precision, tf32_here=self.device.platform == "gpu",
+                                         where=self.device.platform)
+        self.matmul_precision = MATMUL_PRECISION[self.precision]
         # compile_loop: the whole decode loop becomes one jitted lax.fori_loop (the 'jax-loop' backend):
         # no host round trip per token, at the cost of streaming (every token arrives at the end).
         self.compiles_loop = compile_loop
@@ -36,15 +60,9 @@ class JaxBackend(ArrayBackend):
             self.name = "jax-loop"
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
+        """jax.jit, traced and run under this backend's matmul precision (part of jit's cache key)."""
         jitted = jax.jit(fn, static_argnames=tuple(static_argnames), donate_argnames=tuple(donate_argnames))
-        if self.matmul_precision is None:
-            return jitted
-
-        def with_precision(*args, **kwargs):
-            with jax.default_matmul_precision(self.matmul_precision):
-                return jitted(*args, **kwargs)
-        with_precision.jitted = jitted
-        return with_precision
+        return WithPrecision(jitted, self.matmul_precision)
 
     @staticmethod
     def fori_loop(lower, upper, body, init):
@@ -65,6 +83,9 @@ class JaxBackend(ArrayBackend):
 
     def device_name(self):
         return f"{self.device.platform}:{self.device.id}"
+
+    def device_key(self):
+        return "cpu" if self.device.platform == "cpu" else self.device_name()
 
 
 def create(device: str | None = None, **options) -> JaxBackend:

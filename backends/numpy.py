@@ -10,7 +10,7 @@ import sys
 
 from array_api_compat import numpy as xp
 
-from .base import ArrayBackend, BackendError
+from .base import ArrayBackend, BackendError, check_precision
 
 
 class NumpyBackend(ArrayBackend):
@@ -41,8 +41,9 @@ def keep_freed_memory_for_reuse() -> bool:
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20))
 
 
-def create(device: str | None = None, **options) -> NumpyBackend:
+def create(device: str | None = None, precision: str = "float32", **options) -> NumpyBackend:
     if device not in (None, "cpu"):
         raise BackendError(f"backend 'numpy' runs on the cpu only, not '{device}'")
+    check_precision("numpy", precision, tf32_here=False, where="the cpu")
     keep_freed_memory_for_reuse()
     return NumpyBackend()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArrayBackend, BackendError
+from .base import ArrayBackend, BackendError, check_precision
 
 import array_api_strict  # noqa: E402  (an ImportError here tells the registry that it is missing)
 
@@ -33,5 +33,6 @@ class StrictBackend(ArrayBackend):
         return np.asarray(x.to_device(self._home))
 
 
-def create(device: str | None = None, **options) -> StrictBackend:
+def create(device: str | None = None, precision: str = "float32", **options) -> StrictBackend:
+    check_precision("strict", precision, tf32_here=False, where="its devices")
     return StrictBackend(device)

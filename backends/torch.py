@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from .base import ArrayBackend, BackendUnavailable, host_array, parse_device
+from .base import ArrayBackend, BackendUnavailable, check_precision, host_array, parse_device
 
 import torch  # noqa: E402  (an ImportError here tells the registry that torch is missing)
 from array_api_compat import torch as xp  # noqa: E402
@@ -14,7 +14,7 @@ class TorchBackend(ArrayBackend):
     name = "torch"
     xp = xp
 
-    def __init__(self, device: str | None = None):
+    def __init__(self, device: str | None = None, precision: str = "float32"):
         kind, index = parse_device(device)
         if kind in (None, "cpu"):
             self.device = torch.device("cpu")
@@ -29,7 +29,21 @@ class TorchBackend(ArrayBackend):
             self.device = torch.device("cuda", index)
         else:
             raise BackendUnavailable("torch", f"arraygpt's torch adapter runs on cpu and gpu, not {kind}")
+        self.precision = check_precision("torch", precision, tf32_here=self.device.type == "cuda",
+                                         where=str(self.device))
         torch.set_grad_enabled(False)  # inference only: no autograd graph per op
+
+    def compile(self, fn, *, static_argnames=(), donate_argnames=()):
+        """Eager: fn itself, except on CUDA, where each call sets the float32 matmul mode (a process-wide
+        switch of torch) to this backend's precision."""
+        if self.device.type != "cuda":
+            return fn
+        tf32 = self.precision == "tf32"
+
+        def in_precision(*args, **kwargs):
+            set_cuda_tf32(tf32)
+            return fn(*args, **kwargs)
+        return in_precision
 
     def from_host(self, tensor, dtype):
         with warnings.catch_warnings():
@@ -48,11 +62,23 @@ class TorchBackend(ArrayBackend):
     def memory_in_use(self):
         return torch.cuda.memory_allocated(self.device) if self.device.type == "cuda" else None
 
+    def device_key(self):
+        return f"gpu:{self.device.index or 0}" if self.device.type == "cuda" else "cpu"
+
     def device_name(self):
         if self.device.type == "cuda":
             return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
         return "cpu"
 
 
-def create(device: str | None = None, **options) -> TorchBackend:
-    return TorchBackend(device)
+def set_cuda_tf32(enabled: bool) -> None:
+    """float32 matmuls on CUDA: TF32 tensor cores, or IEEE float32 (torch's default)."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9; allow_tf32 is its older spelling
+        matmul.fp32_precision = "tf32" if enabled else "ieee"
+    else:
+        matmul.allow_tf32 = enabled
+
+
+def create(device: str | None = None, precision: str = "float32", **options) -> TorchBackend:
+    return TorchBackend(device, precision)

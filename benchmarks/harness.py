@@ -15,12 +15,25 @@ from pathlib import Path
 
 import numpy as np
 
+from .derive import SCHEMA, derive
 from .environment import environment
 from .jsonio import write_json_atomic
-from .measure import PARITY_PROMPT_LEN, fixed_prompts
-from .roofline import decode_floor_tps, prefill_ceiling_tps
+from .timing import PARITY_PROMPT_LEN, fixed_prompts
 
-SCHEMA = 1
+
+def model_configs(scenarios) -> dict:
+    """Each model's shape, recorded so that a report can compute floors without the checkpoint."""
+    import dataclasses
+
+    from engine.config import GPTConfig
+    from engine.source import resolve_model
+    configs = {}
+    for spec in dict.fromkeys(s.model for s in scenarios):
+        try:
+            configs[spec] = dataclasses.asdict(GPTConfig.from_hf_json(resolve_model(spec).directory / "config.json"))
+        except Exception:  # a model that cannot be resolved fails in its worker, with the reason
+            pass
+    return configs
 
 
 def reference_logits(model_spec: str, path: Path) -> dict:
@@ -38,12 +51,12 @@ class Bench:
         self.roofline, self.parity = roofline, parity
         self.on_event = on_event or (lambda event: None)
         self.doc = {"kind": "arraygpt-bench", "schema": SCHEMA, "environment": environment(),
-                    "suite": suite, "scenarios": [s.to_json() for s in scenarios], "probes": {}, "parity": {},
-                    "results": [], "complete": False}
+                    "suite": suite, "scenarios": [s.to_json() for s in scenarios], "models": model_configs(scenarios),
+                    "probes": {}, "parity": {}, "results": [], "complete": False}
         self.logs: dict[str, str] = {}
 
     def save(self):
-        self.derive()
+        derive(self.doc)
         if self.json_path:
             write_json_atomic(self.json_path, self.doc)
 
@@ -55,20 +68,22 @@ class Bench:
                 for index, model in enumerate(dict.fromkeys(s.model for s in self.scenarios)):
                     self.on_event({"event": "reference", "model": model})
                     references.append(reference_logits(model, tmp / f"reference-{index}.npy"))
-            key = lambda s: (s.runner, s.device)  # noqa: E731
-            groups = itertools.groupby(sorted(self.scenarios, key=lambda s: (s.is_peer, *map(str, key(s)))), key=key)
-            for (runner, device), group in groups:
-                self.run_worker(runner, device, list(group), references, tmp)
+            # One worker process per runner, device and precision; ours first, then the peers.
+            ordered = sorted(self.scenarios, key=lambda s: (s.is_peer, s.label))
+            for label, group in itertools.groupby(ordered, key=lambda s: s.label):
+                self.run_worker(label, list(group), references, tmp)
         self.doc["complete"] = True
         self.save()
         return self.doc
 
-    def run_worker(self, runner, device, scenarios, references, tmp: Path):
-        label = runner + (f":{device}" if device else "")
-        job = tmp / f"job-{label.replace(':', '-')}.json"
-        job.write_text(json.dumps({"runner": runner, "device": device, "roofline": self.roofline,
-                                   "references": references, "scenarios": [s.to_json() for s in scenarios]}))
-        log = tmp / f"log-{label.replace(':', '-')}.txt"
+    def run_worker(self, label, scenarios, references, tmp: Path):
+        first = scenarios[0]
+        stem = label.replace(":", "-").replace("+", "-")
+        job = tmp / f"job-{stem}.json"
+        job.write_text(json.dumps({"runner": first.runner, "device": first.device, "precision": first.precision,
+                                   "roofline": self.roofline, "references": references,
+                                   "scenarios": [s.to_json() for s in scenarios]}))
+        log = tmp / f"log-{stem}.txt"
         pending = {s.id: s for s in scenarios}
         with open(log, "w") as log_file:
             process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", str(job)], stdout=subprocess.PIPE,
@@ -96,9 +111,9 @@ class Bench:
                 self.add_result(scenario.to_json() | {"status": "skipped", "message": event["message"]})
             pending.clear()
         elif kind in ("probe", "probe_error"):
-            self.doc["probes"].setdefault(label, {})[event["dtype"]] = event
+            self.doc["probes"].setdefault(label, {})[event["key"]] = event
         elif kind in ("parity", "parity_error"):
-            self.doc["parity"].setdefault(label, {})[f"{event['model']}/{event['dtype']}"] = event
+            self.doc["parity"].setdefault(label, {})[f"{event['model']}/{event['numerics']}"] = event
         elif kind == "result":
             scenario = pending.pop(event.pop("id"))
             self.add_result(scenario.to_json() | event)
@@ -108,37 +123,3 @@ class Bench:
         self.doc["results"].append(result)
         self.save()
         self.on_event({"event": "done", "id": result["id"], "status": result["status"]})
-
-    def derive(self):
-        """Roofline percentages and ratios to the HF peer, from the probes of the same run."""
-        from engine.config import GPTConfig
-        from engine.source import resolve_model
-        configs = {}
-        hf = {}
-        for r in self.doc["results"]:
-            if r["status"] == "ok" and r["runner"] == "hf":
-                hf[(r["model"], r["dtype"], r["batch"], r["prompt_len"], r["new_tokens"])] = r["metrics"]
-        for r in self.doc["results"]:
-            if r["status"] != "ok":
-                continue
-            if r["model"] not in configs:
-                configs[r["model"]] = GPTConfig.from_hf_json(resolve_model(r["model"]).directory / "config.json")
-            config, m, derived = configs[r["model"]], r["metrics"], {}
-            label = r["runner"] + (f":{r['device']}" if r["device"] else "")
-            probe = self.doc["probes"].get(label, {}).get(r["dtype"], {})
-            if "decode_tps" in m and "bandwidth_bytes_s" in probe:
-                floor = decode_floor_tps(config, r["dtype"], r["batch"], r["prompt_len"], r["new_tokens"],
-                                         probe["bandwidth_bytes_s"])
-                derived |= {"decode_floor_tps": floor, "decode_roofline": m["decode_tps"]["median"] / floor}
-            if "matmul_flops_s" in probe:
-                ceiling = prefill_ceiling_tps(config, r["batch"], r["prompt_len"], probe["matmul_flops_s"])
-                derived |= {"prefill_ceiling_tps": ceiling, "prefill_roofline": m["prefill_tps"]["median"] / ceiling}
-            peer = hf.get((r["model"], r["dtype"], r["batch"], r["prompt_len"], r["new_tokens"]))
-            if peer and r["runner"] != "hf":
-                for key in ("decode_tps", "prefill_tps"):
-                    if key in m and key in peer:
-                        derived[f"{key}_vs_hf"] = m[key]["median"] / peer[key]["median"]
-            parity = self.doc["parity"].get(label, {}).get(f"{r['model']}/{r['dtype']}", {})
-            if "relative" in parity:
-                derived["parity_relative"] = parity["relative"]
-            r["derived"] = derived

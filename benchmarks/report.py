@@ -1,68 +1,172 @@
-"""The bench table: one section per workload, one row per runner, our rows beside the peers."""
+"""`arraygpt report RUN.json [RUN.json ...]`: one view across runs and machines (CPU beside GPU).
+
+For each workload (model, batch, prompt length, new tokens), every runner x device x numerics of every
+run: tokens/s, % of that device's roofline (the machine ceilings of its own run), the ratio to the
+peers of its own run on the same device, and parity. Markdown on stdout; a bar chart with -o.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 
-from rich.markup import escape
-from rich.table import Table
+from engine.errors import ArrayGPTError
 
-
-def _fmt(value, spec, empty=""):
-    return empty if value is None else format(value, spec)
-
-
-def _median(metrics, key):
-    return metrics.get(key, {}).get("median")
+from .derive import derive
+from .runners import PEERS
 
 
-def results_table(doc: dict) -> Table:
-    env = doc["environment"]
-    machine = env["machine"]
-    gpus = ", ".join(g["name"] for g in machine.get("gpus", [])) or "no GPU"
-    title = (f"arraygpt bench: {doc['suite'].get('name', '?')} suite, {machine['cpu']} ({machine['cores']} cores), "
-             f"{gpus}, {env['date'][:10]}")
-    table = Table(title=title, title_justify="left", caption="medians of the timed repeats; ± is the IQR; "
-                  "roof = % of the floor set by the bandwidth or matmul rate measured in this run; "
-                  "xHF = ratio to Hugging Face transformers on the same workload", caption_justify="left")
-    for name, justify in [("runner", "left"), ("prefill tok/s", "right"), ("TTFT ms", "right"),
-                          ("decode tok/s", "right"), ("ms/token p50/p99", "right"), ("roof", "right"),
-                          ("xHF", "right"), ("RSS MB", "right"), ("parity", "right")]:
-        table.add_column(name, justify=justify)
-    key = lambda r: (r["model"], r["dtype"], r["batch"], r["prompt_len"], r["new_tokens"])  # noqa: E731
-    for workload, rows in itertools.groupby(sorted(doc["results"], key=key), key=key):
-        model, dtype, batch, prompt_len, new_tokens = workload
-        table.add_section()
-        table.add_row(f"[bold]{model} {dtype} batch {batch}, prompt {prompt_len}, {new_tokens} new[/]")
-        for r in sorted(rows, key=lambda r: (r["runner"] in ("hf", "picogpt"), r["runner"])):
-            runner = r["runner"] + (f":{r['device']}" if r.get("device") else "")
-            if r["status"] != "ok":
-                table.add_row(runner, f"[red]{r['status']}[/]: {escape(r.get('message', ''))[:90]}")
+@dataclasses.dataclass
+class Row:
+    workload: tuple           # (model, batch, prompt_len, new_tokens)
+    metric: str               # "decode" or "prefill"
+    run: str                  # machine and date
+    runner: str
+    device: str               # cpu, gpu:0, ...
+    numerics: str             # float32, float32+tf32, float32+bfloat16-weights, ...
+    tps: float
+    roofline: float | None
+    vs_peers: dict            # peer -> ratio
+    parity: float | None
+
+    @property
+    def is_peer(self) -> bool:
+        return self.runner in PEERS
+
+
+def run_label(doc: dict) -> str:
+    """'NVIDIA H100 80GB HBM3, 2026-11-25' or 'AMD EPYC (2 cores), 2026-11-25'."""
+    machine = doc["environment"]["machine"]
+    gpus = [g["name"] for g in machine.get("gpus", [])]
+    where = ", ".join(dict.fromkeys(gpus)) if gpus else f"{machine.get('cpu', '?')} ({machine.get('cores', '?')} cores)"
+    return f"{where}, {doc['environment'].get('date', '')[:10]}"
+
+
+def check_bench_file(doc, path) -> None:
+    if not isinstance(doc, dict) or doc.get("kind") != "arraygpt-bench":
+        raise ArrayGPTError(f"{path}: not an arraygpt bench result (no \"kind\": \"arraygpt-bench\"); "
+                            "give files written by `arraygpt bench --json`")
+
+
+def collect(docs: list[dict]) -> list[Row]:
+    rows = []
+    labels = [run_label(doc) for doc in docs]
+    for doc, label in zip(docs, disambiguate(labels)):
+        derive(doc)
+        for r in doc.get("results", []):
+            if r.get("status") != "ok":
                 continue
             m, d = r["metrics"], r.get("derived", {})
-            decode = m.get("decode_tps")
-            decode_cell = f"{decode['median']:.1f} ±{decode['iqr']:.1f}" if decode else ""
-            latency = m.get("token_latency_s")
-            latency_cell = f"{latency['p50'] * 1e3:.1f}/{latency['p99'] * 1e3:.1f}" if latency else ""
-            # decode runs are judged by bandwidth, single-token ones by the prefill compute ceiling
-            roof = d.get("decode_roofline") if decode else d.get("prefill_roofline")
-            ratio = d.get("decode_tps_vs_hf") if decode else d.get("prefill_tps_vs_hf")
-            table.add_row(runner, _fmt(_median(m, "prefill_tps"), ".0f"), _fmt(_median(m, "ttft_s") * 1e3, ".0f"),
-                          decode_cell, latency_cell, _fmt(roof and roof * 100, ".0f") + ("%" if roof else ""),
-                          _fmt(ratio, ".2f") + ("x" if ratio else ""), _fmt(m.get("rss_peak_bytes", 0) / 1e6, ".0f"),
-                          _fmt(d.get("parity_relative"), ".0e"))
-    return table
+            metric = "decode" if "decode_tps" in m else "prefill"
+            rows.append(Row(workload=(r["model"], r["batch"], r["prompt_len"], r["new_tokens"]), metric=metric,
+                            run=label, runner=r["runner"], device=r.get("device_key", "cpu"),
+                            numerics=r.get("numerics", r["dtype"]), tps=m[f"{metric}_tps"]["median"],
+                            roofline=d.get(f"{metric}_roofline"),
+                            vs_peers={p: d[f"{metric}_tps_vs_{p}"] for p in PEERS if f"{metric}_tps_vs_{p}" in d},
+                            parity=d.get("parity_relative")))
+    return rows
 
 
-def probes_table(doc: dict) -> Table:
-    table = Table(title="roofline probes (this run)", title_justify="left")
-    for name in ("runner", "dtype", "device", "bandwidth GB/s", "matmul GFLOP/s"):
-        table.add_column(name, justify="right" if "/" in name else "left")
-    for runner, by_dtype in doc["probes"].items():
-        for dtype, p in by_dtype.items():
-            if "bandwidth_bytes_s" in p:
-                table.add_row(runner, dtype, escape(p.get("device", "")), f"{p['bandwidth_bytes_s'] / 1e9:.1f}",
-                              f"{p['matmul_flops_s'] / 1e9:.0f}")
-            else:
-                table.add_row(runner, dtype, "", f"[red]{escape(p.get('message', 'failed'))}[/]", "")
-    return table
+def disambiguate(labels: list[str]) -> list[str]:
+    """Two runs of one machine on one day get #1, #2."""
+    seen = {label: 0 for label in labels}
+    out = []
+    for label in labels:
+        if labels.count(label) > 1:
+            seen[label] += 1
+            label = f"{label} #{seen[label]}"
+        out.append(label)
+    return out
+
+
+def _workload_title(workload, metric) -> str:
+    model, batch, prompt_len, new_tokens = workload
+    what = "decode tokens/s" if metric == "decode" else "prefill tokens/s"
+    return f"{model}, batch {batch}, prompt {prompt_len}, {new_tokens} new: {what}"
+
+
+def _sorted_groups(rows):
+    key = lambda r: (r.workload[0], r.metric == "prefill", r.workload[1:])  # noqa: E731
+    for (model, _, rest), group in itertools.groupby(sorted(rows, key=key), key=key):
+        group = list(group)
+        yield (model, *rest), group[0].metric, group
+
+
+def markdown(docs: list[dict], sources: list[str]) -> str:
+    rows = collect(docs)
+    if not rows:
+        raise ArrayGPTError("the files hold no successful scenario to report")
+    peers = [p for p in PEERS if any(p in r.vs_peers for r in rows)]
+    labels = disambiguate([run_label(doc) for doc in docs])
+    lines = ["Runs: " + "; ".join(f"**{label}** (`{source}`, commit {str(doc['environment'].get('commit'))[:7]})"
+                                  for label, source, doc in zip(labels, sources, docs)), ""]
+    for workload, metric, group in _sorted_groups(rows):
+        lines += [f"#### {_workload_title(workload, metric)}", "",
+                  "| run | runner | device | numerics | tok/s | % roofline | " + " | ".join(f"x {p}" for p in peers)
+                  + (" | " if peers else "") + "parity |",
+                  "|---|---|---|---|---:|---:|" + "---:|" * len(peers) + "---:|"]
+        for r in sorted(group, key=lambda r: (labels.index(r.run), r.numerics, r.is_peer, -r.tps)):
+            ratios = [f"{r.vs_peers[p]:.2f}x" if p in r.vs_peers else "" for p in peers]
+            lines.append(f"| {r.run} | {r.runner}{' (peer)' if r.is_peer else ''} | {r.device} | {r.numerics} | "
+                         f"{_tps(r.tps)} | {'' if r.roofline is None else f'{r.roofline:.0%}'} | "
+                         + " | ".join(ratios) + (" | " if peers else "")
+                         + f"{'' if r.parity is None else f'{r.parity:.0e}'} |")
+        lines.append("")
+    lines.append("% roofline: of the floor set by the best bandwidth (decode) or matmul rate (prefill) measured on "
+                 "that device in that run; x peer: ratio to the peer in the same run, device and numerics; parity: "
+                 "max |logit - float64 reference| / max |reference logit|.")
+    return "\n".join(lines) + "\n"
+
+
+def _tps(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def chart(docs: list[dict], path) -> None:
+    """One panel per workload; a bar per run x runner x device x numerics (log scale), coloured by run."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ArrayGPTError("the chart needs matplotlib: pip install 'arraygpt[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = collect(docs)
+    if not rows:
+        raise ArrayGPTError("the files hold no successful scenario to report")
+    groups = list(_sorted_groups(rows))
+    labels = disambiguate([run_label(doc) for doc in docs])
+    colours = {label: f"C{i}" for i, label in enumerate(labels)}
+    columns = min(3, len(groups))
+    lines_per_panel = max(len(group) for _, _, group in groups)
+    height = 0.6 + 0.22 * lines_per_panel
+    fig, axes = plt.subplots(math.ceil(len(groups) / columns), columns, squeeze=False,
+                             figsize=(6.2 * columns, height * math.ceil(len(groups) / columns) + 0.8))
+    from matplotlib.ticker import NullFormatter
+    for ax, (workload, metric, group) in zip(axes.flat, groups):
+        group = sorted(group, key=lambda r: (labels.index(r.run), r.numerics, r.is_peer, -r.tps))[::-1]
+        names = [f"{r.runner} {r.device} {r.numerics}" for r in group]
+        low = min(r.tps for r in group) / 2
+        bars = ax.barh(range(len(group)), [r.tps - low for r in group], left=low,
+                       color=[colours[r.run] for r in group])
+        for bar, r in zip(bars, group):
+            if r.is_peer:
+                bar.set_hatch("///")
+                bar.set_edgecolor("white")
+        ax.set_yticks(range(len(group)), names, fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlim(low, max(r.tps for r in group) * 2.5)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(_workload_title(workload, metric), fontsize=8)
+        ax.grid(axis="x", alpha=0.3, which="both")
+        for i, r in enumerate(group):
+            ax.text(r.tps, i, f" {_tps(r.tps)}", va="center", fontsize=6)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[label]) for label in labels]
+    handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="grey", hatch="///", edgecolor="white"))
+    fig.legend(handles, labels + ["peer (hatched)"], loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

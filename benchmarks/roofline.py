@@ -1,5 +1,6 @@
 """The floors a measured figure is compared with: bytes a decode step must read, FLOPs a prefill
-must do, and this machine's memory bandwidth and matmul rate measured on each backend in the run."""
+must do, and the probes that measure a device's memory bandwidth and matmul rate with one library
+(benchmarks/derive.py takes the best of every library on each device as the machine's ceiling)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,20 @@ from engine.config import GPTConfig, expected_shapes
 ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
 
 
-def decode_bytes_per_step(config: GPTConfig, dtype: str, batch: int, context: float) -> float:
-    """Weights read once per step (only one row of wpe), plus every cached key and value attended to."""
-    params = config.n_params - config.n_positions * config.n_embd + config.n_embd
+def matrix_params(config: GPTConfig) -> int:
+    """Parameters of the weight products: the four linear weights of each block and wte (tied logits).
+    A mixed-precision run stores these in the weights' dtype; everything else stays in the dtype."""
+    return sum(math.prod(shape) for name, shape in expected_shapes(config).items()
+               if name == "wte.weight" or (name.endswith(".weight") and len(shape) == 2 and name.startswith("h.")))
+
+
+def decode_bytes_per_step(config: GPTConfig, dtype: str, batch: int, context: float, weights: str | None = None) -> float:
+    """Weights read once per step (only one row of wpe), plus every cached key and value attended to
+    (the cache is kept in the dtype). The matrices count at the weights' itemsize."""
+    matrices = matrix_params(config)
+    rest = config.n_params - config.n_positions * config.n_embd + config.n_embd - matrices
     cache = 2 * config.n_layer * batch * context * config.n_embd
-    return (params + cache) * ITEMSIZE[dtype]
+    return matrices * ITEMSIZE[weights or dtype] + (rest + cache) * ITEMSIZE[dtype]
 
 
 def prefill_flops(config: GPTConfig, batch: int, prompt_len: int) -> float:
@@ -29,10 +39,10 @@ def prefill_flops(config: GPTConfig, batch: int, prompt_len: int) -> float:
     return weights + attention + logits
 
 
-def decode_floor_tps(config, dtype, batch, prompt_len, new_tokens, bandwidth_bytes_s) -> float:
+def decode_floor_tps(config, dtype, batch, prompt_len, new_tokens, bandwidth_bytes_s, weights=None) -> float:
     """Tokens/s if every decode step only streamed its bytes at the measured bandwidth."""
     mean_context = prompt_len + new_tokens / 2
-    return batch * bandwidth_bytes_s / decode_bytes_per_step(config, dtype, batch, mean_context)
+    return batch * bandwidth_bytes_s / decode_bytes_per_step(config, dtype, batch, mean_context, weights)
 
 
 def prefill_ceiling_tps(config, batch, prompt_len, flops_s) -> float:
@@ -50,23 +60,30 @@ def _median_time(fn, repeats=5):
     return float(np.median(times))
 
 
-def _gemv_time(xp, device, dtype, sync, rng, rows, cols) -> float:
+def _gemv_time(xp, device, dtype, sync, product, rng, rows, cols) -> float:
     """Median time of matrix @ vector; the matrix is freed on return, before the matmul probe."""
     matrix = xp.asarray(rng.random((rows, cols), dtype=np.float32), dtype=dtype, device=device)
     vector = matrix[0, :]
-    return _median_time(lambda: sync(matrix @ vector))
+    return _median_time(lambda: sync(product(matrix, vector)))
+
+
+def _matmul(a, b):
+    return a @ b
 
 
 def probe(backend, dtype: str) -> dict:
     """Measure memory bandwidth (matrix x vector over 512 MiB, the way a decode step reads weights)
-    and matmul rate (n x n x n) on one backend. Random data: zeros can run faster than real data."""
+    and matmul rate (n x n x n) on one backend, at its precision (the products go through
+    backend.compile, as the model's do: JAX's matmul precision, torch's and CuPy's TF32 switch).
+    Random data: zeros can run faster than real data."""
     xp, device, sync = backend.xp, backend.device, backend.synchronize
-    on_gpu = "cpu" not in backend.device_name().lower()
+    on_gpu = backend.device_key() != "cpu"
     rows, cols = (8192, 16384) if not on_gpu else (32768, 32768)
     rng = np.random.default_rng(0)
+    product = backend.compile(_matmul)
     nbytes = rows * cols * ITEMSIZE[dtype]
-    bandwidth = nbytes / _gemv_time(xp, device, backend.dtype(dtype), sync, rng, rows, cols)
+    bandwidth = nbytes / _gemv_time(xp, device, backend.dtype(dtype), sync, product, rng, rows, cols)
     n = 2048 if not on_gpu else 8192
     a = xp.asarray(rng.random((n, n), dtype=np.float32), dtype=backend.dtype(dtype), device=device)
-    rate = 2 * n**3 / _median_time(lambda: sync(a @ a), repeats=3)
+    rate = 2 * n**3 / _median_time(lambda: sync(product(a, a)), repeats=3)
     return {"bandwidth_bytes_s": bandwidth, "matmul_flops_s": rate, "gemv_bytes": nbytes, "matmul_n": n}

@@ -1,7 +1,13 @@
-"""Named, composable scenarios: model x batch x prompt length x new tokens x dtype x backend x device.
+"""Named, composable scenarios: model x batch x prompt length x new tokens x dtype x precision x
+weights x backend x device.
 
 A suite file (benchmarks/suites/*.toml) has [defaults] and [[group]]s; every list-valued field of a
 group multiplies out. Command-line overrides replace a field in every group.
+
+The numerics of a scenario are its dtype (the compute dtype), its precision (float32 products in IEEE
+float32, or tf32) and its weights' dtype (the dtype the products read; by default the dtype). A
+scenario id names them only where they differ from the plain dtype, so 'float32' ids stay as they were:
+'124M/jax:gpu/float32+tf32/b1/p16/n128', '124M/torch/float32+bfloat16-weights/b1/p16/n128'.
 """
 
 from __future__ import annotations
@@ -13,10 +19,29 @@ from pathlib import Path
 
 from engine.errors import ArrayGPTError
 
+from .runners import PEERS as RUNNER_PEERS
+
 SUITES_DIR = Path(__file__).parent / "suites"
-PEERS = ("hf", "picogpt")
-_AXES = ("model", "dtype", "batch", "prompt_len", "new_tokens")
+PEERS = tuple(RUNNER_PEERS)
+_AXES = ("model", "dtype", "precision", "weights", "batch", "prompt_len", "new_tokens")
 _KNOWN = set(_AXES) | {"name", "warmup", "repeats", "peers", "backends"}
+_AXIS_DEFAULTS = {"precision": "float32", "weights": None}
+
+
+def numerics_label(dtype: str, precision: str = "float32", weights: str | None = None) -> str:
+    """'float32', 'float32+tf32', 'float32+bfloat16-weights': what a row's arithmetic is."""
+    label = dtype
+    if precision != "float32":
+        label += f"+{precision}"
+    if weights and weights != dtype:
+        label += f"+{weights}-weights"
+    return label
+
+
+def product_key(dtype: str, precision: str = "float32", weights: str | None = None) -> str:
+    """The arithmetic of the weight products, which sets the matmul ceiling: 'float32', 'float32+tf32',
+    'bfloat16' (a mixed run's products read bfloat16 weights)."""
+    return numerics_label(weights or dtype, precision)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,23 +56,34 @@ class Scenario:
     new_tokens: int
     warmup: int = 1
     repeats: int = 3
+    precision: str = "float32"
+    weights: str | None = None  # None: the weights are stored in dtype
+
+    @property
+    def numerics(self) -> str:
+        return numerics_label(self.dtype, self.precision, self.weights)
 
     @property
     def workload(self) -> str:
         """What is measured, whoever runs it: rows with the same workload share a table section."""
-        return f"{self.model} {self.dtype} b{self.batch} p{self.prompt_len} n{self.new_tokens}"
+        return f"{self.model} {self.numerics} b{self.batch} p{self.prompt_len} n{self.new_tokens}"
 
     @property
     def id(self) -> str:
         where = self.runner + (f":{self.device}" if self.device else "")
-        return f"{self.model}/{where}/{self.dtype}/b{self.batch}/p{self.prompt_len}/n{self.new_tokens}"
+        return f"{self.model}/{where}/{self.numerics}/b{self.batch}/p{self.prompt_len}/n{self.new_tokens}"
 
     @property
     def is_peer(self) -> bool:
         return self.runner in PEERS
 
+    @property
+    def label(self) -> str:
+        """The worker that runs it: one process per runner, device and precision."""
+        return self.runner + (f":{self.device}" if self.device else "") + ("+tf32" if self.precision == "tf32" else "")
+
     def to_json(self) -> dict:
-        return dataclasses.asdict(self) | {"id": self.id}
+        return dataclasses.asdict(self) | {"id": self.id, "numerics": self.numerics}
 
 
 def suite_path(name_or_path: str) -> Path:
@@ -82,29 +118,47 @@ def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def peer_runs(peer: str, device: str | None, dtype: str, precision: str, weights: str | None, batch: int) -> bool:
+    """Whether a peer can run a scenario: HF has no mixed mode (and tf32 only on a GPU); picoGPT runs
+    one float32 sequence on the CPU."""
+    mixed = weights is not None and weights != dtype
+    if peer == "picogpt":
+        return device is None and batch == 1 and dtype == "float32" and precision == "float32" and not mixed
+    return not mixed and (precision == "float32" or device not in (None, "cpu"))
+
+
 def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict | None = None,
-           peers: list[str] | None = None) -> list[Scenario]:
-    """Every scenario of the suite for the given backends; overrides replace a field in every group."""
+           peers: list[str] | None = None, peer_devices: list[str | None] = (None,)) -> list[Scenario]:
+    """Every scenario of the suite for the given backends; overrides replace a field in every group.
+    Peers run on each of peer_devices (None: the CPU; 'gpu' when the backends run on a GPU)."""
     defaults = suite.get("defaults", {})
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     scenarios = []
     for group in suite["group"]:
-        spec = defaults | group | overrides
+        spec = _AXIS_DEFAULTS | defaults | group | overrides
         group_peers = peers if peers is not None else _as_list(spec.get("peers", []))
         bad = [p for p in group_peers if p not in PEERS]
         if bad:
             raise ArrayGPTError(f"unknown peer '{bad[0]}' (peers: {', '.join(PEERS)})")
-        runners = list(backends) + [(peer, None) for peer in group_peers]
-        for (runner, device), model, dtype, batch, prompt_len, new_tokens in itertools.product(
+        # A group may name the backends it is for ("backends = ['jax-loop']"); the others skip it.
+        mine = [(name, device) for name, device in backends
+                if "backends" not in spec or name in _as_list(spec["backends"])]
+        runners = mine + [(peer, device) for peer in group_peers for device in peer_devices]
+        for (runner, device), model, dtype, precision, weights, batch, prompt_len, new_tokens in itertools.product(
                 runners, *(_as_list(spec[axis]) for axis in _AXES)):
-            if runner == "picogpt" and (batch != 1 or dtype != "float32"):
-                continue  # picoGPT runs one float32 sequence at a time
+            if weights == dtype:
+                weights = None
+            if runner in PEERS and not peer_runs(runner, device, dtype, precision, weights, int(batch)):
+                continue
             scenarios.append(Scenario(group=spec.get("name", "group"), model=str(model), runner=runner,
                                       device=device, dtype=dtype, batch=int(batch), prompt_len=int(prompt_len),
                                       new_tokens=int(new_tokens), warmup=int(spec.get("warmup", 1)),
-                                      repeats=int(spec.get("repeats", 3))))
+                                      repeats=int(spec.get("repeats", 3)), precision=precision, weights=weights))
     scenarios = list({s.id: s for s in reversed(scenarios)}.values())[::-1]  # overrides can make groups coincide
     for s in scenarios:
         if min(s.batch, s.prompt_len, s.new_tokens, s.repeats) < 1 or s.warmup < 0:
             raise ArrayGPTError(f"scenario {s.id}: batch, prompt_len, new_tokens and repeats must be >= 1")
+        if s.precision == "tf32" and (s.dtype != "float32" or s.weights):
+            raise ArrayGPTError(f"scenario {s.id}: tf32 is a mode of float32 products; it needs dtype float32 "
+                                "with float32 weights")
     return scenarios

@@ -14,18 +14,6 @@ import sys
 import numpy as np
 
 
-def make_runner(name, device):
-    from backends import get_backend
-
-    from .measure import EngineRunner, HFRunner, PicoGPTRunner
-    if name == "hf":
-        return HFRunner(device), get_backend("torch", device=device)
-    if name == "picogpt":
-        return PicoGPTRunner(), get_backend("numpy")
-    backend = get_backend(name, device=device)
-    return EngineRunner(backend), backend
-
-
 def main(job_path: str) -> int:
     job = json.loads(open(job_path).read())
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
@@ -36,38 +24,46 @@ def main(job_path: str) -> int:
         protocol.write(json.dumps(event) + "\n")
         protocol.flush()
 
+    from .runners import make_runner
     try:
-        runner, probe_backend = make_runner(job["runner"], job["device"])
+        runner, probe_backend = make_runner(job["runner"], job["device"], job.get("precision", "float32"))
     except Exception as err:  # BackendUnavailable and friends: the parent marks the scenarios
         emit(event="fatal", message=f"{type(err).__name__}: {err}")
         return 0
     scenarios = job["scenarios"]
+    device_key = probe_backend.device_key()
+    precision = job.get("precision", "float32")
     if job.get("roofline"):
         from .roofline import probe
-        for dtype in dict.fromkeys(s["dtype"] for s in scenarios):
+        from .scenarios import product_key
+        for dtype in dict.fromkeys(s.get("weights") or s["dtype"] for s in scenarios):
+            key = product_key(dtype, precision)
             try:
-                emit(event="probe", dtype=dtype, device=probe_backend.device_name(), **probe(probe_backend, dtype))
+                emit(event="probe", key=key, dtype=dtype, precision=precision, device=probe_backend.device_name(),
+                     device_key=device_key, **probe(probe_backend, dtype))
             except Exception as err:
-                emit(event="probe_error", dtype=dtype, message=f"{type(err).__name__}: {err}")
+                emit(event="probe_error", key=key, dtype=dtype, precision=precision, device_key=device_key,
+                     message=f"{type(err).__name__}: {err}")
     for reference in job.get("references", []):
-        if not any(s["model"] == reference["model"] for s in scenarios):
-            continue
-        for dtype in dict.fromkeys(s["dtype"] for s in scenarios if s["model"] == reference["model"]):
+        numerics = {s["numerics"]: s for s in scenarios if s["model"] == reference["model"]}
+        for label, s in numerics.items():
             try:
                 expected = np.load(reference["path"])
-                got = runner.parity_logits(reference["model"], dtype, reference["prompt"])
+                got = runner.parity_logits(reference["model"], s["dtype"], reference["prompt"], s.get("weights"))
                 max_abs = float(np.abs(got - expected).max())
-                emit(event="parity", model=reference["model"], dtype=dtype, max_abs=max_abs,
+                emit(event="parity", model=reference["model"], numerics=label, max_abs=max_abs,
                      relative=max_abs / float(np.abs(expected).max()))
             except Exception as err:
-                emit(event="parity_error", model=reference["model"], dtype=dtype, message=f"{type(err).__name__}: {err}")
+                emit(event="parity_error", model=reference["model"], numerics=label,
+                     message=f"{type(err).__name__}: {err}")
     for scenario in scenarios:
         emit(event="start", id=scenario["id"])
         try:
             result = runner.measure(scenario)
-            emit(event="result", id=scenario["id"], status="ok", **result)
+            emit(event="result", id=scenario["id"], status="ok", device_key=device_key, **result)
         except Exception as err:
-            emit(event="result", id=scenario["id"], status="error", message=f"{type(err).__name__}: {err}")
+            emit(event="result", id=scenario["id"], status="error", device_key=device_key,
+                 message=f"{type(err).__name__}: {err}")
     return 0
 
 

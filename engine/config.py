@@ -23,6 +23,13 @@ class GPTConfig:
     layer_norm_epsilon: float = 1e-5
 
     def __post_init__(self):
+        for name in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CheckpointError(f"{name} must be an integer >= 1, got {value!r}")
+        eps = self.layer_norm_epsilon
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+            raise CheckpointError(f"layer_norm_epsilon must be a number in (0, 1), got {eps!r}")
         if self.n_embd % self.n_head:
             raise CheckpointError(f"n_embd ({self.n_embd}) is not a multiple of n_head ({self.n_head})")
 
@@ -61,22 +68,20 @@ class GPTConfig:
             raise CheckpointError(f"{path}: missing (a GPT-2 checkpoint needs config.json)") from None
         except (OSError, ValueError) as err:
             raise CheckpointError(f"{path}: not readable JSON ({err})") from None
+        if not isinstance(raw, dict):
+            raise CheckpointError(f"{path}: not a JSON object")
         if raw.get("model_type", "gpt2") != "gpt2":
             raise CheckpointError(f"{path}: model_type is {raw['model_type']!r}; arraygpt runs GPT-2 only")
         activation = raw.get("activation_function", "gelu_new")
         if activation not in ("gelu_new", "gelu_pytorch_tanh"):
             raise CheckpointError(f"{path}: activation_function {activation!r} is not GPT-2's tanh GELU")
-        try:
-            return cls(
-                n_layer=int(raw["n_layer"]),
-                n_head=int(raw["n_head"]),
-                n_embd=int(raw["n_embd"]),
-                n_positions=int(raw.get("n_positions", raw.get("n_ctx", 1024))),
-                vocab_size=int(raw["vocab_size"]),
-                layer_norm_epsilon=float(raw.get("layer_norm_epsilon", 1e-5)),
-            )
-        except KeyError as err:
-            raise CheckpointError(f"{path}: missing field {err.args[0]!r}") from None
+        missing = [name for name in ("n_layer", "n_head", "n_embd", "vocab_size") if name not in raw]
+        if missing:
+            raise CheckpointError(f"{path}: missing field {missing[0]!r}")
+        try:  # __post_init__ checks every field's type and range and names the field
+            return cls(n_layer=raw["n_layer"], n_head=raw["n_head"], n_embd=raw["n_embd"],
+                       n_positions=raw.get("n_positions", raw.get("n_ctx", 1024)), vocab_size=raw["vocab_size"],
+                       layer_norm_epsilon=raw.get("layer_norm_epsilon", 1e-5))
         except CheckpointError as err:
             raise CheckpointError(f"{path}: {err}") from None
 

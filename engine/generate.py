@@ -8,6 +8,7 @@ different lengths share a batch by left padding: every row's next token then lan
 
 from __future__ import annotations
 
+import operator
 from typing import Iterator, Sequence
 
 import array_api_extra as xpx
@@ -17,7 +18,7 @@ from array_api_compat import device as device_of
 from .errors import GenerationError
 from .gpt2 import attention_mask, cache_mask, gpt2, position_ids
 from .kv_cache import allocate_kv_cache, write_kv
-from .sampling import Sampling, sample
+from .sampling import NON_FINITE, Sampling, sample
 
 
 def prompt_forward(params, ids, pad, *, n_head, eps, last_only=False):
@@ -83,12 +84,51 @@ def full_forward(params, ids, *, n_head, eps):
     return prompt_forward(params, ids, no_pad, n_head=n_head, eps=eps)[0]
 
 
+def as_token_id(value):
+    """A token id as a plain int: Python and NumPy integers, anything operator.index takes; never a bool."""
+    if isinstance(value, bool) or type(value).__name__ in ("bool_", "bool"):
+        raise TypeError("a bool is not a token id")
+    return operator.index(value)
+
+
+def _is_token_id(value) -> bool:
+    try:
+        as_token_id(value)
+        return True
+    except TypeError:
+        return False
+
+
+def _as_row(row) -> list:
+    """One prompt's ids as plain ints where they are integers; anything else stays for check_prompts to name."""
+    if hasattr(row, "tolist") and hasattr(row, "shape"):  # an array of any library
+        row = row.tolist()
+    try:
+        items = list(row)
+    except TypeError:
+        raise GenerationError(f"a prompt must be a sequence of token ids, got {type(row).__name__}") from None
+    return [as_token_id(t) if _is_token_id(t) else t for t in items]
+
+
 def as_prompt_list(prompts) -> tuple[list[list[int]], bool]:
-    """Accept one prompt (a list of ids) or several; say which, so the caller can answer in kind."""
-    prompts = list(prompts)
-    if prompts and all(isinstance(p, int) and not isinstance(p, bool) for p in prompts):
-        return [prompts], True
-    return [list(p) for p in prompts], False
+    """Accept one prompt (a sequence or 1-D array of ids) or several (a sequence of those, or a 2-D
+    array); say which, so the caller can answer in kind. Ids become plain ints."""
+    if hasattr(prompts, "tolist") and hasattr(prompts, "shape"):  # NumPy, JAX, torch, ... arrays
+        prompts = prompts.tolist()
+    try:
+        prompts = list(prompts)
+    except TypeError:
+        raise GenerationError(f"prompts must be token ids (a list, or a list of lists), got "
+                              f"{type(prompts).__name__}") from None
+    if prompts and all(_is_token_id(p) for p in prompts):
+        return [[as_token_id(p) for p in prompts]], True
+    return [_as_row(p) for p in prompts], False
+
+
+def positions_needed(prompt_len: int, new_tokens: int) -> int:
+    """Positions a generation uses: the prompt's and every new token's but the last (which is only
+    produced, never fed back). A prompt of exactly n_positions tokens can still make one new token."""
+    return prompt_len + max(new_tokens - 1, 0)
 
 
 def check_prompts(prompts: Sequence[Sequence[int]], vocab_size: int, context: int, new_tokens: int = 0):
@@ -99,14 +139,19 @@ def check_prompts(prompts: Sequence[Sequence[int]], vocab_size: int, context: in
         which = f"prompt {i}" if len(prompts) > 1 else "the prompt"
         if not prompt:
             raise GenerationError(f"{which} is empty: give at least one token")
-        bad = [t for t in prompt if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab_size]
-        if bad:
+        not_ids = [t for t in prompt if not isinstance(t, int) or isinstance(t, bool)]
+        if not_ids:
+            raise GenerationError(f"{which} has {not_ids[0]!r}, which is not a token id (an integer in "
+                                  f"[0, {vocab_size}))")
+        outside = [t for t in prompt if not 0 <= t < vocab_size]
+        if outside:
             # Checked here because JAX would silently read a NaN row for an out-of-range id.
-            raise GenerationError(f"{which} has token id {bad[0]!r} outside the vocabulary [0, {vocab_size})")
-        if len(prompt) + new_tokens > context:
-            what = f"{len(prompt)} prompt tokens + {new_tokens} new tokens" if new_tokens else f"{len(prompt)} tokens"
-            raise GenerationError(f"{which} is too long: {what} = {len(prompt) + new_tokens} exceeds "
-                                  f"the model's context of {context} tokens")
+            raise GenerationError(f"{which} has token id {outside[0]} outside the vocabulary [0, {vocab_size})")
+        needed = positions_needed(len(prompt), new_tokens)
+        if needed > context:
+            what = (f"{len(prompt)} prompt tokens + {new_tokens} new tokens need {needed} positions (all but the "
+                    f"last new token)" if new_tokens else f"{len(prompt)} tokens")
+            raise GenerationError(f"{which} is too long: {what}, which exceeds the model's context of {context} tokens")
 
 
 def generate_tokens(model, prompts: list[list[int]], max_new_tokens: int, sampling: Sampling,
@@ -123,7 +168,7 @@ def _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
     config, backend = model.config, model.backend
     xp, device = backend.xp, backend.device
     batch, prompt_len = len(prompts), max(len(p) for p in prompts)
-    n_slots = prompt_len + max_new_tokens
+    n_slots = positions_needed(prompt_len, max_new_tokens)  # the last new token is never written
     pads = [prompt_len - len(p) for p in prompts]
     ids = xp.asarray([[0] * pad + list(p) for pad, p in zip(pads, prompts)], dtype=xp.int32, device=device)
     pad = xp.asarray(pads, dtype=xp.int32, device=device)
@@ -139,7 +184,7 @@ def _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
         return xp.reshape(xp.asarray(rng.uniform(batch * (n_steps or 1)), dtype=xp.float32, device=device), shape)
 
     def one_step_at_a_time(tokens, cache):
-        for slot in range(prompt_len, n_slots - 1):  # slot: where the last token's keys and values go
+        for slot in range(prompt_len, n_slots):  # slot: where the last token's keys and values go
             # Eager backends read the written slots only; compiled ones keep one static shape.
             attended = n_slots if backend.compiles else slot
             tokens, new_kv = model.decode(model.params, tokens, slot, pad, cache, uniforms(),
@@ -150,7 +195,7 @@ def _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
     tokens, new_kv = model.prefill(model.params, ids, pad, uniforms(), sampling=sampling)
     cache = model.write_prefix(cache, new_kv, start=0)
     stop = _StopTracker(batch, stop_token)
-    yield stop.mark(backend.to_host(tokens).tolist())
+    yield stop.mark(_finite(backend.to_host(tokens).tolist(), 0))
     if max_new_tokens == 1 or stop.all_stopped:
         return
     if model.decode_loop is None:
@@ -161,10 +206,20 @@ def _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
         new, _ = model.decode_loop(model.params, tokens, prompt_len, pad, cache, uniforms(max_new_tokens - 1),
                                    n_slots=n_slots, sampling=sampling)
         rows = backend.to_host(new).tolist()
-    for row in rows:
-        yield stop.mark(row)
+    for step, row in enumerate(rows, start=1):
+        yield stop.mark(_finite(row, step))
         if stop.all_stopped:
             return
+
+
+def _finite(tokens: list[int], step: int) -> list[int]:
+    """The step's ids, or an error naming the first row whose logits were NaN or infinite."""
+    if NON_FINITE in tokens:
+        row = tokens.index(NON_FINITE)
+        which = f"prompt {row}" if len(tokens) > 1 else "the prompt"
+        raise GenerationError(f"non-finite logits (NaN or infinity) for {which} at new token {step}: the weights "
+                              "or the arithmetic overflowed (float16 has a range of +-65504); try --dtype float32")
+    return tokens
 
 
 class _StopTracker:

@@ -9,7 +9,7 @@ from typing import Iterator
 from .checkpoint import LINEAR_WEIGHT_SUFFIXES, load_checkpoint, nest_params
 from .config import END_OF_TEXT_ID, GPTConfig
 from .kv_cache import write_kv
-from .errors import GenerationError
+from .errors import CheckpointError, GenerationError
 from .generate import (as_prompt_list, check_prompts, decode_loop, decode_step, full_forward, generate_tokens,
                        prefill_step)
 from .runtime import Backend, resolve_backend
@@ -96,10 +96,13 @@ def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = 
     config, tensors = load_checkpoint(source.directory)
     flat = {}
     for name, tensor in tensors.items():
-        if name.endswith(LINEAR_WEIGHT_SUFFIXES):
-            flat[name] = backend.from_host(tensor.transpose(), dtype)
-            tensor.release()  # the backend holds a copy: the file's pages need not stay resident
-        else:
-            flat[name] = backend.from_host(tensor, dtype)
+        host = tensor.transpose() if name.endswith(LINEAR_WEIGHT_SUFFIXES) else tensor
+        try:  # the adapter also refuses NaN and infinity, read on the host as the file is mapped
+            flat[name] = backend.from_host(host, dtype)
+        except CheckpointError as err:
+            raise CheckpointError(f"{source.directory / 'model.safetensors'}: {err}") from None
+        # Resident pages of the file are dropped: a copy does not need them, and a view (NumPy's
+        # untransposed tensors) faults back in only what generation reads.
+        tensor.release()
     return Model(config, nest_params(flat, config.n_layer), backend, dtype, source)
 

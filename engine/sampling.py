@@ -64,9 +64,13 @@ def draw(probs, uniforms):  # [B, V] (unnormalized) weights, [B] uniforms in [0,
     return xp.where(ids > last, last, ids)
 
 
-def sample(logits, uniforms, sampling: Sampling):  # [B, V] logits, [B] uniforms -> [B] int32 ids
+# The id sample() returns for a row whose logits hold NaN or infinity: never a real token, so the host
+# loop, which reads every step's ids anyway, can report it instead of emitting a silent token 0.
+NON_FINITE = -1
+
+
+def choose(logits, uniforms, sampling: Sampling):  # [B, V] float32 logits, [B] uniforms -> [B] int32 ids
     xp = array_namespace(logits)
-    logits = xp.astype(logits, xp.float32)  # half-precision cumulative sums over 50k entries drift
     if sampling.greedy:
         return xp.astype(xp.argmax(logits, axis=-1), xp.int32)
     logits = logits / sampling.temperature
@@ -76,3 +80,12 @@ def sample(logits, uniforms, sampling: Sampling):  # [B, V] logits, [B] uniforms
     if sampling.top_p is not None and sampling.top_p < 1:
         probs = keep_top_p(probs, sampling.top_p)
     return draw(probs, uniforms)
+
+
+def sample(logits, uniforms, sampling: Sampling):  # [B, V] logits, [B] uniforms -> [B] int32 ids
+    """The next id of every row, or NON_FINITE where the row's logits are not all finite."""
+    xp = array_namespace(logits)
+    logits = xp.astype(logits, xp.float32)  # half-precision cumulative sums over 50k entries drift
+    finite = xp.isfinite(xp.max(logits, axis=-1))  # NaN and +-inf all show in the row's max (or min)
+    finite = finite & xp.isfinite(xp.min(logits, axis=-1))
+    return xp.where(finite, choose(logits, uniforms, sampling), NON_FINITE)

@@ -43,6 +43,19 @@ def bytes_to_unicode() -> dict[int, str]:
     return mapping
 
 
+def check_unicode(text: str) -> None:
+    """Refuse a str that cannot be UTF-8 (lone surrogates: what Python makes of bytes that were not UTF-8)."""
+    if not isinstance(text, str):
+        raise TokenizerError(f"expected text (str), got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        char = ord(text[err.start])
+        what = (f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"lone surrogate U+{char:04X}")
+        raise TokenizerError(f"the text is not valid UTF-8 ({what} at character {err.start}); "
+                             "pass UTF-8 encoded text") from None
+
+
 class Tokenizer:
     def __init__(self, encoder: dict[bytes, int], merge_priority: dict[bytes, int],
                  special_tokens: dict[str, int]):
@@ -117,6 +130,7 @@ class Tokenizer:
 
     def encode(self, text: str, allowed_special: "set[str] | str" = frozenset()) -> list[int]:
         """Token ids of text. A special token in the text is an error unless allowed ('all' or a set)."""
+        check_unicode(text)
         allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
         if self._special_pattern is None:
             return self.encode_ordinary(text)
@@ -132,6 +146,7 @@ class Tokenizer:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Token ids of text, reading special tokens as plain text."""
+        check_unicode(text)
         ids = []
         for piece in self._pattern.findall(text):
             ids.extend(self._encode_piece(piece.encode("utf-8")))

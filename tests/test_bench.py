@@ -13,6 +13,7 @@ import time
 import pytest
 
 from arraygpt.cli import main
+from backends import get_backend, usable_backends
 from benchmarks.scenarios import available_suites, expand, load_suite
 
 TINY = ["--models", "tiny", "--batch-sizes", "1", "--prompt-lens", "8", "--new-tokens", "16", "--warmup", "1"]
@@ -183,3 +184,101 @@ def test_bad_suite_and_list(tmp_path, capsys):
     assert main(["bench", "--suite", "nope"]) == 2
     assert main(["bench", "--list", "--backends", "numpy"]) == 0
     assert "124M/numpy/float32/b1/p16/n128" in capsys.readouterr().out
+
+
+MIXED_SUITE = """
+description = "two libraries on one machine: numpy float32 and jax-loop bfloat16"
+[defaults]
+model = "124M"
+batch = [1]
+prompt_len = [8]
+new_tokens = [12]
+warmup = 1
+repeats = 1
+peers = []
+[[group]]
+name = "numpy-float32"
+backends = ["numpy"]
+dtype = "float32"
+[[group]]
+name = "jax-bfloat16"
+backends = ["jax-loop"]
+dtype = "bfloat16"
+"""
+
+
+def test_roofline_is_the_machines_and_never_above_100_percent(tmp_path):
+    """jax-loop bfloat16 once showed 510% of its floor: XLA's own bfloat16 matrix x vector probe reads
+    ~2 GB/s on a CPU. The floor is now set by the best bandwidth any library measured on the device."""
+    suite = tmp_path / "mixed.toml"
+    suite.write_text(MIXED_SUITE)
+    path = tmp_path / "mixed.json"
+    assert main(["bench", "--suite", str(suite), "--backends", "numpy,jax-loop", "--no-parity", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    assert [(r["runner"], r["dtype"], r["status"]) for r in doc["results"]] == [
+        ("jax-loop", "bfloat16", "ok"), ("numpy", "float32", "ok")]
+    probes = {(label, key): p for label, by_key in doc["probes"].items() for key, p in by_key.items()}
+    bandwidth = doc["ceilings"]["cpu"]["bandwidth"]
+    assert bandwidth["value"] == max(p["bandwidth_bytes_s"] for p in probes.values())
+    assert bandwidth["set_by"] in {f"{label} {p['dtype']}" for (label, _), p in probes.items()}
+    assert set(doc["ceilings"]["cpu"]["matmul"]) == {"float32", "bfloat16"}  # a rate per product arithmetic
+    for r in doc["results"]:
+        assert 0 < r["derived"]["decode_roofline"] <= 1.0, r["derived"]
+        assert r["derived"]["bandwidth_set_by"] == bandwidth["set_by"]
+
+
+def test_precision_is_part_of_the_scenario_and_recorded(tmp_path):
+    """A tf32 row is its own scenario, recorded as such; on a CPU it is skipped with the reason."""
+    gpu = usable_backends(("jax",)) and get_backend("jax").device_key() != "cpu"
+    backend = "jax:gpu" if gpu else "numpy"
+    path = tmp_path / "tf32.json"
+    main(["bench", *TINY, "--repeats", "1", "--backends", backend, "--precision", "float32,tf32", "--peer", "none",
+          "--no-roofline", "--no-parity", "--json", str(path)])
+    doc = json.loads(path.read_text())
+    rows = {r["precision"]: r for r in doc["results"]}
+    assert set(rows) == {"float32", "tf32"} and rows["float32"]["status"] == "ok"
+    assert rows["tf32"]["numerics"] == "float32+tf32" and rows["tf32"]["id"].endswith("/float32+tf32/b1/p8/n16")
+    assert rows["float32"]["id"].endswith("/float32/b1/p8/n16")  # ids of plain float32 rows are as before
+    if gpu:
+        assert rows["tf32"]["status"] == "ok"
+    else:
+        assert rows["tf32"]["status"] == "skipped" and "no tf32 products" in rows["tf32"]["message"]
+
+
+def test_static_cache_peer_makes_the_eager_peers_tokens():
+    import torch
+
+    from benchmarks.runners.hf import HFRunner, HFStaticRunner
+    scenario = {"model": "tiny", "dtype": "float32", "batch": 2, "prompt_len": 7, "new_tokens": 10, "warmup": 0,
+                "repeats": 1}
+    eager = HFRunner(torch.device("cpu")).generate_ids(scenario)
+    assert len(eager) == 2 and all(len(row) == 10 for row in eager)
+    assert HFStaticRunner(torch.device("cpu")).generate_ids(scenario) == eager
+
+
+def test_peers_run_on_the_devices_of_the_backends():
+    from arraygpt.commands.bench import peer_devices
+    assert peer_devices([("numpy", None), ("jax", "cpu")]) == [None]
+    assert peer_devices([("jax", "gpu"), ("cupy", "gpu:0")]) == ["gpu"]
+    assert peer_devices([("numpy", None), ("torch", "gpu")]) == [None, "gpu"]
+    scenarios = expand(load_suite("quick"), [("jax", "gpu")], peers=["hf", "hf-static", "picogpt"],
+                       peer_devices=["gpu"])
+    assert {(s.runner, s.device) for s in scenarios} == {("jax", "gpu"), ("hf", "gpu"), ("hf-static", "gpu")}
+
+
+def test_a_gpu_run_compares_with_hf_on_that_gpu(tmp_path):
+    if not (usable_backends(("torch",)) and torch_has_cuda()):
+        pytest.skip("no CUDA GPU for torch here: the HF peer can only run on the CPU")
+    path = tmp_path / "gpu.json"
+    assert main(["bench", *TINY, "--repeats", "2", "--backends", "torch:gpu", "--peer", "hf", "--no-parity",
+                 "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    hf = next(r for r in doc["results"] if r["runner"] == "hf")
+    ours = next(r for r in doc["results"] if r["runner"] == "torch")
+    assert hf["device"] == "gpu" and hf["device_key"] == ours["device_key"] != "cpu"
+    assert ours["derived"]["decode_tps_vs_hf"] > 0
+
+
+def torch_has_cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()

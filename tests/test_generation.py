@@ -175,8 +175,8 @@ def test_prompt_errors_come_before_any_work(model):
         model.generate([1, 100], max_new_tokens=3)
     with pytest.raises(GenerationError, match="outside the vocabulary"):
         model.generate([-1], max_new_tokens=3)
-    with pytest.raises(GenerationError, match="exceeds the model's context of 48"):
-        model.stream([1] * 40, max_new_tokens=9)  # raised on the call, not at the first token
+    with pytest.raises(GenerationError, match="need 49 positions.*exceeds the model's context of 48"):
+        model.stream([1] * 40, max_new_tokens=10)  # raised on the call, not at the first token
     with pytest.raises(GenerationError, match="exceeds the model's context of 48"):
         model.logits([[1] * 49])
     with pytest.raises(GenerationError, match="equal length"):

@@ -128,3 +128,42 @@ def test_jax_loop_compiles_once_and_updates_the_cache_in_place(small_checkpoint,
                                    n_slots=40, sampling=Sampling())
     copies = [line for line in loop.compile().as_text().splitlines() if " copy(" in line and "[1,4,40,16]" in line]
     assert not copies
+
+
+def test_parity_catches_a_cache_that_is_written_wrong(tmp_path, monkeypatch):
+    """A planted bug: the decode writer stores each token's keys and values one slot too early. The
+    logits (no cache) still match the reference; the cached-vs-uncached check must fail the cell.
+    (On the 100-word test model and on random GPT-2 presets greedy decoding repeats one token, which
+    hides cache bugs from any greedy check; this model's greedy tokens vary.)"""
+    import engine.model
+    from engine.kv_cache import write_kv
+
+    from conftest import make_hf_model
+
+    make_hf_model(vocab_size=2000, n_embd=128).save_pretrained(tmp_path, safe_serialization=True)
+
+    def off_by_one(cache, new_kv, start):
+        return write_kv(cache, new_kv, start - 1) if new_kv[0][0].shape[2] == 1 else write_kv(cache, new_kv, start)
+
+    _, cells = run_parity(tmp_path, [("numpy", None)], ["float32"], new_tokens=16)
+    assert cells[0].status == "pass"  # the model as it is
+    monkeypatch.setattr(engine.model, "write_kv", off_by_one)
+    _, cells = run_parity(tmp_path, [("numpy", None), ("jax", "cpu")], ["float32"], new_tokens=16)
+    ran = [c for c in cells if c.status != "skipped"]
+    assert ran and all(c.status == "fail" and "cached decode differs from full recomputation" in c.reason
+                       for c in ran), cells
+    assert all(c.relative < 1e-5 for c in ran)  # the uncached logits are right: only the cache is wrong
+
+
+def test_parity_compiles_the_uncached_check_once_per_cell(small_checkpoint, caplog):
+    """JAX's own log of its compilations: the uncached forward compiles once per cell, however many
+    tokens are checked (recomputing step by step compiled a new shape per token)."""
+    import logging
+
+    jax = pytest.importorskip("jax")
+    backend_or_skip("jax", "cpu")
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        _, cells = run_parity(small_checkpoint, [("jax", "cpu"), ("jax-loop", "cpu")], ["float32"], new_tokens=12)
+    assert [c.status for c in cells] == ["pass", "pass"]
+    forwards = [r for r in caplog.records if "Compiling jit(full_forward)" in r.getMessage()]
+    assert len(forwards) == 2  # one per cell

@@ -37,13 +37,18 @@ def add_parser(sub):
                    help="comma-separated NAME or NAME:DEVICE (default: every usable backend)")
     p.add_argument("--models", type=str_list, default=None, metavar="LIST", help="override the suite's models")
     p.add_argument("--dtypes", type=str_list, default=None, metavar="LIST", help="override the suite's dtypes")
+    p.add_argument("--precision", type=str_list, default=None, metavar="LIST",
+                   help="float32 (IEEE float32 products, the default) and/or tf32 (float32 products on NVIDIA "
+                        "tensor cores: jax, torch, cupy on gpu); each is its own row, never merged")
     p.add_argument("--batch-sizes", type=int_list, default=None, metavar="LIST", help="override batch sizes")
     p.add_argument("--prompt-lens", type=int_list, default=None, metavar="LIST", help="override prompt lengths")
     p.add_argument("--new-tokens", type=int_list, default=None, metavar="LIST", help="override new tokens")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per scenario")
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs per scenario (the first includes compiling)")
     p.add_argument("--peer", type=str_list, default=None, metavar="LIST",
-                   help="peer rows: hf, picogpt (default: the suite's); --peer none for none")
+                   help="peer rows: hf (transformers eager), hf-static (transformers generate() with a static "
+                        "cache, compiled on CUDA), picogpt (default: the suite's); --peer none for none. Peers run "
+                        "on the devices of the backends: a GPU run compares with HF on that GPU")
     p.add_argument("--no-roofline", action="store_true", help="skip the bandwidth and matmul probes")
     p.add_argument("--no-parity", action="store_true", help="skip the float64 parity check")
     p.add_argument("--json", metavar="PATH", help="write every repeat, the machine and versions as JSON "
@@ -52,10 +57,26 @@ def add_parser(sub):
     p.add_argument("--list", action="store_true", help="print the scenarios and exit")
 
 
+def peer_devices(backends) -> list[str | None]:
+    """Where the peers run: the CPU (None) and/or 'gpu', wherever the backends run. A backend without a
+    device is asked for its default (JAX defaults to a GPU where it has one)."""
+    from backends import BackendError, get_backend
+    kinds = set()
+    for name, device in backends:
+        if device is not None:
+            kinds.add("gpu" if device.startswith(("gpu", "cuda")) else device.split(":")[0])
+            continue
+        try:
+            kinds.add(get_backend(name).device_key().split(":")[0])
+        except BackendError:
+            kinds.add("cpu")  # it fails in its worker, with the reason; the peers stay on the CPU
+    return [None] * ("cpu" in kinds) + ["gpu"] * ("gpu" in kinds) or [None]
+
+
 def run(args) -> int:
     from backends import SPEED_BACKENDS, usable_backends
     from benchmarks.harness import Bench
-    from benchmarks.report import probes_table, results_table
+    from benchmarks.tables import probes_table, results_table
     from benchmarks.scenarios import expand, load_suite
 
     suite = load_suite(args.suite)
@@ -63,10 +84,11 @@ def run(args) -> int:
         backends = parse_backend_list(args.backends)
     else:
         backends = [(name, None) for name in usable_backends(SPEED_BACKENDS)]
-    overrides = {"model": args.models, "dtype": args.dtypes, "batch": args.batch_sizes, "prompt_len": args.prompt_lens,
-                 "new_tokens": args.new_tokens, "repeats": args.repeats, "warmup": args.warmup}
+    overrides = {"model": args.models, "dtype": args.dtypes, "precision": args.precision, "batch": args.batch_sizes,
+                 "prompt_len": args.prompt_lens, "new_tokens": args.new_tokens, "repeats": args.repeats,
+                 "warmup": args.warmup}
     peers = None if args.peer is None else [p for p in args.peer if p != "none"]
-    scenarios = expand(suite, backends, overrides, peers)
+    scenarios = expand(suite, backends, overrides, peers, peer_devices(backends))
     if args.list:
         for s in scenarios:
             print(s.id)

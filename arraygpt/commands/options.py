@@ -32,13 +32,26 @@ def add_model_options(parser, default_model="124M"):
                        help="cpu, gpu, gpu:1, tpu (default: the library's default device)")
     group.add_argument("--dtype", default="float32", metavar="DTYPE",
                        help="float32, float16, bfloat16 or float64 (default: float32)")
+    group.add_argument("--precision", default="float32", choices=("float32", "tf32"),
+                       help="float32 products in IEEE float32 on every backend and device (default), or tf32: "
+                            "TensorFloat-32 tensor cores (NVIDIA GPUs; jax, torch, cupy), faster and less exact")
     group.add_argument("--model-seed", type=int, default=0, metavar="S",
                        help="seed of a preset's synthetic weights (default: 0)")
 
 
 def read_text_arg(text: str) -> str:
-    """'-' reads standard input."""
-    return sys.stdin.read() if text == "-" else text
+    """'-' reads standard input. Text that is not valid UTF-8 is one clear error, not a traceback."""
+    from engine.errors import TokenizerError
+    from engine.tokenizer import check_unicode
+    if text == "-":
+        data = sys.stdin.buffer.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise TokenizerError(f"standard input is not valid UTF-8 (byte 0x{data[err.start]:02x} at byte "
+                                 f"{err.start}); pass UTF-8 encoded text") from None
+    check_unicode(text)  # a command-line argument: Python kept its bad bytes as lone surrogates
+    return text
 
 
 @contextmanager
@@ -66,7 +79,8 @@ def progress_bar(description: str):
 def load_model_with_progress(args, batch: int = 1):
     from backends import get_backend
     from engine import load_model
-    backend = get_backend(args.backend, device=args.device, **({"batch": batch} if args.backend == "auto" else {}))
+    options = {"precision": args.precision} | ({"batch": batch} if args.backend == "auto" else {})
+    backend = get_backend(args.backend, device=args.device, **options)
     if args.backend == "auto":
         stderr.print(f"[dim]--backend auto chose {backend.name} on {backend.device_name()}[/]")
     with progress_bar(f"writing synthetic {args.model} checkpoint (first use only)") as update:

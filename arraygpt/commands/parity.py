@@ -37,6 +37,8 @@ def add_parser(sub):
                    help=f"comma-separated, each NAME or NAME:DEVICE (default: {DEFAULT_BACKENDS})")
     p.add_argument("--dtypes", default="float32", metavar="LIST",
                    help="comma-separated: float32, float16, bfloat16, float64 (default: float32)")
+    p.add_argument("--precision", default="float32", choices=("float32", "tf32"),
+                   help="float32 products in IEEE float32 (default) or tf32 (NVIDIA GPUs; tolerance 1e-2)")
     p.add_argument("--batch", type=int, default=2, help="prompts per run (default: 2)")
     p.add_argument("--prompt-len", type=int, default=16, help="tokens per prompt (default: 16)")
     p.add_argument("--new-tokens", type=int, default=16, help="greedy tokens compared (default: 16)")
@@ -74,11 +76,14 @@ def run(args) -> int:
     unknown = [d for d in dtypes if d not in TOLERANCE]
     if unknown or not dtypes:
         raise ArrayGPTError(f"unknown dtype '{unknown[0] if unknown else ''}' (choose from {', '.join(TOLERANCE)})")
-    with stderr.status("parity: loading the float64 reference") as status:
-        def progress(cell):
-            status.update(f"parity: {cell.backend} {cell.dtype} {cell.status}")
-        setup, cells = run_parity(args.model, backends, dtypes, batch=args.batch, prompt_len=args.prompt_len,
-                                  new_tokens=args.new_tokens, seed=args.seed, on_cell=progress)
+    with stderr.status("parity: starting") as status:
+        def done(cell):
+            colour = {"pass": "green", "fail": "red"}.get(cell.status, "dim")
+            stderr.print(f"[{colour}]{cell.status}[/] {cell.backend} {escape(cell.device)} {cell.dtype}"
+                         + (f" (relative {cell.relative:.1e})" if cell.status != "skipped" else ""))
+        setup, cells = run_parity(args.model, backends, dtypes, precision=args.precision, batch=args.batch,
+                                  prompt_len=args.prompt_len, new_tokens=args.new_tokens, seed=args.seed,
+                                  on_cell=done, on_progress=lambda text: status.update(f"parity {text}"))
     table, notes = render(cells)
     console = report_console()
     console.print(table)

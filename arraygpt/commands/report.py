@@ -1,0 +1,32 @@
+"""arraygpt report RUN.json [RUN.json ...]: one table (and chart) across runs and machines."""
+
+from __future__ import annotations
+
+from .options import stderr
+
+
+def add_parser(sub):
+    p = sub.add_parser("report", help="one Markdown table (and chart) across bench runs and machines",
+                       description="Put bench results from several runs side by side (a CPU run beside a GPU run): "
+                                   "for each workload, every backend x device x numerics of every run, with tokens/s, "
+                                   "% of that device's roofline, the ratio to the peers of the same run and device, "
+                                   "and parity. Markdown on stdout (for a PR comment or a README); -o adds a chart. "
+                                   "Runs are labelled by machine and date.")
+    p.add_argument("results", nargs="+", metavar="RUN.json", help="files written by `arraygpt bench --json`")
+    p.add_argument("-o", "--output", default=None, metavar="FILE.png", help="also draw a bar chart per workload")
+
+
+def run(args) -> int:
+    from benchmarks.jsonio import read_json
+    from benchmarks.report import chart, check_bench_file, markdown
+
+    docs = []
+    for path in args.results:
+        doc = read_json(path)
+        check_bench_file(doc, path)
+        docs.append(doc)
+    print(markdown(docs, args.results), end="")
+    if args.output:
+        chart(docs, args.output)
+        stderr.print(f"wrote {args.output}")
+    return 0

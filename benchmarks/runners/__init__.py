@@ -1,0 +1,31 @@
+"""The runners a bench scenario can name: our engine on a backend, or a peer.
+
+Every runner has measure(scenario) -> {"metrics", "repeats"}, parity_logits(spec, dtype, prompt) and
+generate_ids(scenario) (the greedy ids of one run, for tests), and runs in a worker process of its own.
+Peers run where the scenario says (HF on the GPU in a GPU run), in the scenario's dtype and precision.
+"""
+
+from __future__ import annotations
+
+# peer -> what it is, for --help and the README
+PEERS = {
+    "hf": "Hugging Face transformers, eager: a forward per token with past_key_values",
+    "hf-static": "Hugging Face generate() with a static cache (transformers compiles it on CUDA by itself)",
+    "picogpt": "picoGPT's loop as published (NumPy, no KV cache, float32, batch 1)",
+}
+
+
+def make_runner(name: str, device: str | None, precision: str = "float32"):
+    """(runner, backend for the roofline probes) for a backend name or a peer."""
+    from backends import get_backend
+    if name in ("hf", "hf-static"):
+        from .hf import HFRunner, HFStaticRunner
+        probe_backend = get_backend("torch", device=device, precision=precision)
+        runner = (HFRunner if name == "hf" else HFStaticRunner)(probe_backend.device, precision)
+        return runner, probe_backend
+    if name == "picogpt":
+        from .picogpt import PicoGPTRunner
+        return PicoGPTRunner(), get_backend("numpy")
+    from .engine import EngineRunner
+    backend = get_backend(name, device=device, precision=precision)
+    return EngineRunner(backend), backend

@@ -1,0 +1,50 @@
+"""Our engine on one backend."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..timing import fixed_prompts, run_repeats, summarize_run
+
+
+class EngineRunner:
+    def __init__(self, backend):
+        self.backend, self._models = backend, {}
+
+    def model(self, spec, dtype, weights=None):
+        from engine import load_model
+        key = (spec, dtype, weights)
+        if key not in self._models:
+            self._models.clear()  # one model at a time: memory figures stay per model
+            options = {"weights": weights} if weights and weights != dtype else {}
+            self._models[key] = load_model(spec, backend=self.backend, dtype=dtype, **options)
+        return self._models[key]
+
+    def scenario_model(self, scenario):
+        return self.model(scenario["model"], scenario["dtype"], scenario.get("weights"))
+
+    def measure(self, scenario) -> dict:
+        model = self.scenario_model(scenario)
+        prompts = fixed_prompts(scenario["batch"], scenario["prompt_len"], model.config.vocab_size)
+
+        def one_run():
+            self.backend.synchronize()
+            start = time.perf_counter()
+            times = [time.perf_counter() for _ in model.stream(prompts, max_new_tokens=scenario["new_tokens"])]
+            return summarize_run(times, start, scenario["batch"], scenario["prompt_len"],
+                                 decoded_in_one_call=model.decode_loop is not None)
+
+        result = run_repeats(one_run, scenario)
+        result["metrics"]["device_bytes"] = self.backend.memory_in_use()
+        return result
+
+    def generate_ids(self, scenario) -> list[list[int]]:
+        model = self.scenario_model(scenario)
+        prompts = fixed_prompts(scenario["batch"], scenario["prompt_len"], model.config.vocab_size)
+        return model.generate(prompts, max_new_tokens=scenario["new_tokens"])
+
+    def parity_logits(self, spec, dtype, prompt, weights=None):
+        model = self.model(spec, dtype, weights)
+        return np.asarray(self.backend.to_host(model.logits(prompt)), dtype=np.float64)

@@ -1,0 +1,118 @@
+"""Hugging Face transformers, the peer users would pick instead, on the scenario's device and precision.
+
+- hf: GPT2LMHeadModel eager, a prefill forward, then one forward per token with past_key_values, greedy,
+  the token brought to the host each step, as generate() does without its bookkeeping.
+- hf-static: generate() with cache_implementation="static", HF's fastest documented path. On CUDA,
+  transformers compiles the forward by itself (torch.compile with CUDA graphs) on the first calls;
+  on a CPU it does not (its auto-compile is for cuda, xpu and a few others), so there it is the static
+  cache alone. Each result records whether the forward was compiled and the warm-up time apart.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..timing import fixed_prompts, run_repeats, summarize_run
+
+
+class HFRunner:
+    def __init__(self, device, precision: str = "float32"):
+        import torch
+        self.torch, self.device, self.precision = torch, device, precision
+        torch.set_grad_enabled(False)
+        self._models = {}
+
+    def model(self, spec, dtype):
+        from transformers import GPT2LMHeadModel
+
+        from engine.source import resolve_model
+        key = (spec, dtype)
+        if key not in self._models:
+            self._models.clear()
+            directory = resolve_model(spec).directory
+            model = GPT2LMHeadModel.from_pretrained(directory, dtype=getattr(self.torch, dtype))
+            self._models[key] = model.to(self.device).eval()
+        if self.device.type == "cuda":
+            from backends.torch import set_cuda_tf32
+            set_cuda_tf32(self.precision == "tf32")
+        return self._models[key]
+
+    def sync(self):
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def prompts(self, scenario, vocab_size):
+        ids = fixed_prompts(scenario["batch"], scenario["prompt_len"], vocab_size)
+        return self.torch.tensor(ids, device=self.device)
+
+    def run(self, model, prompts, new_tokens: int, on_token) -> list[list[int]]:
+        out = model(prompts, use_cache=True)
+        token = out.logits[:, -1, :].argmax(-1).cpu()
+        tokens = [token]
+        on_token()
+        for _ in range(new_tokens - 1):
+            out = model(token[:, None].to(self.device), past_key_values=out.past_key_values, use_cache=True)
+            token = out.logits[:, -1, :].argmax(-1).cpu()
+            tokens.append(token)
+            on_token()
+        return self.torch.stack(tokens, dim=1).tolist()
+
+    def warmup_runs(self, scenario) -> int:
+        return scenario["warmup"]
+
+    def measure(self, scenario) -> dict:
+        model = self.model(scenario["model"], scenario["dtype"])
+        prompts = self.prompts(scenario, model.config.vocab_size)
+
+        def one_run():
+            self.sync()
+            times = []
+            start = time.perf_counter()
+            self.run(model, prompts, scenario["new_tokens"], lambda: times.append(time.perf_counter()))
+            return summarize_run(times, start, scenario["batch"], scenario["prompt_len"])
+
+        result = run_repeats(one_run, scenario | {"warmup": self.warmup_runs(scenario)})
+        result["metrics"]["device_bytes"] = (self.torch.cuda.memory_allocated(self.device)
+                                             if self.device.type == "cuda" else None)
+        return result
+
+    def generate_ids(self, scenario) -> list[list[int]]:
+        model = self.model(scenario["model"], scenario["dtype"])
+        return self.run(model, self.prompts(scenario, model.config.vocab_size), scenario["new_tokens"], lambda: None)
+
+    def parity_logits(self, spec, dtype, prompt, weights=None):
+        model = self.model(spec, dtype)
+        return model(self.torch.tensor(prompt, device=self.device)).logits.double().cpu().numpy()
+
+
+class HFStaticRunner(HFRunner):
+    def run(self, model, prompts, new_tokens: int, on_token) -> list[list[int]]:
+        from transformers.generation.streamers import BaseStreamer
+
+        class Clock(BaseStreamer):
+            """generate() hands the prompt, then each step's new ids (already on the host), to put()."""
+            seen_prompt = False
+
+            def put(self, value):
+                if self.seen_prompt:
+                    on_token()
+                self.seen_prompt = True
+
+            def end(self):
+                pass
+
+        out = model.generate(prompts, attention_mask=self.torch.ones_like(prompts), do_sample=False,
+                             max_new_tokens=new_tokens, eos_token_id=None, pad_token_id=0,
+                             cache_implementation="static", streamer=Clock())
+        return out[:, prompts.shape[1]:].tolist()
+
+    def warmup_runs(self, scenario) -> int:
+        # torch.compile may compile again on the second call (new shapes are marked dynamic): both
+        # warm-up calls count as warm-up, reported as first_call_s and compile_s.
+        return max(2, scenario["warmup"])
+
+    def measure(self, scenario) -> dict:
+        result = super().measure(scenario)
+        model = self.model(scenario["model"], scenario["dtype"])
+        result["metrics"]["compiled"] = hasattr(model, "_compiled_call")  # set by HF's auto-compile
+        return result

@@ -1,0 +1,54 @@
+"""picoGPT (the seed): its loop as published, one float32 sequence, no KV cache."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..timing import fixed_prompts, run_repeats, summarize_run
+
+
+class PicoGPTRunner:
+    def __init__(self):
+        self._params = None
+
+    def params(self, spec):
+        from engine.checkpoint import load_checkpoint, nest_params
+        from engine.source import resolve_model
+        if self._params is None or self._params[0] != spec:
+            config, tensors = load_checkpoint(resolve_model(spec).directory)
+            flat = {name: np.asarray(t.data) for name, t in tensors.items()}
+            self._params = (spec, config, nest_params(flat, config.n_layer))
+        return self._params[1], self._params[2]
+
+    def run(self, scenario, inputs, on_token):
+        from .. import picogpt
+        config, params = self.params(scenario["model"])
+        for _ in range(scenario["new_tokens"]):  # picoGPT's loop, with a clock read per token
+            logits = picogpt.gpt2(inputs, **params, n_head=config.n_head)
+            inputs.append(int(np.argmax(logits[-1])))
+            on_token()
+        return inputs
+
+    def measure(self, scenario) -> dict:
+        config, _ = self.params(scenario["model"])
+        prompt = fixed_prompts(1, scenario["prompt_len"], config.vocab_size)[0]
+
+        def one_run():
+            times = []
+            start = time.perf_counter()
+            self.run(scenario, list(prompt), lambda: times.append(time.perf_counter()))
+            return summarize_run(times, start, 1, scenario["prompt_len"])
+
+        return run_repeats(one_run, scenario)
+
+    def generate_ids(self, scenario) -> list[list[int]]:
+        config, _ = self.params(scenario["model"])
+        prompt = fixed_prompts(1, scenario["prompt_len"], config.vocab_size)[0]
+        return [self.run(scenario, list(prompt), lambda: None)[len(prompt):]]
+
+    def parity_logits(self, spec, dtype, prompt, weights=None):
+        from .. import picogpt
+        config, params = self.params(spec)
+        return np.stack([picogpt.gpt2(list(row), **params, n_head=config.n_head) for row in prompt]).astype(np.float64)

@@ -1,0 +1,87 @@
+"""The bench's tables: one section per workload (model, numerics, batch, prompt, new tokens), one row
+per runner, our rows beside the peers; and the probes with the machine ceilings they set."""
+
+from __future__ import annotations
+
+import itertools
+
+from rich.markup import escape
+from rich.table import Table
+
+
+def _fmt(value, spec, empty=""):
+    return empty if value is None else format(value, spec)
+
+
+def _median(metrics, key):
+    return metrics.get(key, {}).get("median")
+
+
+def results_table(doc: dict) -> Table:
+    from .runners import PEERS
+    env = doc["environment"]
+    machine = env["machine"]
+    gpus = ", ".join(g["name"] for g in machine.get("gpus", [])) or "no GPU"
+    title = (f"arraygpt bench: {doc['suite'].get('name', '?')} suite, {machine['cpu']} ({machine['cores']} cores), "
+             f"{gpus}, {env['date'][:10]}")
+    peers_here = [p for p in PEERS if p != "picogpt" and any(r["runner"] == p for r in doc["results"])]
+    table = Table(title=title, title_justify="left", caption="medians of the timed repeats; ± is the IQR; "
+                  "roof = % of the floor set by the best bandwidth or matmul rate measured on that device in this "
+                  "run; xPEER = ratio to that peer on the same workload, numerics and device; compile = first call "
+                  "minus a steady one", caption_justify="left")
+    columns = [("runner", "left"), ("prefill tok/s", "right"), ("TTFT ms", "right"), ("decode tok/s", "right"),
+               ("ms/token p50/p99", "right"), ("roof", "right")] + [(f"x{p}", "right") for p in peers_here] + [
+              ("compile s", "right"), ("RSS MB", "right"), ("device MB", "right"), ("parity", "right")]
+    for name, justify in columns:
+        table.add_column(name, justify=justify)
+    key = lambda r: (r["model"], r.get("numerics", r["dtype"]), r["batch"], r["prompt_len"], r["new_tokens"])  # noqa: E731
+    for workload, rows in itertools.groupby(sorted(doc["results"], key=key), key=key):
+        model, numerics, batch, prompt_len, new_tokens = workload
+        table.add_section()
+        table.add_row(f"[bold]{model} {numerics} batch {batch}, prompt {prompt_len}, {new_tokens} new[/]")
+        for r in sorted(rows, key=lambda r: (r["runner"] in PEERS, r["runner"], str(r.get("device")))):
+            runner = r["runner"] + (f":{r['device']}" if r.get("device") else "")
+            if r["status"] != "ok":
+                table.add_row(runner, f"[red]{r['status']}[/]: {escape(r.get('message', ''))[:90]}")
+                continue
+            m, d = r["metrics"], r.get("derived", {})
+            decode = m.get("decode_tps")
+            decode_cell = f"{decode['median']:.1f} ±{decode['iqr']:.1f}" if decode else ""
+            latency = m.get("token_latency_s")
+            latency_cell = f"{latency['p50'] * 1e3:.2f}/{latency['p99'] * 1e3:.2f}" if latency else ""
+            # decode runs are judged by bandwidth, single-token ones by the prefill compute ceiling
+            roof = d.get("decode_roofline") if decode else d.get("prefill_roofline")
+            metric = "decode_tps" if decode else "prefill_tps"
+            ratios = [d.get(f"{metric}_vs_{p}") for p in peers_here]
+            compiled = m.get("compile_s")
+            device_bytes = m.get("device_bytes")
+            table.add_row(runner, _fmt(_median(m, "prefill_tps"), ".0f"), _fmt(_median(m, "ttft_s") * 1e3, ".0f"),
+                          decode_cell, latency_cell, _fmt(roof and roof * 100, ".0f") + ("%" if roof else ""),
+                          *[_fmt(x, ".2f") + ("x" if x else "") for x in ratios],
+                          _fmt(compiled, ".1f") if compiled and compiled >= 0.05 else "",
+                          _fmt(m.get("rss_peak_bytes", 0) / 1e6, ".0f"),
+                          _fmt(device_bytes and device_bytes / 1e6, ".0f"), _fmt(d.get("parity_relative"), ".0e"))
+    return table
+
+
+def probes_table(doc: dict) -> Table:
+    """Every probe of the run, and which one set each ceiling of the machine (marked *)."""
+    ceilings = doc.get("ceilings", {})
+    set_by = {(device, "bandwidth", c["bandwidth"]["set_by"]) for device, c in ceilings.items() if c["bandwidth"]}
+    set_by |= {(device, key, m["set_by"]) for device, c in ceilings.items() for key, m in c["matmul"].items()}
+    table = Table(title="roofline probes (this run); * = the machine ceiling every row on that device is measured "
+                  "against", title_justify="left")
+    for name in ("runner", "products", "device", "bandwidth GB/s", "matmul GFLOP/s"):
+        table.add_column(name, justify="right" if "/" in name else "left")
+    for runner, by_key in doc["probes"].items():
+        for key, p in by_key.items():
+            if "bandwidth_bytes_s" in p:
+                device = p.get("device_key", "cpu")
+                who = f"{runner} {p.get('dtype', key)}"
+                star_bw = "*" if (device, "bandwidth", who) in set_by else ""
+                star_mm = "*" if (device, key, who) in set_by else ""
+                table.add_row(runner, key, escape(p.get("device", "")), f"{p['bandwidth_bytes_s'] / 1e9:.1f}{star_bw}",
+                              f"{p['matmul_flops_s'] / 1e9:.0f}{star_mm}")
+            else:
+                table.add_row(runner, key, "", f"[red]{escape(p.get('message', 'failed'))}[/]", "")
+    return table

@@ -1,0 +1,99 @@
+"""Timing one scenario: warm-up runs, timed repeats, the device synchronized before each clock read.
+
+Every runner (benchmarks/runners/) produces the same record from these helpers. Each repeat generates
+exactly new_tokens tokens (no early stop) from a fixed random prompt and records the time of every token.
+"""
+
+from __future__ import annotations
+
+import resource
+import threading
+import time
+
+import numpy as np
+
+PARITY_PROMPT_LEN = 16
+
+
+class PeakRSS:
+    """Samples this process's resident memory in a thread: the peak during a block of work."""
+
+    def __init__(self, interval=0.005):
+        self.interval, self.peak = interval, 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def current() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.current())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self.peak = self.current()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.current())
+
+
+def fixed_prompts(batch: int, prompt_len: int, vocab_size: int, seed: int = 0) -> list[list[int]]:
+    return np.random.default_rng(seed).integers(0, vocab_size, size=(batch, prompt_len)).tolist()
+
+
+def summarize_run(token_times: list[float], start: float, batch: int, prompt_len: int,
+                  decoded_in_one_call: bool = False) -> dict:
+    """One repeat: token_times[i] is the clock when token i of every row was on the host.
+
+    decoded_in_one_call: tokens after the first arrived together (jax-loop), so each step is
+    credited the mean step time; per-token latency percentiles then describe that mean only."""
+    ttft = token_times[0] - start
+    steps = np.diff(token_times)
+    if decoded_in_one_call and len(steps):
+        steps = np.full(len(steps), (token_times[-1] - token_times[0]) / len(steps))
+    record = {"ttft_s": ttft, "prefill_tps": batch * prompt_len / ttft, "e2e_s": token_times[-1] - start,
+              "step_s": steps.tolist()}
+    if len(steps):
+        record["decode_tps"] = batch * len(steps) / (token_times[-1] - token_times[0])
+    return record
+
+
+def aggregate(repeats: list[dict]) -> dict:
+    """Median and spread over repeats, and per-token latency percentiles over every decode step."""
+    out = {}
+    for key in ("prefill_tps", "ttft_s", "decode_tps", "e2e_s"):
+        values = [r[key] for r in repeats if key in r]
+        if values:
+            q1, median, q3 = np.percentile(values, [25, 50, 75])
+            out[key] = {"median": float(median), "iqr": float(q3 - q1), "min": float(min(values)),
+                        "max": float(max(values)), "n": len(values)}
+    steps = np.concatenate([r["step_s"] for r in repeats]) if repeats else np.array([])
+    if steps.size:
+        p50, p90, p99 = np.percentile(steps, [50, 90, 99])
+        out["token_latency_s"] = {"p50": float(p50), "p90": float(p90), "p99": float(p99)}
+    return out
+
+
+def run_repeats(one_run, scenario) -> dict:
+    """Warm-up runs (the first one kept as first_call_s: it includes compilation), then timed repeats."""
+    first = None
+    for _ in range(scenario["warmup"]):
+        run = one_run()
+        first = first if first is not None else run
+    with PeakRSS() as rss:
+        repeats = [one_run() for _ in range(scenario["repeats"])]
+    metrics = aggregate(repeats)
+    if first is not None:
+        metrics["first_call_s"] = first["e2e_s"]
+        metrics["compile_s"] = max(0.0, first["e2e_s"] - metrics["e2e_s"]["median"])
+    metrics["rss_peak_bytes"] = rss.peak
+    for r in repeats:
+        r["step_s"] = [round(s, 7) for s in r["step_s"]]
+    return {"metrics": metrics, "repeats": repeats}

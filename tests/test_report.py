@@ -1,0 +1,45 @@
+"""`arraygpt report`: committed runs of two machines (this CPU, the H100) side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from arraygpt.cli import main
+
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+CPU_RUN = RESULTS / "2026-11-25-cpu-quick.json"
+GPU_RUN = RESULTS / "2026-11-25-h100-cc6c6bc.json"
+
+
+def test_report_puts_a_cpu_run_beside_a_gpu_run(tmp_path, capsys):
+    png = tmp_path / "report.png"
+    assert main(["report", str(CPU_RUN), str(GPU_RUN), "-o", str(png)]) == 0
+    out = capsys.readouterr().out
+    cpu = json.loads(CPU_RUN.read_text())["environment"]["machine"]["cpu"]
+    assert f"**{cpu} (" in out and "**NVIDIA H100 80GB HBM3, 2026-11-25**" in out
+    section = out.split("#### 124M, batch 1, prompt 16, 128 new: decode tokens/s")[1].split("####")[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    devices = {(row[1], row[2]) for row in rows}
+    assert ("numpy", "cpu") in devices and ("jax-loop", "gpu:0") in devices and ("hf (peer)", "cpu") in devices
+    # The H100 run predates the precision field: its JAX float32 rows ran at JAX's default (TF32-like).
+    assert {row[3] for row in rows if row[1] == "jax-loop" and row[2] == "gpu:0"} == {"float16", "float32+tf32"}
+    for row in rows:
+        if row[5]:
+            assert 0 < float(row[5].rstrip("%")) <= 100
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"kind": "arraygpt-parity", "cells": []}, "not an arraygpt bench result"),
+    ([1, 2, 3], "not an arraygpt bench result"),
+    ("{ not json", "not a readable JSON result file"),
+])
+def test_report_refuses_a_file_that_is_not_a_bench_result(tmp_path, capsys, content, message):
+    path = tmp_path / "other.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    assert main(["report", str(CPU_RUN), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
