@@ -109,7 +109,7 @@ def markdown(docs: list[dict], sources: list[str]) -> str:
         for r in sorted(group, key=lambda r: (labels.index(r.run), r.numerics, r.is_peer, -r.tps)):
             ratios = [f"{r.vs_peers[p]:.2f}x" if p in r.vs_peers else "" for p in peers]
             lines.append(f"| {r.run} | {r.runner}{' (peer)' if r.is_peer else ''} | {r.device} | {r.numerics} | "
-                         f"{_tps(r.tps)} | {'' if r.roofline is None else f'{r.roofline:.0%}'} | "
+                         f"{_tps(r.tps)} | {_percent(r.roofline)} | "
                          + " | ".join(ratios) + (" | " if peers else "")
                          + f"{'' if r.parity is None else f'{r.parity:.0e}'} |")
         lines.append("")
@@ -117,6 +117,12 @@ def markdown(docs: list[dict], sources: list[str]) -> str:
                  "that device in that run; x peer: ratio to the peer in the same run, device and numerics; parity: "
                  "max |logit - float64 reference| / max |reference logit|.")
     return "\n".join(lines) + "\n"
+
+
+def _percent(fraction: float | None) -> str:
+    if fraction is None:
+        return ""
+    return f"{fraction:.0%}" if fraction >= 0.1 else f"{fraction:.1%}"
 
 
 def _tps(value: float) -> str:

@@ -28,7 +28,7 @@ def test_report_puts_a_cpu_run_beside_a_gpu_run(tmp_path, capsys):
     assert {row[3] for row in rows if row[1] == "jax-loop" and row[2] == "gpu:0"} == {"float16", "float32+tf32"}
     for row in rows:
         if row[5]:
-            assert 0 < float(row[5].rstrip("%")) <= 100
+            assert 0 < float(row[5].rstrip("%")) <= 100  # the machine's floor: never above it
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
 
 
