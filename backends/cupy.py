@@ -26,15 +26,19 @@ class CupyBackend(ArrayBackend):
             raise BackendUnavailable("cupy", f"there is no CUDA device {index} ({count} present)")
         self.device = cupy.cuda.Device(index)
         major = int(self.device.compute_capability[:-1] or 0)
-        self.precision = check_precision("cupy", precision, tf32_here=major >= 8, where=f"gpu:{index}")
+        self._set_tf32 = float32_compute_type_setter()
+        self.precision = check_precision("cupy", precision, tf32_here=major >= 8 and self._set_tf32 is not None,
+                                         where=f"gpu:{index}")
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         """Eager: fn, with each call setting CuPy's float32 matmul compute type (process-wide) to this
         backend's precision: TF32 tensor cores, or cuBLAS's default IEEE float32."""
+        if self._set_tf32 is None:  # this CuPy cannot switch: it stays at its default, IEEE float32
+            return fn
         tf32 = self.precision == "tf32"
 
         def in_precision(*args, **kwargs):
-            set_float32_compute_type(tf32)
+            self._set_tf32(tf32)
             return fn(*args, **kwargs)
         return in_precision
 
@@ -59,10 +63,17 @@ class CupyBackend(ArrayBackend):
         return f"gpu:{self.device.id} ({props['name'].decode()})"
 
 
-def set_float32_compute_type(tf32: bool) -> None:
-    """What the CUPY_TF32 environment variable sets, per call (CuPy reads the variable only once)."""
-    from cupy._core import _routines_linalg as linalg
-    linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if tf32 else linalg.COMPUTE_TYPE_DEFAULT)
+def float32_compute_type_setter():
+    """A function(tf32: bool) doing per call what the CUPY_TF32 environment variable does once (CuPy reads
+    it at its first float32 product), or None if this CuPy has no such switch. The enum values are those
+    of CuPy's _routines_linalg.pxd (DEFAULT 1, TF32 7), which its own tests also spell as numbers."""
+    try:
+        from cupy._core import _routines_linalg as linalg
+        set_compute_type = linalg.set_compute_type
+    except (ImportError, AttributeError):
+        return None
+    tf32, default = getattr(linalg, "COMPUTE_TYPE_TF32", 7), getattr(linalg, "COMPUTE_TYPE_DEFAULT", 1)
+    return lambda on: set_compute_type(np.float32, tf32 if on else default)
 
 
 def create(device: str | None = None, precision: str = "float32", **options) -> CupyBackend:
