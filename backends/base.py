@@ -99,7 +99,7 @@ class ArrayBackend:
         if dtype is None:
             have = [d for d in DTYPE_NAMES if getattr(self.xp, d, None) is not None]
             raise BackendError(f"backend '{self.name}' has no {name} (it has {', '.join(have)}); "
-                               f"pick another --dtype or a backend that has {name} (jax, torch)")
+                               f"pick another dtype (--dtype, --weights) or a backend that has {name} (jax, torch)")
         return dtype
 
     def from_host(self, tensor, dtype: str):

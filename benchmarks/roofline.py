@@ -9,9 +9,7 @@ import time
 
 import numpy as np
 
-from engine.config import GPTConfig, expected_shapes
-
-ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}
+from engine.config import ITEMSIZE, GPTConfig, expected_shapes
 
 
 def matrix_params(config: GPTConfig) -> int:

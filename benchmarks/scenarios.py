@@ -17,6 +17,7 @@ import itertools
 import tomllib
 from pathlib import Path
 
+from engine.config import ITEMSIZE
 from engine.errors import ArrayGPTError
 
 from .runners import PEERS as RUNNER_PEERS
@@ -148,6 +149,8 @@ def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict 
                 runners, *(_as_list(spec[axis]) for axis in _AXES)):
             if weights == dtype:
                 weights = None
+            if weights and ITEMSIZE.get(weights, 0) > ITEMSIZE.get(dtype, 0):
+                continue  # weights wider than the arithmetic reading them: a list product's empty corner
             if runner in PEERS and not peer_runs(runner, device, dtype, precision, weights, int(batch)):
                 continue
             scenarios.append(Scenario(group=spec.get("name", "group"), model=str(model), runner=runner,

@@ -17,6 +17,15 @@ def _median(metrics, key):
     return metrics.get(key, {}).get("median")
 
 
+def _ratio(derived: dict, key: str, weights: str | None) -> str:
+    """'1.62x', or for a mixed row '1.62x (2.04x vs bfloat16)': against the peer in the row's dtype and,
+    where the run has it, the peer all in the weights' dtype."""
+    value = derived.get(key)
+    text = "" if value is None else f"{value:.2f}x"
+    narrow = derived.get(f"{key}_{weights}") if weights else None
+    return text + (f" ({narrow:.2f}x vs {weights})" if narrow is not None else "")
+
+
 def results_table(doc: dict) -> Table:
     from .runners import PEERS
     env = doc["environment"]
@@ -52,12 +61,12 @@ def results_table(doc: dict) -> Table:
             # decode runs are judged by bandwidth, single-token ones by the prefill compute ceiling
             roof = d.get("decode_roofline") if decode else d.get("prefill_roofline")
             metric = "decode_tps" if decode else "prefill_tps"
-            ratios = [d.get(f"{metric}_vs_{p}") for p in peers_here]
+            ratios = [_ratio(d, f"{metric}_vs_{p}", r.get("weights")) for p in peers_here]
             compiled = m.get("compile_s")
             device_bytes = m.get("device_bytes")
             table.add_row(runner, _fmt(_median(m, "prefill_tps"), ".0f"), _fmt(_median(m, "ttft_s") * 1e3, ".0f"),
                           decode_cell, latency_cell, _fmt(roof and roof * 100, ".0f") + ("%" if roof else ""),
-                          *[_fmt(x, ".2f") + ("x" if x else "") for x in ratios],
+                          *ratios,
                           _fmt(compiled, ".1f") if compiled and compiled >= 0.05 else "",
                           _fmt(m.get("rss_peak_bytes", 0) / 1e6, ".0f"),
                           _fmt(device_bytes and device_bytes / 1e6, ".0f"), _fmt(d.get("parity_relative"), ".0e"))

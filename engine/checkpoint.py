@@ -22,6 +22,12 @@ _DROPPED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, 
 LINEAR_WEIGHT_SUFFIXES = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 
 
+def is_matrix(name: str) -> bool:
+    """The tensors the weight products read (the linear weights and wte, which the logits reuse): what
+    a mixed-precision model stores in its weights' dtype."""
+    return name == "wte.weight" or name.endswith(LINEAR_WEIGHT_SUFFIXES)
+
+
 @dataclasses.dataclass(frozen=True)
 class HostTensor:
     """A tensor still in the checkpoint file: a read-only, zero-copy view of the mapped bytes."""

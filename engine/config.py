@@ -11,6 +11,7 @@ from .errors import CheckpointError
 
 GPT2_VOCAB_SIZE = 50257
 END_OF_TEXT_ID = 50256
+ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2}  # bytes per element of each dtype name
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ import operator
 from typing import Iterator, Sequence
 
 import array_api_extra as xpx
-from array_api_compat import array_namespace
+from .namespace import array_namespace
 from array_api_compat import device as device_of
 
 from .errors import GenerationError

@@ -7,13 +7,18 @@ to, C n_embd, H heads, D head size, V vocabulary.
 Parameters are nested dicts in picoGPT's layout (see engine.checkpoint.nest_params). Linear weights
 are [n_out, n_in], like wte and torch's nn.Linear: load_model transposes Hugging Face's Conv1D
 [n_in, n_out] once, because every product then reads weight rows in their stored order.
+
+Mixed precision: the matrices (linear weights and wte) may be stored narrower than the activations
+(bfloat16 weights, float32 everything else). A product then reads its input cast to the weights' dtype
+and its result is widened back (cast()); LayerNorm, softmax, GELU, the residual stream, the KV cache and
+the logits keep the activations' dtype. With equal dtypes cast() is the array itself.
 """
 
 from __future__ import annotations
 
 import math
 
-from array_api_compat import array_namespace
+from .namespace import array_namespace
 from array_api_compat import device as device_of
 
 
@@ -31,23 +36,26 @@ def softmax(x):  # [..., S] -> [..., S]
 
 def layer_norm(x, g, b, eps):  # [..., C] -> [..., C]
     xp = array_namespace(x)
-    mean = xp.mean(x, axis=-1, keepdims=True)
-    variance = xp.var(x, axis=-1, keepdims=True)  # correction=0, as LayerNorm needs
-    return g * ((x - mean) / xp.sqrt(variance + eps)) + b
+    centered = x - xp.mean(x, axis=-1, keepdims=True)
+    variance = xp.mean(centered * centered, axis=-1, keepdims=True)  # correction=0, as LayerNorm needs
+    return g * (centered / xp.sqrt(variance + eps)) + b
+
+
+def cast(x, dtype):  # [...] -> [...] in dtype; x itself when it already is
+    return x if x.dtype == dtype else array_namespace(x).astype(x, dtype)
 
 
 def times_transposed(x, w):  # [N, n_in], [n_out, n_in] -> [N, n_out]
     """x @ w.T, computed as (w @ x.T).T so that XLA reads w in its stored layout: as x @ w.T, XLA
     materializes w.T at every call (a transpose and a copy of the weight; NOTES.md change 1)."""
-    xp = array_namespace(x)
-    return xp.matrix_transpose(w @ xp.matrix_transpose(x))
+    return (w @ x.T).T
 
 
 def linear(x, w, b):  # [B, T, n_in], [n_out, n_in], [n_out] -> [B, T, n_out]
     xp = array_namespace(x)
     *lead, n_in = x.shape
     # One 2-D matmul over all rows: BLAS runs it as one GEMM instead of one per batch row.
-    y = times_transposed(xp.reshape(x, (-1, n_in)), w) + b
+    y = cast(times_transposed(cast(xp.reshape(x, (-1, n_in)), w.dtype), w), x.dtype) + b
     return xp.reshape(y, (*lead, w.shape[0]))
 
 
@@ -55,10 +63,11 @@ def ffn(x, c_fc, c_proj):  # [B, T, C] -> [B, T, C]
     return linear(gelu(linear(x, **c_fc)), **c_proj)
 
 
-def split_heads(x, n_head):  # [B, T, C] -> [B, H, T, D]
-    xp = array_namespace(x)
-    B, T, C = x.shape
-    return xp.permute_dims(xp.reshape(x, (B, T, n_head, C // n_head)), (0, 2, 1, 3))
+def split_qkv(qkv, n_head):  # [B, T, 3C] -> q, k, v, each [B, H, T, D]
+    xp = array_namespace(qkv)
+    B, T, C3 = qkv.shape
+    heads = xp.permute_dims(xp.reshape(qkv, (B, T, 3, n_head, C3 // (3 * n_head))), (2, 0, 3, 1, 4))  # [3, B, H, T, D]
+    return heads[0, ...], heads[1, ...], heads[2, ...]
 
 
 def merge_heads(x):  # [B, H, T, D] -> [B, T, C]
@@ -83,23 +92,22 @@ def attention_with_cache(q, k, v, k_cache, v_cache, cache_mask):
     """
     xp = array_namespace(q)
     q = q * (1.0 / math.sqrt(q.shape[-1]))
-    n_new = q.shape[2]
-    new_positions = xp.arange(n_new, dtype=xp.int32, device=device_of(q))
-    causal = new_positions[:, None] >= new_positions[None, :]  # [T, T]
     # (k_cache @ q.T).T reads the cache in its stored layout; q @ k_cache.T makes XLA transpose the
     # whole cache at every step.
     cached_scores = xp.matrix_transpose(k_cache @ xp.matrix_transpose(q))  # [B, H, T, S]
-    scores = xp.concat([xp.where(cache_mask, cached_scores, -math.inf),
-                        xp.where(causal, q @ xp.matrix_transpose(k), -math.inf)], axis=-1)  # [B, H, T, S + T]
+    own_scores = q @ xp.matrix_transpose(k)  # [B, H, T, T]
+    n_new = q.shape[2]
+    if n_new > 1:  # new tokens see each other causally; a single one (every decode step) sees itself
+        new_positions = xp.arange(n_new, dtype=xp.int32, device=device_of(q))
+        own_scores = xp.where(new_positions[:, None] >= new_positions[None, :], own_scores, -math.inf)
+    scores = xp.concat([xp.where(cache_mask, cached_scores, -math.inf), own_scores], axis=-1)  # [B, H, T, S + T]
     weights = softmax(scores)
     n_cached = k_cache.shape[2]
     return weights[..., :n_cached] @ v_cache + weights[..., n_cached:] @ v
 
 
 def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None):  # [B, T, C] -> [B, T, C], and the new (k, v)
-    C = x.shape[-1]
-    qkv = linear(x, **c_attn)  # [B, T, 3C]
-    q, k, v = (split_heads(qkv[..., i * C:(i + 1) * C], n_head) for i in range(3))  # 3 x [B, H, T, D]
+    q, k, v = split_qkv(linear(x, **c_attn), n_head)  # 3 x [B, H, T, D]
     if kv_cache is None:
         out = attention(q, k, v, mask)
     else:
@@ -119,19 +127,20 @@ def transformer_block(x, mlp, attn, ln_1, ln_2, n_head, eps, mask, kv_cache=None
     return x, new_kv
 
 
-def embed(ids, positions, wte, wpe):  # [B, T] token ids, [B, T] positions -> [B, T, C]
+def embed(ids, positions, wte, wpe):  # [B, T] token ids, [B, T] positions -> [B, T, C] in wpe's dtype
     xp = array_namespace(wte)
     B, T = ids.shape
-    rows = xp.take(wte, xp.reshape(ids, (-1,)), axis=0) + xp.take(wpe, xp.reshape(positions, (-1,)), axis=0)
+    tokens = cast(xp.take(wte, xp.reshape(ids, (-1,)), axis=0), wpe.dtype)
+    rows = tokens + xp.take(wpe, xp.reshape(positions, (-1,)), axis=0)
     return xp.reshape(rows, (B, T, wte.shape[1]))
 
 
-def tied_logits(x, wte):  # [B, T, C] -> [B, T, V]
+def tied_logits(x, wte):  # [B, T, C] -> [B, T, V] in x's dtype
     xp = array_namespace(x)
     B, T, C = x.shape
     # The 154 MB table read in its stored layout: 3 ms per 124M step on JAX (NOTES.md change 1).
-    logits = times_transposed(xp.reshape(x, (B * T, C)), wte)  # [B*T, V]
-    return xp.reshape(logits, (B, T, wte.shape[0]))
+    logits = times_transposed(cast(xp.reshape(x, (B * T, C)), wte.dtype), wte)  # [B*T, V]
+    return xp.reshape(cast(logits, x.dtype), (B, T, wte.shape[0]))
 
 
 def gpt2(params, ids, positions, mask, n_head, eps, kv_cache=None, last_only=False):

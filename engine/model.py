@@ -6,8 +6,8 @@ import functools
 from pathlib import Path
 from typing import Iterator
 
-from .checkpoint import LINEAR_WEIGHT_SUFFIXES, load_checkpoint, nest_params
-from .config import END_OF_TEXT_ID, GPTConfig
+from .checkpoint import LINEAR_WEIGHT_SUFFIXES, is_matrix, load_checkpoint, nest_params
+from .config import END_OF_TEXT_ID, ITEMSIZE, GPTConfig
 from .kv_cache import write_kv
 from .errors import CheckpointError, GenerationError
 from .generate import (as_prompt_list, check_prompts, decode_loop, decode_step, full_forward, generate_tokens,
@@ -19,9 +19,10 @@ from .source import ModelSource, resolve_model
 
 class Model:
     def __init__(self, config: GPTConfig, params: dict, backend: Backend, dtype: str,
-                 source: ModelSource | None = None):
+                 source: ModelSource | None = None, weights: str | None = None):
         self.config, self.params, self.backend, self.dtype_name = config, params, backend, dtype
-        self.dtype = backend.dtype(dtype)
+        self.dtype = backend.dtype(dtype)  # the activations', the KV cache's and the logits' dtype
+        self.weights_name = weights or dtype  # the dtype the matrices are stored (and read) in
         self.source = source
         shape_args = dict(n_head=config.n_head, eps=config.layer_norm_epsilon)
         self.prefill = backend.compile(functools.partial(prefill_step, **shape_args), static_argnames=("sampling",))
@@ -83,26 +84,36 @@ class Model:
 
     def __repr__(self):
         where = self.source.describe() if self.source else "in memory"
+        weights = f" with {self.weights_name} weights" if self.weights_name != self.dtype_name else ""
         return (f"<Model GPT-2 {self.config.n_layer}x{self.config.n_embd} ({self.config.n_params / 1e6:.0f}M) "
-                f"on {self.backend.name} {self.dtype_name}, {where}>")
+                f"on {self.backend.name} {self.dtype_name}{weights}, {where}>")
 
 
 def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = "float32",
-               device: str | None = None, seed: int = 0, progress=None) -> Model:
-    """Load GPT-2 from a preset ('124M': synthetic weights, cached), a local HF directory or a hub id."""
+               device: str | None = None, seed: int = 0, progress=None, weights: str | None = None) -> Model:
+    """Load GPT-2 from a preset ('124M': synthetic weights, cached), a local HF directory or a hub id.
+
+    dtype is the compute dtype (activations, KV cache, logits). weights, if given, stores the matrices
+    the products read (linear weights, wte) in another dtype: dtype="float32", weights="bfloat16" is
+    mixed precision, half the bytes per decode step with float32 arithmetic around the products."""
     backend = resolve_backend(backend, device)
     backend.dtype(dtype)  # fail on an unsupported dtype before reading gigabytes
+    weights = weights or dtype
+    backend.dtype(weights)
+    if ITEMSIZE.get(weights, 0) > ITEMSIZE.get(dtype, 0):
+        raise GenerationError(f"weights in {weights} are wider than the {dtype} arithmetic that would read them; "
+                              f"use weights of {dtype} or narrower (bfloat16, float16)")
     source = resolve_model(spec, seed=seed, progress=progress)
     config, tensors = load_checkpoint(source.directory)
     flat = {}
     for name, tensor in tensors.items():
         host = tensor.transpose() if name.endswith(LINEAR_WEIGHT_SUFFIXES) else tensor
         try:  # the adapter also refuses NaN and infinity, read on the host as the file is mapped
-            flat[name] = backend.from_host(host, dtype)
+            flat[name] = backend.from_host(host, weights if is_matrix(name) else dtype)
         except CheckpointError as err:
             raise CheckpointError(f"{source.directory / 'model.safetensors'}: {err}") from None
         # Resident pages of the file are dropped: a copy does not need them, and a view (NumPy's
         # untransposed tensors) faults back in only what generation reads.
         tensor.release()
-    return Model(config, nest_params(flat, config.n_layer), backend, dtype, source)
+    return Model(config, nest_params(flat, config.n_layer), backend, dtype, source, weights)
 

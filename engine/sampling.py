@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from array_api_compat import array_namespace
+from .namespace import array_namespace
 
 from .errors import GenerationError
 from .gpt2 import softmax

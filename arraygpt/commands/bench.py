@@ -37,6 +37,10 @@ def add_parser(sub):
                    help="comma-separated NAME or NAME:DEVICE (default: every usable backend)")
     p.add_argument("--models", type=str_list, default=None, metavar="LIST", help="override the suite's models")
     p.add_argument("--dtypes", type=str_list, default=None, metavar="LIST", help="override the suite's dtypes")
+    p.add_argument("--weights", type=str_list, default=None, metavar="LIST",
+                   help="the dtypes the matrices are stored in (mixed precision: --dtypes float32 --weights "
+                        "float32,bfloat16 gives a float32 row and a float32-with-bfloat16-weights row); weights "
+                        "wider than the dtype are skipped")
     p.add_argument("--precision", type=str_list, default=None, metavar="LIST",
                    help="float32 (IEEE float32 products, the default) and/or tf32 (float32 products on NVIDIA "
                         "tensor cores: jax, torch, cupy on gpu); each is its own row, never merged")
@@ -84,7 +88,8 @@ def run(args) -> int:
         backends = parse_backend_list(args.backends)
     else:
         backends = [(name, None) for name in usable_backends(SPEED_BACKENDS)]
-    overrides = {"model": args.models, "dtype": args.dtypes, "precision": args.precision, "batch": args.batch_sizes,
+    overrides = {"model": args.models, "dtype": args.dtypes, "weights": args.weights, "precision": args.precision,
+                 "batch": args.batch_sizes,
                  "prompt_len": args.prompt_lens, "new_tokens": args.new_tokens, "repeats": args.repeats,
                  "warmup": args.warmup}
     peers = None if args.peer is None else [p for p in args.peer if p != "none"]

@@ -32,6 +32,11 @@ def add_model_options(parser, default_model="124M"):
                        help="cpu, gpu, gpu:1, tpu (default: the library's default device)")
     group.add_argument("--dtype", default="float32", metavar="DTYPE",
                        help="float32, float16, bfloat16 or float64 (default: float32)")
+    group.add_argument("--weights", default=None, metavar="DTYPE",
+                       help="store the matrices the products read (linear weights, wte) in this dtype, with "
+                            "--dtype for everything else: --dtype float32 --weights bfloat16 is mixed precision "
+                            "(half the bytes per decode step; jax, torch; float16 also numpy, cupy) (default: "
+                            "the --dtype)")
     group.add_argument("--precision", default="float32", choices=("float32", "tf32"),
                        help="float32 products in IEEE float32 on every backend and device (default), or tf32: "
                             "TensorFloat-32 tensor cores (NVIDIA GPUs; jax, torch, cupy), faster and less exact")
@@ -84,7 +89,8 @@ def load_model_with_progress(args, batch: int = 1):
     if args.backend == "auto":
         stderr.print(f"[dim]--backend auto chose {backend.name} on {backend.device_name()}[/]")
     with progress_bar(f"writing synthetic {args.model} checkpoint (first use only)") as update:
-        return load_model(args.model, backend=backend, dtype=args.dtype, seed=args.model_seed, progress=update)
+        return load_model(args.model, backend=backend, dtype=args.dtype, seed=args.model_seed, progress=update,
+                          weights=args.weights)
 
 
 def warn_if_synthetic(model):

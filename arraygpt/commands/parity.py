@@ -39,6 +39,9 @@ def add_parser(sub):
                    help="comma-separated: float32, float16, bfloat16, float64 (default: float32)")
     p.add_argument("--precision", default="float32", choices=("float32", "tf32"),
                    help="float32 products in IEEE float32 (default) or tf32 (NVIDIA GPUs; tolerance 1e-2)")
+    p.add_argument("--weights", default=None, metavar="DTYPE",
+                   help="store the matrices in this dtype (mixed precision with --dtypes float32 --weights "
+                        "bfloat16; tolerance 3e-2, float16 weights 5e-3)")
     p.add_argument("--batch", type=int, default=2, help="prompts per run (default: 2)")
     p.add_argument("--prompt-len", type=int, default=16, help="tokens per prompt (default: 16)")
     p.add_argument("--new-tokens", type=int, default=16, help="greedy tokens compared (default: 16)")
@@ -69,19 +72,21 @@ def render(cells) -> tuple[Table, list[str]]:
 def run(args) -> int:
     from benchmarks.environment import environment
     from benchmarks.jsonio import write_json_atomic
-    from benchmarks.parity import TOLERANCE, run_parity
+    from backends.base import DTYPE_NAMES
+    from benchmarks.parity import run_parity
 
     backends = parse_backend_list(args.backends)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
-    unknown = [d for d in dtypes if d not in TOLERANCE]
+    unknown = [d for d in dtypes if d not in DTYPE_NAMES]
     if unknown or not dtypes:
-        raise ArrayGPTError(f"unknown dtype '{unknown[0] if unknown else ''}' (choose from {', '.join(TOLERANCE)})")
+        raise ArrayGPTError(f"unknown dtype '{unknown[0] if unknown else ''}' (choose from {', '.join(DTYPE_NAMES)})")
     with stderr.status("parity: starting") as status:
         def done(cell):
             colour = {"pass": "green", "fail": "red"}.get(cell.status, "dim")
             stderr.print(f"[{colour}]{cell.status}[/] {cell.backend} {escape(cell.device)} {cell.dtype}"
                          + (f" (relative {cell.relative:.1e})" if cell.status != "skipped" else ""))
-        setup, cells = run_parity(args.model, backends, dtypes, precision=args.precision, batch=args.batch,
+        setup, cells = run_parity(args.model, backends, dtypes, precision=args.precision, weights=args.weights,
+                                  batch=args.batch,
                                   prompt_len=args.prompt_len, new_tokens=args.new_tokens, seed=args.seed,
                                   on_cell=done, on_progress=lambda text: status.update(f"parity {text}"))
     table, notes = render(cells)
