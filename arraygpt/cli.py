@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version, or a bad argument already reported in one line
         return exit_.code
+    except (ArrayGPTError, BackendError) as err:  # an option's own check (a list of integers, a mesh)
+        print(f"arraygpt: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
     if args.command is None:
         parser.print_help()
         return EXIT_USER_ERROR

@@ -55,12 +55,17 @@ def get_backend(name: str, device: str | None = None, **options):
     """The adapter for a library name, on a device ('cpu', 'gpu', 'gpu:1', 'tpu'; None = its default).
 
     options go to the adapter: precision="float32" (IEEE float32 products, the default) or "tf32"
-    (NVIDIA GPUs: jax, torch, cupy); compile_loop=True for jax (what 'jax-loop' presets)."""
+    (NVIDIA GPUs: jax, torch, cupy); compile_loop=True for jax (what 'jax-loop' presets); mesh="dp=2,tp=4"
+    for jax and jax-loop (the others refuse one)."""
     if name == "auto":
         return choose_auto(device, options.pop("batch", 1), **options)
     if name not in BACKENDS:
         raise BackendError(f"unknown backend '{name}' (choose from auto, {', '.join(BACKENDS)})")
     module_name, hint = BACKENDS[name]
+    if options.get("mesh") is None:
+        options.pop("mesh", None)
+    elif module_name != "backends.jax":
+        raise BackendError(f"backend '{name}' runs on one device: a device mesh (--mesh) needs jax or jax-loop")
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -71,6 +76,21 @@ def get_backend(name: str, device: str | None = None, **options):
         if not err.hint:
             err = BackendUnavailable(name, err.reason, hint)
         raise err from None
+
+
+def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> bool:
+    """Join a multi-process JAX run when a coordinator is named (arguments or JAX_COORDINATOR_ADDRESS);
+    False for a single process. See backends.jax.initialize_distributed."""
+    import os
+    if not (coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")):
+        return False
+    try:
+        from .jax import initialize_distributed as initialize
+    except ImportError:
+        raise BackendUnavailable("jax", "a multi-process run needs jax, which is not installed",
+                                 BACKENDS["jax"][1]) from None
+    return initialize(coordinator, num_processes, process_id)
 
 
 def backend_status(names=tuple(BACKENDS)) -> list[tuple[str, bool, str]]:
@@ -91,5 +111,5 @@ def usable_backends(names=SPEED_BACKENDS) -> list[str]:
     return [name for name, ok, _ in backend_status(names) if ok]
 
 
-__all__ = ["get_backend", "choose_auto", "backend_status", "usable_backends", "BackendError", "BackendUnavailable",
-           "BACKENDS", "SPEED_BACKENDS"]
+__all__ = ["get_backend", "choose_auto", "backend_status", "usable_backends", "initialize_distributed", "BackendError",
+           "BackendUnavailable", "BACKENDS", "SPEED_BACKENDS"]

@@ -37,14 +37,20 @@ def check_precision(name: str, precision: str, tf32_here: bool, where: str) -> s
 
 def host_array(tensor) -> np.ndarray:
     """A NumPy view of a checkpoint tensor (engine.checkpoint.HostTensor); no copy except for BF16
-    and for a tensor marked transposed, which becomes a C-contiguous copy of its transpose.
-    Refuses a tensor holding NaN or infinity (CheckpointError naming it)."""
+    and for a tensor marked transposed, reordered head-major or padded, which becomes a C-contiguous
+    copy laid out as asked. Refuses a tensor holding NaN or infinity (CheckpointError naming it)."""
     data = np.asarray(tensor.data)
     if tensor.transposed:
         data = np.ascontiguousarray(data.T)
     if tensor.dtype == "BF16":  # bfloat16 is the top half of a float32
         data = (data.astype(np.uint32) << 16).view(np.float32)
     check_finite(data, tensor.name)
+    if tensor.heads is not None:  # dim 0 (q|k|v, head, D) -> (head, q|k|v, D)
+        n_head, head_dim = tensor.heads
+        rest = data.shape[1:]
+        data = np.ascontiguousarray(data.reshape(3, n_head, head_dim, *rest).swapaxes(0, 1)).reshape(data.shape)
+    if tensor.pad_to is not None:
+        data = np.pad(data, [(0, want - have) for want, have in zip(tensor.pad_to, data.shape)])
     return data
 
 
@@ -102,11 +108,19 @@ class ArrayBackend:
                                f"pick another dtype (--dtype, --weights) or a backend that has {name} (jax, torch)")
         return dtype
 
-    def from_host(self, tensor, dtype: str):
+    def from_host(self, tensor, dtype: str, axes=None):
         return self.xp.asarray(host_array(tensor), dtype=self.dtype(dtype), device=self.device)
 
     def to_host(self, x) -> np.ndarray:
         return np.asarray(x)
+
+    def multiple(self, axis: str) -> int:
+        """How many ways a logical axis is split: one device, so never."""
+        return 1
+
+    def device_for(self, axes) -> object:
+        """Where an array with these logical axes lives: on one device, this backend's."""
+        return self.device
 
     def synchronize(self, *arrays) -> None:
         """Wait until the device has finished all work (or the work producing arrays)."""

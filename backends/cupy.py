@@ -42,7 +42,7 @@ class CupyBackend(ArrayBackend):
             return fn(*args, **kwargs)
         return in_precision
 
-    def from_host(self, tensor, dtype):
+    def from_host(self, tensor, dtype, axes=None):
         with self.device:
             return xp.asarray(host_array(tensor), dtype=self.dtype(dtype))
 

@@ -1,13 +1,23 @@
-"""JAX on CPU, GPU or TPU: prefill and decode steps jitted, the KV cache donated to XLA."""
+"""JAX on CPU, GPU or TPU: prefill and decode steps jitted, the KV cache donated to XLA.
+
+With mesh="dp=2,tp=4" the same steps run over a device mesh: the adapter places every weight, input
+and cache buffer split as engine/layout.py names its axes (backends/mesh.py maps them: batch over dp;
+heads, MLP features and vocabulary over tp), and XLA's partitioner (GSPMD) compiles each step with the
+collectives that layout needs (one all-reduce after each block's attention and MLP output products).
+"""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from .base import ArrayBackend, BackendUnavailable, check_precision, parse_device
+from .base import ArrayBackend, BackendError, BackendUnavailable, check_precision, host_array, parse_device
+from .mesh import AXES as MESH_AXES, LOGICAL, MeshSpec, check_fits, parse_mesh
 
 import jax  # noqa: E402  (an ImportError here tells the registry that jax is missing)
 import jax.numpy as jnp  # noqa: E402
+from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 
 
 # arraygpt's precision -> jax.default_matmul_precision
@@ -37,7 +47,8 @@ class JaxBackend(ArrayBackend):
     xp = jnp
     compiles = True
 
-    def __init__(self, device: str | None = None, precision: str = "float32", compile_loop: bool = False):
+    def __init__(self, device: str | None = None, precision: str = "float32", compile_loop: bool = False,
+                 mesh: "str | MeshSpec | None" = None):
         kind, index = parse_device(device)
         try:
             devices = jax.devices(kind) if kind else jax.devices()
@@ -47,17 +58,48 @@ class JaxBackend(ArrayBackend):
                                      "for NVIDIA GPUs: pip install 'jax[cuda12]'; for TPUs: pip install 'jax[tpu]'") from None
         if index >= len(devices):
             raise BackendUnavailable("jax", f"JAX has {len(devices)} {kind} device(s); there is no {device}")
-        self.device = devices[index]
+        self.mesh_spec = parse_mesh(mesh) if isinstance(mesh, str) else mesh
+        self.mesh = None
+        if self.mesh_spec is None:
+            self.device = devices[index]
+        else:
+            # The first dp x tp devices of the platform (every process's, in a multi-process run), dp rows
+            # of tp: the devices of one tensor-parallel group are neighbours (on a GPU node, NVLink peers).
+            check_fits(self.mesh_spec, len(devices), devices[0].platform)
+            grid = np.asarray(devices[:self.mesh_spec.size], dtype=object).reshape(self.mesh_spec.dp, self.mesh_spec.tp)
+            self.mesh = Mesh(grid, MESH_AXES)
+            self.device = NamedSharding(self.mesh, PartitionSpec())  # device= elsewhere: replicated
+        platform = devices[0].platform
         # JAX's default float32 matmul precision is TF32-like on NVIDIA GPUs (and one bfloat16 pass on
         # TPUs): "highest" makes float32 mean IEEE float32 everywhere; tf32 is an opt-in on GPUs.
-        self.precision = check_precision("jax", precision, tf32_here=self.device.platform == "gpu",
-                                         where=self.device.platform)
+        self.precision = check_precision("jax", precision, tf32_here=platform == "gpu", where=platform)
         self.matmul_precision = MATMUL_PRECISION[self.precision]
+        self.platform = platform
         # compile_loop: the whole decode loop becomes one jitted lax.fori_loop (the 'jax-loop' backend):
         # no host round trip per token, at the cost of streaming (every token arrives at the end).
         self.compiles_loop = compile_loop
         if compile_loop:
             self.name = "jax-loop"
+
+    # -- a device mesh: where each array lives ---------------------------------------------------------
+
+    def multiple(self, axis: str) -> int:
+        return 1 if self.mesh_spec is None else self.mesh_spec.ways(axis)
+
+    def device_for(self, axes):
+        """On a mesh, the NamedSharding that splits each logical axis over its mesh axis."""
+        if self.mesh is None:
+            return self.device
+        return NamedSharding(self.mesh, PartitionSpec(*(LOGICAL[a] if a else None for a in axes)))
+
+    def from_host(self, tensor, dtype: str, axes=None):
+        """On a mesh, each device receives only its own shard, cut from the host array (in a
+        multi-process run each process sends its own devices' shards): no device holds a full copy."""
+        if self.mesh is None:
+            return super().from_host(tensor, dtype)
+        host = host_array(tensor).astype(np.dtype(self.dtype(dtype)), copy=False)
+        sharding = self.device_for(axes or (None,) * host.ndim)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         """jax.jit, traced and run under this backend's matmul precision (part of jit's cache key)."""
@@ -69,6 +111,9 @@ class JaxBackend(ArrayBackend):
         return jax.lax.fori_loop(lower, upper, body, init)
 
     def to_host(self, x):
+        if not x.is_fully_addressable:  # split across processes: every process gathers the whole array
+            from jax.experimental import multihost_utils
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
         return np.asarray(x)
 
     def synchronize(self, *arrays):
@@ -78,14 +123,56 @@ class JaxBackend(ArrayBackend):
             jax.effects_barrier()
 
     def memory_in_use(self):
-        stats = self.device.memory_stats() if hasattr(self.device, "memory_stats") else None
+        first = self.first_device
+        stats = first.memory_stats() if hasattr(first, "memory_stats") else None
         return (stats or {}).get("bytes_in_use")
 
+    @property
+    def first_device(self):
+        return self.device if self.mesh is None else self.mesh.devices.flat[0]
+
     def device_name(self):
-        return f"{self.device.platform}:{self.device.id}"
+        first = self.first_device
+        if self.mesh is None:
+            return f"{first.platform}:{first.id}"
+        return f"{first.platform}:{first.id}-{self.mesh.devices.flat[-1].id} (mesh {self.mesh_spec.label})"
 
     def device_key(self):
-        return "cpu" if self.device.platform == "cpu" else self.device_name()
+        """The hardware of one device: a mesh's rows are measured per device, so its first device."""
+        first = self.first_device
+        return "cpu" if first.platform == "cpu" else f"{first.platform}:{first.id}"
+
+
+def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> bool:
+    """Join a multi-process run (jax.distributed.initialize), from the arguments or the environment
+    (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID). False when neither names a
+    coordinator: a single process. Call before anything asks JAX for its devices."""
+    coordinator = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if not coordinator:
+        return False
+    num_processes = num_processes or _env_int("JAX_NUM_PROCESSES")
+    process_id = process_id if process_id is not None else _env_int("JAX_PROCESS_ID")
+    if num_processes is None or process_id is None:
+        raise BackendError("a multi-process run needs the number of processes and this process's id: "
+                           "--num-processes N --process-id I (or JAX_NUM_PROCESSES, JAX_PROCESS_ID)")
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                                   process_id=process_id)
+    except (RuntimeError, ValueError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BackendError(f"could not join the multi-process run at {coordinator} as process {process_id} of "
+                           f"{num_processes}: {message[:200]}") from None
+    return True
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise BackendError(f"{name}={value!r} is not a non-negative integer")
+    return int(value)
 
 
 def create(device: str | None = None, **options) -> JaxBackend:

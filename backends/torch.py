@@ -45,7 +45,7 @@ class TorchBackend(ArrayBackend):
             return fn(*args, **kwargs)
         return in_precision
 
-    def from_host(self, tensor, dtype):
+    def from_host(self, tensor, dtype, axes=None):
         with warnings.catch_warnings():
             # A memory-mapped checkpoint is read-only; torch warns although we never write weights.
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

@@ -16,7 +16,7 @@ import re
 
 from engine.config import PRESETS, GPTConfig
 
-from .roofline import decode_floor_tps, prefill_ceiling_tps
+from .roofline import allreduce_bytes_per_step, decode_floor_tps, prefill_ceiling_tps
 from .runners import PEERS
 from .scenarios import numerics_label, product_key
 
@@ -74,8 +74,9 @@ def upgrade(doc: dict) -> dict:
 
 
 def result_label(r: dict) -> str:
-    """The worker a result came from (how probes and parity are keyed)."""
-    return r["runner"] + (f":{r['device']}" if r.get("device") else "") + ("+tf32" if r.get("precision") == "tf32" else "")
+    """The worker a result came from (how probes and parity are keyed): scenarios.Scenario.label."""
+    return (r["runner"] + (f":{r['device']}" if r.get("device") else "") + (f"[{r['mesh']}]" if r.get("mesh") else "")
+            + ("+tf32" if r.get("precision") == "tf32" else ""))
 
 
 def machine_ceilings(doc: dict) -> dict:
@@ -118,7 +119,11 @@ def derive(doc: dict) -> None:
         m, derived = r["metrics"], {}
         config = model_config(doc, r["model"])
         device = ceilings.get(r.get("device_key", "cpu"))
-        if config is not None and device is not None:
+        if config is not None and r.get("mesh"):
+            # A mesh row: no roofline (the devices of a mesh share one machine's floor only when they are
+            # simulated, and then they also share its cores); the traffic its layout implies instead.
+            derived["allreduce_bytes_per_step"] = allreduce_bytes_per_step(config, r["dtype"], r["batch"], r["mesh"])
+        elif config is not None and device is not None:
             bandwidth = device["bandwidth"]
             if "decode_tps" in m and bandwidth:
                 floor = decode_floor_tps(config, r["dtype"], r["batch"], r["prompt_len"], r["new_tokens"],

@@ -78,10 +78,12 @@ class Bench:
 
     def run_worker(self, label, scenarios, references, tmp: Path):
         first = scenarios[0]
-        stem = label.replace(":", "-").replace("+", "-")
+        stem = "".join(c if c.isalnum() or c == "-" else "-" for c in label)
         job = tmp / f"job-{stem}.json"
         job.write_text(json.dumps({"runner": first.runner, "device": first.device, "precision": first.precision,
-                                   "roofline": self.roofline, "references": references,
+                                   "mesh": first.mesh,
+                                   # a mesh's probes would multiply the work by its devices: measured on one
+                                   "roofline": self.roofline and first.mesh is None, "references": references,
                                    "scenarios": [s.to_json() for s in scenarios]}))
         log = tmp / f"log-{stem}.txt"
         pending = {s.id: s for s in scenarios}

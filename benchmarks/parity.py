@@ -73,11 +73,11 @@ def cached_vs_uncached(model, prompts, cached) -> tuple[float, object]:
     return leading_agreement(cached, predicted), logits[:, :len(prompts[0]), :]
 
 
-def parity_backend(name: str, device: str | None, precision: str = "float32"):
-    return get_backend(name, device=device, precision=precision)
+def parity_backend(name: str, device: str | None, precision: str = "float32", mesh: str | None = None):
+    return get_backend(name, device=device, precision=precision, mesh=mesh)
 
 
-def run_parity(model_spec, backends, dtypes, *, precision="float32", weights=None, batch=2, prompt_len=16,
+def run_parity(model_spec, backends, dtypes, *, precision="float32", weights=None, mesh=None, batch=2, prompt_len=16,
                new_tokens=16, seed=0, on_cell=None, on_progress=None) -> tuple[dict, list[ParityCell]]:
     """Every backend x dtype cell against NumPy float64. on_progress(text) hears each step of each cell;
     on_cell(cell) each finished cell."""
@@ -97,7 +97,7 @@ def run_parity(model_spec, backends, dtypes, *, precision="float32", weights=Non
         cell = ParityCell(name, device or "default", numerics, "skipped", tolerance=TOLERANCE.get(numerics, math.nan))
         try:
             progress(f"{where}: loading")
-            backend = parity_backend(name, device, precision)
+            backend = parity_backend(name, device, precision, mesh)
             cell.device = backend.device_name()
             if numerics not in TOLERANCE:
                 raise BackendError(f"{numerics} has no parity tolerance (tf32 is a mode of float32 products; "
@@ -127,6 +127,6 @@ def run_parity(model_spec, backends, dtypes, *, precision="float32", weights=Non
         if on_cell is not None:
             on_cell(cell)
     setup = {"model": str(model_spec), "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
-             "seed": seed, "precision": precision, "weights": weights, "reference": "numpy float64",
+             "seed": seed, "precision": precision, "weights": weights, "mesh": mesh, "reference": "numpy float64",
              "max_abs_reference_logit": scale}
     return setup, cells

@@ -60,7 +60,8 @@ def collect(docs: list[dict]) -> list[Row]:
             m, d = r["metrics"], r.get("derived", {})
             metric = "decode" if "decode_tps" in m else "prefill"
             rows.append(Row(workload=(r["model"], r["batch"], r["prompt_len"], r["new_tokens"]), metric=metric,
-                            run=label, runner=r["runner"], device=r.get("device_key", "cpu"),
+                            run=label, runner=r["runner"] + (f"[{r['mesh']}]" if r.get("mesh") else ""),
+                            device=r.get("device_key", "cpu"),
                             numerics=r.get("numerics", r["dtype"]), tps=m[f"{metric}_tps"]["median"],
                             roofline=d.get(f"{metric}_roofline"),
                             vs_peers={p: d[f"{metric}_tps_vs_{p}"] for p in PEERS if f"{metric}_tps_vs_{p}" in d},

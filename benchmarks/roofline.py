@@ -37,6 +37,20 @@ def prefill_flops(config: GPTConfig, batch: int, prompt_len: int) -> float:
     return weights + attention + logits
 
 
+def allreduce_bytes_per_step(config: GPTConfig, dtype: str, batch: int, mesh: str) -> float:
+    """Bytes each tensor-parallel group all-reduces per decode step, from the layout (engine/layout.py):
+    the attention and MLP output products of every block end in a partial sum over the tp devices, and so
+    does the embedding lookup in a vocabulary split over them: (2 n_layer + 1) all-reduces of [B/dp, C]
+    activations. (A ring all-reduce moves 2 (tp-1)/tp times that payload through each device's links.)
+    Data parallelism adds none: each dp row decodes its own prompts."""
+    from backends.mesh import parse_mesh
+    spec = parse_mesh(mesh)
+    if spec.tp == 1:
+        return 0.0
+    rows = -(-batch // spec.dp)
+    return (2 * config.n_layer + 1) * rows * config.n_embd * ITEMSIZE[dtype]
+
+
 def decode_floor_tps(config, dtype, batch, prompt_len, new_tokens, bandwidth_bytes_s, weights=None) -> float:
     """Tokens/s if every decode step only streamed its bytes at the measured bandwidth."""
     mean_context = prompt_len + new_tokens / 2

@@ -20,13 +20,15 @@ from pathlib import Path
 from engine.config import ITEMSIZE
 from engine.errors import ArrayGPTError
 
+from backends import BACKENDS
+
 from .runners import PEERS as RUNNER_PEERS
 
 SUITES_DIR = Path(__file__).parent / "suites"
 PEERS = tuple(RUNNER_PEERS)
-_AXES = ("model", "dtype", "precision", "weights", "batch", "prompt_len", "new_tokens")
+_AXES = ("model", "dtype", "precision", "weights", "mesh", "batch", "prompt_len", "new_tokens")
 _KNOWN = set(_AXES) | {"name", "warmup", "repeats", "peers", "backends"}
-_AXIS_DEFAULTS = {"precision": "float32", "weights": None}
+_AXIS_DEFAULTS = {"precision": "float32", "weights": None, "mesh": None}
 
 
 def numerics_label(dtype: str, precision: str = "float32", weights: str | None = None) -> str:
@@ -59,6 +61,7 @@ class Scenario:
     repeats: int = 3
     precision: str = "float32"
     weights: str | None = None  # None: the weights are stored in dtype
+    mesh: str | None = None     # 'dp=2,tp=4': the model split over a JAX device mesh (jax, jax-loop)
 
     @property
     def numerics(self) -> str:
@@ -70,9 +73,13 @@ class Scenario:
         return f"{self.model} {self.numerics} b{self.batch} p{self.prompt_len} n{self.new_tokens}"
 
     @property
+    def where(self) -> str:
+        """'jax', 'jax:gpu', 'jax[dp=2,tp=4]': the runner, its device and its mesh."""
+        return self.runner + (f":{self.device}" if self.device else "") + (f"[{self.mesh}]" if self.mesh else "")
+
+    @property
     def id(self) -> str:
-        where = self.runner + (f":{self.device}" if self.device else "")
-        return f"{self.model}/{where}/{self.numerics}/b{self.batch}/p{self.prompt_len}/n{self.new_tokens}"
+        return f"{self.model}/{self.where}/{self.numerics}/b{self.batch}/p{self.prompt_len}/n{self.new_tokens}"
 
     @property
     def is_peer(self) -> bool:
@@ -80,8 +87,8 @@ class Scenario:
 
     @property
     def label(self) -> str:
-        """The worker that runs it: one process per runner, device and precision."""
-        return self.runner + (f":{self.device}" if self.device else "") + ("+tf32" if self.precision == "tf32" else "")
+        """The worker that runs it: one process per runner, device, mesh and precision."""
+        return self.where + ("+tf32" if self.precision == "tf32" else "")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self) | {"id": self.id, "numerics": self.numerics}
@@ -119,9 +126,12 @@ def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def peer_runs(peer: str, device: str | None, dtype: str, precision: str, weights: str | None, batch: int) -> bool:
-    """Whether a peer can run a scenario: HF has no mixed mode (and tf32 only on a GPU); picoGPT runs
-    one float32 sequence on the CPU."""
+def peer_runs(peer: str, device: str | None, dtype: str, precision: str, weights: str | None, batch: int,
+              mesh: str | None = None) -> bool:
+    """Whether a peer can run a scenario: peers run on one device; HF has no mixed mode (and tf32 only on a
+    GPU); picoGPT runs one float32 sequence on the CPU."""
+    if mesh:
+        return False
     mixed = weights is not None and weights != dtype
     if peer == "picogpt":
         return device is None and batch == 1 and dtype == "float32" and precision == "float32" and not mixed
@@ -145,18 +155,22 @@ def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict 
         mine = [(name, device) for name, device in backends
                 if "backends" not in spec or name in _as_list(spec["backends"])]
         runners = mine + [(peer, device) for peer in group_peers for device in peer_devices]
-        for (runner, device), model, dtype, precision, weights, batch, prompt_len, new_tokens in itertools.product(
+        for (runner, device), model, dtype, precision, weights, mesh, batch, prompt_len, new_tokens in itertools.product(
                 runners, *(_as_list(spec[axis]) for axis in _AXES)):
+            mesh = mesh or None  # "" in a list means one device
             if weights == dtype:
                 weights = None
             if weights and ITEMSIZE.get(weights, 0) > ITEMSIZE.get(dtype, 0):
                 continue  # weights wider than the arithmetic reading them: a list product's empty corner
-            if runner in PEERS and not peer_runs(runner, device, dtype, precision, weights, int(batch)):
+            if runner in PEERS and not peer_runs(runner, device, dtype, precision, weights, int(batch), mesh):
                 continue
+            if mesh and runner not in PEERS and BACKENDS.get(runner, ("",))[0] != "backends.jax":
+                continue  # only the JAX adapters split a model over a mesh
             scenarios.append(Scenario(group=spec.get("name", "group"), model=str(model), runner=runner,
                                       device=device, dtype=dtype, batch=int(batch), prompt_len=int(prompt_len),
                                       new_tokens=int(new_tokens), warmup=int(spec.get("warmup", 1)),
-                                      repeats=int(spec.get("repeats", 3)), precision=precision, weights=weights))
+                                      repeats=int(spec.get("repeats", 3)), precision=precision, weights=weights,
+                                      mesh=mesh))
     scenarios = list({s.id: s for s in reversed(scenarios)}.values())[::-1]  # overrides can make groups coincide
     for s in scenarios:
         if min(s.batch, s.prompt_len, s.new_tokens, s.repeats) < 1 or s.warmup < 0:

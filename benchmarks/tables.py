@@ -43,13 +43,18 @@ def results_table(doc: dict) -> Table:
               ("compile s", "right"), ("RSS MB", "right"), ("device MB", "right"), ("parity", "right")]
     for name, justify in columns:
         table.add_column(name, justify=justify)
+    if any(r.get("mesh") for r in doc["results"]):
+        table.caption += ("; \\[mesh] rows: the model split over a JAX device mesh; on simulated CPU devices the "
+                          "devices share this machine's cores, so their tokens/s say nothing about scaling (no "
+                          "roofline; all-reduce bytes per decode step in the JSON)")
     key = lambda r: (r["model"], r.get("numerics", r["dtype"]), r["batch"], r["prompt_len"], r["new_tokens"])  # noqa: E731
     for workload, rows in itertools.groupby(sorted(doc["results"], key=key), key=key):
         model, numerics, batch, prompt_len, new_tokens = workload
         table.add_section()
         table.add_row(f"[bold]{model} {numerics} batch {batch}, prompt {prompt_len}, {new_tokens} new[/]")
         for r in sorted(rows, key=lambda r: (r["runner"] in PEERS, r["runner"], str(r.get("device")))):
-            runner = r["runner"] + (f":{r['device']}" if r.get("device") else "")
+            runner = escape(r["runner"] + (f":{r['device']}" if r.get("device") else "")
+                            + (f"[{r['mesh']}]" if r.get("mesh") else ""))
             if r["status"] != "ok":
                 table.add_row(runner, f"[red]{r['status']}[/]: {escape(r.get('message', ''))[:90]}")
                 continue

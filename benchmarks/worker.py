@@ -26,7 +26,8 @@ def main(job_path: str) -> int:
 
     from .runners import make_runner
     try:
-        runner, probe_backend = make_runner(job["runner"], job["device"], job.get("precision", "float32"))
+        runner, probe_backend = make_runner(job["runner"], job["device"], job.get("precision", "float32"),
+                                            job.get("mesh"))
     except Exception as err:  # BackendUnavailable and friends: the parent marks the scenarios
         emit(event="fatal", message=f"{type(err).__name__}: {err}")
         return 0

@@ -18,25 +18,26 @@ from array_api_compat import device as device_of
 from .errors import GenerationError
 from .gpt2 import attention_mask, cache_mask, gpt2, position_ids
 from .kv_cache import allocate_kv_cache, write_kv
+from .layout import BATCH, CACHE_AXES
 from .sampling import NON_FINITE, Sampling, sample
 
 
-def prompt_forward(params, ids, pad, *, n_head, eps, last_only=False):
+def prompt_forward(params, ids, pad, *, head_dim, eps, n_vocab, last_only=False):
     """[B, P] left-padded ids, no cache -> logits ([B, P, V], or [B, 1, V] with last_only) and each
     layer's (k, v) for slots [0, P)."""
     xp = array_namespace(ids)
     slots = xp.arange(ids.shape[1], dtype=xp.int32, device=device_of(ids))
-    return gpt2(params, ids, position_ids(slots, pad), attention_mask(slots, ids.shape[1], pad), n_head, eps,
-                last_only=last_only)
+    return gpt2(params, ids, position_ids(slots, pad), attention_mask(slots, ids.shape[1], pad), head_dim, eps,
+                n_vocab, last_only=last_only)
 
 
-def prefill_step(params, ids, pad, uniforms, *, sampling, n_head, eps):
+def prefill_step(params, ids, pad, uniforms, *, sampling, head_dim, eps, n_vocab):
     """[B, P] left-padded prompt ids -> [B] first new ids, and each layer's (k, v) for slots [0, P)."""
-    logits, new_kv = prompt_forward(params, ids, pad, n_head=n_head, eps=eps, last_only=True)
+    logits, new_kv = prompt_forward(params, ids, pad, head_dim=head_dim, eps=eps, n_vocab=n_vocab, last_only=True)
     return sample(logits[:, -1, :], uniforms, sampling), new_kv
 
 
-def decode_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling, n_head, eps):
+def decode_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling, head_dim, eps, n_vocab):
     """[B] last ids at cache slot `slot` -> [B] next ids, and each layer's (k, v) for that slot.
 
     Reads cache slots [0, n_slots) (those before `slot` count); slot may be a traced integer (a
@@ -45,11 +46,11 @@ def decode_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling
     xp = array_namespace(tokens)
     slots = xp.arange(1, dtype=xp.int32, device=device_of(tokens)) + slot
     logits, new_kv = gpt2(params, xp.expand_dims(tokens, axis=1), position_ids(slots, pad),
-                          cache_mask(slots, n_slots, pad), n_head, eps, kv_cache=cache, last_only=True)
+                          cache_mask(slots, n_slots, pad), head_dim, eps, n_vocab, kv_cache=cache, last_only=True)
     return sample(logits[:, -1, :], uniforms, sampling), new_kv
 
 
-def decode_loop(params, tokens, start, pad, cache, uniforms, *, fori_loop, n_slots, sampling, n_head, eps):
+def decode_loop(params, tokens, start, pad, cache, uniforms, *, fori_loop, n_slots, sampling, head_dim, eps, n_vocab):
     """[B] last ids at cache slot `start` -> [N, B] the next N ids (N = uniforms' rows), and the cache.
 
     The whole decode loop as one pure function, for a backend that compiles loops (jax.lax.fori_loop):
@@ -64,7 +65,7 @@ def decode_loop(params, tokens, start, pad, cache, uniforms, *, fori_loop, n_slo
         tokens, cache, out = carry
         slot = start + i
         tokens, new_kv = decode_step(params, tokens, slot, pad, cache, uniforms[i, ...], n_slots=n_slots,
-                                     sampling=sampling, n_head=n_head, eps=eps)
+                                     sampling=sampling, head_dim=head_dim, eps=eps, n_vocab=n_vocab)
         write_at = slot
         if not isinstance(slot, int):  # traced by a compiler (an eager host loop runs in order anyway)
             # XLA updates a loop-carried buffer in place only if a data dependency orders the update
@@ -77,11 +78,11 @@ def decode_loop(params, tokens, start, pad, cache, uniforms, *, fori_loop, n_slo
     return out, cache
 
 
-def full_forward(params, ids, *, n_head, eps):
+def full_forward(params, ids, *, head_dim, eps, n_vocab):
     """[B, T] ids -> [B, T, V] logits with no cache: the reference the cached path must match."""
     xp = array_namespace(ids)
     no_pad = xp.zeros((ids.shape[0],), dtype=xp.int32, device=device_of(ids))
-    return prompt_forward(params, ids, no_pad, n_head=n_head, eps=eps)[0]
+    return prompt_forward(params, ids, no_pad, head_dim=head_dim, eps=eps, n_vocab=n_vocab)[0]
 
 
 def as_token_id(value):
@@ -164,24 +165,40 @@ def generate_tokens(model, prompts: list[list[int]], max_new_tokens: int, sampli
     return _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
 
 
+def padded_batch(prompts: list[list[int]], multiple: int) -> list[list[int]]:
+    """The prompts and, until the batch is a whole multiple, copies of the first: a data-parallel mesh
+    splits the batch evenly. The copies' tokens are never returned."""
+    return prompts + [prompts[0]] * (-len(prompts) % multiple)
+
+
 def _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token):
     config, backend = model.config, model.backend
-    xp, device = backend.xp, backend.device
-    batch, prompt_len = len(prompts), max(len(p) for p in prompts)
+    xp = backend.xp
+    batch = len(prompts)  # the caller's rows; any more are padding
+    rows = padded_batch(prompts, backend.multiple(BATCH))
+    prompt_len = max(len(p) for p in rows)
     n_slots = positions_needed(prompt_len, max_new_tokens)  # the last new token is never written
-    pads = [prompt_len - len(p) for p in prompts]
-    ids = xp.asarray([[0] * pad + list(p) for pad, p in zip(pads, prompts)], dtype=xp.int32, device=device)
-    pad = xp.asarray(pads, dtype=xp.int32, device=device)
-    cache = allocate_kv_cache(xp, config, batch, n_slots, model.dtype, device)
+    pads = [prompt_len - len(p) for p in rows]
+    by_row = backend.device_for((BATCH,))
+    ids = xp.asarray([[0] * pad + list(p) for pad, p in zip(pads, rows)], dtype=xp.int32,
+                     device=backend.device_for((BATCH, None)))
+    pad = xp.asarray(pads, dtype=xp.int32, device=by_row)
+    cache = allocate_kv_cache(xp, config, len(rows), n_slots, model.dtype, backend.device_for(CACHE_AXES),
+                              n_heads=model.n_heads)
     rng = None if sampling.greedy else backend.random(seed)
-    no_uniforms = xp.zeros((batch,), dtype=xp.float32, device=device)
+    no_uniforms = xp.zeros((len(rows),), dtype=xp.float32, device=by_row)
 
     def uniforms(n_steps=None):
-        """Host draws for one step ([B]) or the next n_steps ([n_steps, B]), in the order steps use them."""
-        shape = (batch,) if n_steps is None else (n_steps, batch)
+        """Host draws for one step ([B]) or the next n_steps ([n_steps, B]), in the order steps use them.
+        Only the caller's rows draw, so a seed samples the same tokens however the batch is padded."""
         if rng is None:
-            return no_uniforms if n_steps is None else xp.zeros(shape, dtype=xp.float32, device=device)
-        return xp.reshape(xp.asarray(rng.uniform(batch * (n_steps or 1)), dtype=xp.float32, device=device), shape)
+            return no_uniforms if n_steps is None else xp.zeros((n_steps, len(rows)), dtype=xp.float32,
+                                                                device=backend.device_for((None, BATCH)))
+        draws = rng.uniform(batch * (n_steps or 1))
+        steps = [draws[i * batch:(i + 1) * batch] + [0.0] * (len(rows) - batch) for i in range(n_steps or 1)]
+        if n_steps is None:
+            return xp.asarray(steps[0], dtype=xp.float32, device=by_row)
+        return xp.asarray(steps, dtype=xp.float32, device=backend.device_for((None, BATCH)))
 
     def one_step_at_a_time(tokens, cache):
         for slot in range(prompt_len, n_slots):  # slot: where the last token's keys and values go
@@ -195,19 +212,19 @@ def _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
     tokens, new_kv = model.prefill(model.params, ids, pad, uniforms(), sampling=sampling)
     cache = model.write_prefix(cache, new_kv, start=0)
     stop = _StopTracker(batch, stop_token)
-    yield stop.mark(_finite(backend.to_host(tokens).tolist(), 0))
+    yield stop.mark(_finite(backend.to_host(tokens).tolist()[:batch], 0))
     if max_new_tokens == 1 or stop.all_stopped:
         return
     if model.decode_loop is None:
-        rows = one_step_at_a_time(tokens, cache)
+        steps = one_step_at_a_time(tokens, cache)
     else:
         # One compiled call makes every remaining token; they reach the host together, and a stop
         # token ends its row's output, not the loop.
         new, _ = model.decode_loop(model.params, tokens, prompt_len, pad, cache, uniforms(max_new_tokens - 1),
                                    n_slots=n_slots, sampling=sampling)
-        rows = backend.to_host(new).tolist()
-    for step, row in enumerate(rows, start=1):
-        yield stop.mark(_finite(row, step))
+        steps = backend.to_host(new).tolist()
+    for step, row in enumerate(steps, start=1):
+        yield stop.mark(_finite(row[:batch], step))
         if stop.all_stopped:
             return
 

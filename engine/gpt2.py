@@ -2,7 +2,8 @@
 
 Every function takes arrays of any conforming library (NumPy, CuPy, JAX, PyTorch, array-api-strict)
 and finds the namespace from its inputs. Shapes use B batch, T new tokens, S key/value slots attended
-to, C n_embd, H heads, D head size, V vocabulary.
+to, C n_embd, H heads, D head size, V vocabulary. The head count comes from the weights' shapes
+(c_attn has 3 H D rows), so a backend may pad heads and the vocabulary to whole shards (engine/layout.py).
 
 Parameters are nested dicts in picoGPT's layout (see engine.checkpoint.nest_params). Linear weights
 are [n_out, n_in], like wte and torch's nn.Linear: load_model transposes Hugging Face's Conv1D
@@ -63,10 +64,11 @@ def ffn(x, c_fc, c_proj):  # [B, T, C] -> [B, T, C]
     return linear(gelu(linear(x, **c_fc)), **c_proj)
 
 
-def split_qkv(qkv, n_head):  # [B, T, 3C] -> q, k, v, each [B, H, T, D]
+def split_qkv(qkv, head_dim):  # [B, T, 3C] head-major -> q, k, v, each [B, H, T, D]
+    """c_attn's output features are head-major, (head, q|k|v, D) (engine/layout.py)."""
     xp = array_namespace(qkv)
     B, T, C3 = qkv.shape
-    heads = xp.permute_dims(xp.reshape(qkv, (B, T, 3, n_head, C3 // (3 * n_head))), (2, 0, 3, 1, 4))  # [3, B, H, T, D]
+    heads = xp.permute_dims(xp.reshape(qkv, (B, T, C3 // (3 * head_dim), 3, head_dim)), (3, 0, 2, 1, 4))  # [3, B, H, T, D]
     return heads[0, ...], heads[1, ...], heads[2, ...]
 
 
@@ -106,8 +108,8 @@ def attention_with_cache(q, k, v, k_cache, v_cache, cache_mask):
     return weights[..., :n_cached] @ v_cache + weights[..., n_cached:] @ v
 
 
-def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None):  # [B, T, C] -> [B, T, C], and the new (k, v)
-    q, k, v = split_qkv(linear(x, **c_attn), n_head)  # 3 x [B, H, T, D]
+def mha(x, c_attn, c_proj, head_dim, mask, kv_cache=None):  # [B, T, C] -> [B, T, C], and the new (k, v)
+    q, k, v = split_qkv(linear(x, **c_attn), head_dim)  # 3 x [B, H, T, D]
     if kv_cache is None:
         out = attention(q, k, v, mask)
     else:
@@ -119,9 +121,9 @@ def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None):  # [B, T, C] -> [B, T, 
     return linear(merge_heads(out), **c_proj), (k, v)
 
 
-def transformer_block(x, mlp, attn, ln_1, ln_2, n_head, eps, mask, kv_cache=None):
+def transformer_block(x, mlp, attn, ln_1, ln_2, head_dim, eps, mask, kv_cache=None):
     # [B, T, C] -> [B, T, C], and this layer's new (k, v)
-    a, new_kv = mha(layer_norm(x, **ln_1, eps=eps), **attn, n_head=n_head, mask=mask, kv_cache=kv_cache)
+    a, new_kv = mha(layer_norm(x, **ln_1, eps=eps), **attn, head_dim=head_dim, mask=mask, kv_cache=kv_cache)
     x = x + a
     x = x + ffn(layer_norm(x, **ln_2, eps=eps), **mlp)
     return x, new_kv
@@ -135,15 +137,17 @@ def embed(ids, positions, wte, wpe):  # [B, T] token ids, [B, T] positions -> [B
     return xp.reshape(rows, (B, T, wte.shape[1]))
 
 
-def tied_logits(x, wte):  # [B, T, C] -> [B, T, V] in x's dtype
+def tied_logits(x, wte, n_vocab):  # [B, T, C] -> [B, T, V] in x's dtype
     xp = array_namespace(x)
     B, T, C = x.shape
     # The 154 MB table read in its stored layout: 3 ms per 124M step on JAX (NOTES.md change 1).
-    logits = times_transposed(cast(xp.reshape(x, (B * T, C)), wte.dtype), wte)  # [B*T, V]
-    return xp.reshape(cast(logits, x.dtype), (B, T, wte.shape[0]))
+    logits = times_transposed(cast(xp.reshape(x, (B * T, C)), wte.dtype), wte)  # [B*T, V']
+    if wte.shape[0] > n_vocab:  # a table padded to whole shards: its extra rows are not words
+        logits = logits[:, :n_vocab]
+    return xp.reshape(cast(logits, x.dtype), (B, T, n_vocab))
 
 
-def gpt2(params, ids, positions, mask, n_head, eps, kv_cache=None, last_only=False):
+def gpt2(params, ids, positions, mask, head_dim, eps, n_vocab, kv_cache=None, last_only=False):
     """[B, T] ids -> [B, T, V] logits (or [B, 1, V] with last_only), and each layer's new (k, v).
 
     Without a cache, mask is [B, 1, T, T]: which of the T tokens each may see. With one, mask is
@@ -154,13 +158,13 @@ def gpt2(params, ids, positions, mask, n_head, eps, kv_cache=None, last_only=Fal
     x = embed(ids, positions, params["wte"], params["wpe"])
     new_kv = []
     for i, block in enumerate(params["blocks"]):
-        x, layer_kv = transformer_block(x, **block, n_head=n_head, eps=eps, mask=mask,
+        x, layer_kv = transformer_block(x, **block, head_dim=head_dim, eps=eps, mask=mask,
                                         kv_cache=None if kv_cache is None else kv_cache[i])
         new_kv.append(layer_kv)
     if last_only:
         x = x[:, -1:, :]  # generation needs the last position only: skips most of the vocab projection
     x = layer_norm(x, **params["ln_f"], eps=eps)
-    return tied_logits(x, params["wte"]), new_kv
+    return tied_logits(x, params["wte"], n_vocab), new_kv
 
 
 # Masks and positions for left-padded batches. A prompt shorter than the longest is padded on the

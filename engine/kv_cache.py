@@ -15,9 +15,11 @@ import array_api_extra as xpx
 from .config import GPTConfig
 
 
-def allocate_kv_cache(xp, config: GPTConfig, batch: int, n_slots: int, dtype, device) -> list[tuple]:
-    """n_layer pairs of (keys, values), each [B, H, S_max, D] zeros."""
-    shape = (batch, config.n_head, n_slots, config.head_dim)
+def allocate_kv_cache(xp, config: GPTConfig, batch: int, n_slots: int, dtype, device,
+                      n_heads: int | None = None) -> list[tuple]:
+    """n_layer pairs of (keys, values), each [B, H, S_max, D] zeros. n_heads: the model's heads when a
+    backend padded them to whole shards (engine/layout.py); device: where (or how split) they live."""
+    shape = (batch, n_heads or config.n_head, n_slots, config.head_dim)
     return [(xp.zeros(shape, dtype=dtype, device=device), xp.zeros(shape, dtype=dtype, device=device))
             for _ in range(config.n_layer)]
 

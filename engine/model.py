@@ -6,12 +6,13 @@ import functools
 from pathlib import Path
 from typing import Iterator
 
-from .checkpoint import LINEAR_WEIGHT_SUFFIXES, is_matrix, load_checkpoint, nest_params
+from .checkpoint import is_matrix, load_checkpoint, nest_params
 from .config import END_OF_TEXT_ID, ITEMSIZE, GPTConfig
 from .kv_cache import write_kv
 from .errors import CheckpointError, GenerationError
 from .generate import (as_prompt_list, check_prompts, decode_loop, decode_step, full_forward, generate_tokens,
-                       prefill_step)
+                       padded_batch, prefill_step)
+from .layout import BATCH, Shapes, lay_out
 from .runtime import Backend, resolve_backend
 from .sampling import Sampling
 from .source import ModelSource, resolve_model
@@ -24,7 +25,9 @@ class Model:
         self.dtype = backend.dtype(dtype)  # the activations', the KV cache's and the logits' dtype
         self.weights_name = weights or dtype  # the dtype the matrices are stored (and read) in
         self.source = source
-        shape_args = dict(n_head=config.n_head, eps=config.layer_norm_epsilon)
+        # Heads as the weights hold them: a backend may pad them to whole shards (engine/layout.py).
+        self.n_heads = params["blocks"][0]["attn"]["c_attn"]["w"].shape[0] // (3 * config.head_dim)
+        shape_args = dict(head_dim=config.head_dim, eps=config.layer_norm_epsilon, n_vocab=config.vocab_size)
         self.prefill = backend.compile(functools.partial(prefill_step, **shape_args), static_argnames=("sampling",))
         self.decode = backend.compile(functools.partial(decode_step, **shape_args),
                                       static_argnames=("n_slots", "sampling"))
@@ -59,8 +62,9 @@ class Model:
         check_prompts(prompts, self.config.vocab_size, self.config.n_positions)
         if len({len(p) for p in prompts}) != 1:
             raise GenerationError("logits() takes rows of equal length; use generate() for mixed lengths")
-        xp = self.backend.xp
-        return self._forward(self.params, xp.asarray(prompts, dtype=xp.int32, device=self.backend.device))
+        xp, rows = self.backend.xp, padded_batch(prompts, self.backend.multiple(BATCH))
+        logits = self._forward(self.params, xp.asarray(rows, dtype=xp.int32, device=self.backend.device_for((BATCH, None))))
+        return logits if len(rows) == len(prompts) else logits[:len(prompts), ...]
 
     def stream(self, prompts, max_new_tokens: int = 40, temperature: float = 0.0, top_k: int | None = None,
                top_p: float | None = None, seed: int | None = None,
@@ -105,11 +109,15 @@ def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = 
                               f"use weights of {dtype} or narrower (bfloat16, float16)")
     source = resolve_model(spec, seed=seed, progress=progress)
     config, tensors = load_checkpoint(source.directory)
+    try:
+        shapes = Shapes.for_backend(config, backend)
+    except ValueError as err:
+        raise CheckpointError(f"{source.directory}: {err}") from None
     flat = {}
     for name, tensor in tensors.items():
-        host = tensor.transpose() if name.endswith(LINEAR_WEIGHT_SUFFIXES) else tensor
+        host, axes = lay_out(name, tensor, config, shapes)  # [n_out, n_in], head-major, padded to shards
         try:  # the adapter also refuses NaN and infinity, read on the host as the file is mapped
-            flat[name] = backend.from_host(host, weights if is_matrix(name) else dtype)
+            flat[name] = backend.from_host(host, weights if is_matrix(name) else dtype, axes)
         except CheckpointError as err:
             raise CheckpointError(f"{source.directory / 'model.safetensors'}: {err}") from None
         # Resident pages of the file are dropped: a copy does not need them, and a view (NumPy's

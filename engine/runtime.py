@@ -32,8 +32,18 @@ class Backend(Protocol):
     def dtype(self, name: str) -> Any:
         """The namespace's dtype for 'float32', 'float16', ...; raises if the library lacks it."""
 
-    def from_host(self, tensor: Any, dtype: str) -> Any:
-        """A device array from a checkpoint tensor (engine.checkpoint.HostTensor), converted to dtype."""
+    def from_host(self, tensor: Any, dtype: str, axes: Sequence[str | None] | None = None) -> Any:
+        """A device array from a checkpoint tensor (engine.checkpoint.HostTensor), converted to dtype.
+        axes names each dimension's logical axis (engine/layout.py); a backend with a device mesh
+        places each device's shard only, one without ignores them."""
+
+    def multiple(self, axis: str) -> int:
+        """How many ways the backend splits a logical axis ('batch', 'heads', 'mlp', 'vocab'): 1
+        without a device mesh. The engine pads that axis to a whole multiple."""
+
+    def device_for(self, axes: Sequence[str | None]) -> Any:
+        """The device= for making an array whose dimensions have these logical axes (the backend's
+        device, or on a mesh how the array is split over it)."""
 
     def to_host(self, x: Any) -> Any:
         """A host (NumPy) copy of x; the engine calls only .tolist() on it."""

@@ -9,6 +9,10 @@ import tempfile
 import numpy as np
 import pytest
 
+# Eight simulated CPU devices for the sharding tests (tests/test_sharding.py), set before anything starts
+# JAX; single-device tests use the first. A caller's own XLA_FLAGS wins.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
 # Keep tests away from the user's cache and from tiktoken's download cache.
 _SESSION_TMP = tempfile.mkdtemp(prefix="arraygpt-tests-")
 os.environ.setdefault("ARRAYGPT_CACHE", os.path.join(_SESSION_TMP, "cache"))

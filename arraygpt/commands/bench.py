@@ -24,6 +24,15 @@ def str_list(text):
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def mesh_list(text):
+    """'none;tp=2;dp=2,tp=4' -> [None, 'tp=2', 'dp=2,tp=4'] (checked as meshes)."""
+    from backends.mesh import parse_mesh
+    meshes = []
+    for item in filter(None, (v.strip() for v in text.split(";"))):
+        meshes.append(None if item == "none" else parse_mesh(item).label)
+    return meshes
+
+
 def add_parser(sub):
     from benchmarks.scenarios import available_suites
     p = sub.add_parser(
@@ -41,6 +50,10 @@ def add_parser(sub):
                    help="the dtypes the matrices are stored in (mixed precision: --dtypes float32 --weights "
                         "float32,bfloat16 gives a float32 row and a float32-with-bfloat16-weights row); weights "
                         "wider than the dtype are skipped")
+    p.add_argument("--mesh", type=mesh_list, default=None, metavar="LIST",
+                   help="device meshes for jax and jax-loop, ';'-separated, 'none' for one device: such as "
+                        "'none;tp=2;dp=2,tp=4' (each its own row; on simulated CPU devices tokens/s says nothing "
+                        "about scaling)")
     p.add_argument("--precision", type=str_list, default=None, metavar="LIST",
                    help="float32 (IEEE float32 products, the default) and/or tf32 (float32 products on NVIDIA "
                         "tensor cores: jax, torch, cupy on gpu); each is its own row, never merged")
@@ -89,6 +102,7 @@ def run(args) -> int:
     else:
         backends = [(name, None) for name in usable_backends(SPEED_BACKENDS)]
     overrides = {"model": args.models, "dtype": args.dtypes, "weights": args.weights, "precision": args.precision,
+                 "mesh": args.mesh,
                  "batch": args.batch_sizes,
                  "prompt_len": args.prompt_lens, "new_tokens": args.new_tokens, "repeats": args.repeats,
                  "warmup": args.warmup}

@@ -16,15 +16,39 @@ def add_parser(sub):
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def jax_devices() -> list[dict]:
+    """Each platform JAX sees, its device count, and the meshes (--mesh) those devices allow."""
+    try:
+        import jax
+    except ImportError:
+        return []
+    from backends.mesh import meshes_for
+    rows = []
+    for platform in dict.fromkeys(d.platform for d in jax.devices()):
+        count = len(jax.devices(platform))
+        rows.append({"platform": platform, "devices": count, "processes": jax.process_count(),
+                     "meshes": [m.label for m in meshes_for(count) if m.size > 1]})
+    for other in ("cpu", "gpu", "tpu"):
+        if other not in {r["platform"] for r in rows}:
+            try:
+                count = len(jax.devices(other))
+            except RuntimeError:
+                continue
+            rows.append({"platform": other, "devices": count, "processes": jax.process_count(),
+                         "meshes": [m.label for m in meshes_for(count) if m.size > 1]})
+    return rows
+
+
 def run(args) -> int:
     from backends import backend_status
     from benchmarks.environment import library_versions, machine_info
     from engine.source import cache_dir
 
     backends = [{"backend": name, "usable": ok, "detail": detail} for name, ok, detail in backend_status()]
+    devices = jax_devices()
     if args.json:
         print(json.dumps({"machine": machine_info(), "versions": library_versions(), "backends": backends,
-                          "cache_dir": str(cache_dir())}, indent=2))
+                          "jax_devices": devices, "cache_dir": str(cache_dir())}, indent=2))
         return 0
     console = Console()
     machine = machine_info()
@@ -46,4 +70,12 @@ def run(args) -> int:
     for row in backends:
         table.add_row(row["backend"], "[green]yes[/]" if row["usable"] else "[red]no[/]", escape(row["detail"]))
     console.print(table)
+    if devices:
+        meshes = Table(title="JAX devices and the meshes they allow (--mesh; set XLA_FLAGS="
+                       "--xla_force_host_platform_device_count=8 for 8 simulated CPU devices)", title_justify="left")
+        for column in ("platform", "devices", "meshes"):
+            meshes.add_column(column)
+        for row in devices:
+            meshes.add_row(row["platform"], str(row["devices"]), escape(", ".join(row["meshes"]) or "one device: none"))
+        console.print(meshes)
     return 0

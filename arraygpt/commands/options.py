@@ -42,6 +42,29 @@ def add_model_options(parser, default_model="124M"):
                             "TensorFloat-32 tensor cores (NVIDIA GPUs; jax, torch, cupy), faster and less exact")
     group.add_argument("--model-seed", type=int, default=0, metavar="S",
                        help="seed of a preset's synthetic weights (default: 0)")
+    add_mesh_options(parser)
+
+
+def add_mesh_options(parser, several: bool = False):
+    group = parser.add_argument_group("sharding (jax, jax-loop)")
+    group.add_argument("--mesh", default=None, metavar="LIST" if several else "MESH",
+                       help="split the model over a device mesh: dp=N (data parallel: the batch), tp=N (tensor "
+                            "parallel: heads, MLP, vocabulary), or both, such as dp=2,tp=4; it must fit the "
+                            "devices present (`arraygpt info` lists the meshes that do)"
+                            + ("; several meshes separated by ';', such as 'tp=2;dp=2,tp=4'" if several else ""))
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="run as one program across processes: the coordinator's address (or "
+                            "JAX_COORDINATOR_ADDRESS); with --num-processes and --process-id")
+    group.add_argument("--num-processes", type=int, default=None, metavar="N",
+                       help="processes in the run (or JAX_NUM_PROCESSES)")
+    group.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="this process's id, 0..N-1 (or JAX_PROCESS_ID)")
+
+
+def join_processes(args) -> None:
+    """A multi-process run starts here, before any backend asks JAX for its devices."""
+    from backends import initialize_distributed
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id)
 
 
 def read_text_arg(text: str) -> str:
@@ -84,7 +107,8 @@ def progress_bar(description: str):
 def load_model_with_progress(args, batch: int = 1):
     from backends import get_backend
     from engine import load_model
-    options = {"precision": args.precision} | ({"batch": batch} if args.backend == "auto" else {})
+    join_processes(args)
+    options = {"precision": args.precision, "mesh": args.mesh} | ({"batch": batch} if args.backend == "auto" else {})
     backend = get_backend(args.backend, device=args.device, **options)
     if args.backend == "auto":
         stderr.print(f"[dim]--backend auto chose {backend.name} on {backend.device_name()}[/]")

@@ -8,7 +8,7 @@ from rich.table import Table
 from backends import BACKENDS
 from engine.errors import ArrayGPTError
 
-from .options import report_console, stderr
+from .options import add_mesh_options, join_processes, report_console, stderr
 
 DEFAULT_BACKENDS = "numpy,jax,torch,cupy,strict"
 
@@ -47,6 +47,7 @@ def add_parser(sub):
     p.add_argument("--new-tokens", type=int, default=16, help="greedy tokens compared (default: 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random prompts (default: 0)")
     p.add_argument("--json", metavar="PATH", help="also write the matrix as JSON")
+    add_mesh_options(p)
 
 
 def render(cells) -> tuple[Table, list[str]]:
@@ -75,6 +76,7 @@ def run(args) -> int:
     from backends.base import DTYPE_NAMES
     from benchmarks.parity import run_parity
 
+    join_processes(args)
     backends = parse_backend_list(args.backends)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     unknown = [d for d in dtypes if d not in DTYPE_NAMES]
@@ -86,6 +88,7 @@ def run(args) -> int:
             stderr.print(f"[{colour}]{cell.status}[/] {cell.backend} {escape(cell.device)} {cell.dtype}"
                          + (f" (relative {cell.relative:.1e})" if cell.status != "skipped" else ""))
         setup, cells = run_parity(args.model, backends, dtypes, precision=args.precision, weights=args.weights,
+                                  mesh=args.mesh,
                                   batch=args.batch,
                                   prompt_len=args.prompt_len, new_tokens=args.new_tokens, seed=args.seed,
                                   on_cell=done, on_progress=lambda text: status.update(f"parity {text}"))

@@ -15,7 +15,7 @@ PEERS = {
 }
 
 
-def make_runner(name: str, device: str | None, precision: str = "float32"):
+def make_runner(name: str, device: str | None, precision: str = "float32", mesh: str | None = None):
     """(runner, backend for the roofline probes) for a backend name or a peer."""
     from backends import get_backend
     if name in ("hf", "hf-static"):
@@ -27,5 +27,5 @@ def make_runner(name: str, device: str | None, precision: str = "float32"):
         from .picogpt import PicoGPTRunner
         return PicoGPTRunner(), get_backend("numpy")
     from .engine import EngineRunner
-    backend = get_backend(name, device=device, precision=precision)
+    backend = get_backend(name, device=device, precision=precision, mesh=mesh)
     return EngineRunner(backend), backend

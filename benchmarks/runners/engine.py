@@ -9,6 +9,27 @@ import numpy as np
 from ..timing import fixed_prompts, run_repeats, summarize_run
 
 
+def per_device_bytes(model, scenario) -> dict:
+    """On a mesh: the weight bytes the first device holds (read from the arrays' shards) and its share
+    of the KV cache (from the layout: batch over dp, heads over tp)."""
+    from backends.mesh import split_bytes
+    from engine.config import ITEMSIZE
+    from engine.generate import padded_batch, positions_needed
+    from engine.layout import CACHE_AXES
+    backend, config = model.backend, model.config
+    first = backend.first_device
+    leaves = [model.params["wte"], model.params["wpe"], *model.params["ln_f"].values()]
+    for block in model.params["blocks"]:
+        leaves += [array for part in block.values() for layer in part.values()
+                   for array in (layer.values() if isinstance(layer, dict) else [layer])]
+    weights = sum(shard.data.nbytes for array in leaves for shard in array.addressable_shards if shard.device == first)
+    batch = len(padded_batch([[0]] * scenario["batch"], backend.multiple("batch")))
+    slots = positions_needed(scenario["prompt_len"], scenario["new_tokens"])
+    cache = 2 * config.n_layer * split_bytes((batch, model.n_heads, slots, config.head_dim), CACHE_AXES,
+                                             backend.mesh_spec, ITEMSIZE[model.dtype_name])
+    return {"weights": weights, "kv_cache": cache}
+
+
 class EngineRunner:
     def __init__(self, backend):
         self.backend, self._models = backend, {}
@@ -38,6 +59,8 @@ class EngineRunner:
 
         result = run_repeats(one_run, scenario)
         result["metrics"]["device_bytes"] = self.backend.memory_in_use()
+        if getattr(self.backend, "mesh", None) is not None:
+            result["metrics"]["per_device"] = per_device_bytes(model, scenario)
         return result
 
     def generate_ids(self, scenario) -> list[list[int]]:
