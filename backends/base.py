@@ -97,6 +97,7 @@ class ArrayBackend:
     precision = "float32"  # see PRECISIONS; an adapter that offers tf32 sets it from its options
     compiles = False
     compiles_loop = False  # True: the model runs its whole decode loop through fori_loop in one call
+    records_steps = False  # True: the model replays record(recordable_step) per token (CUDA graphs)
 
     def dtype(self, name: str):
         if name not in DTYPE_NAMES:
@@ -130,6 +131,10 @@ class ArrayBackend:
         return None
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
+        return fn
+
+    def record(self, fn, *, static_argnames=()):
+        """What a recording backend captures once and replays; eagerly, the function itself."""
         return fn
 
     @staticmethod

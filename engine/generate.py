@@ -17,7 +17,7 @@ from array_api_compat import device as device_of
 
 from .errors import GenerationError
 from .gpt2 import attention_mask, cache_mask, gpt2, position_ids
-from .kv_cache import allocate_kv_cache, write_kv
+from .kv_cache import allocate_kv_cache, select_kv, write_kv
 from .layout import BATCH, CACHE_AXES
 from .sampling import NON_FINITE, Sampling, sample
 
@@ -76,6 +76,16 @@ def decode_loop(params, tokens, start, pad, cache, uniforms, *, fori_loop, n_slo
 
     _, cache, out = fori_loop(0, uniforms.shape[0], step, (tokens, cache, out))
     return out, cache
+
+
+def recordable_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling, head_dim, eps, n_vocab):
+    """One decode step that a backend can record once and replay per token (a CUDA graph): every input
+    is an array already on the device (slot is a 0-d integer, uniforms this step's draws), the cache
+    write is a select with no host-side index, shapes are static (n_slots: the whole cache), and it
+    returns slot + 1 for the next replay. [B] ids at slot -> [B] next ids, the cache, the next slot."""
+    tokens, new_kv = decode_step(params, tokens, slot, pad, cache, uniforms, n_slots=n_slots, sampling=sampling,
+                                 head_dim=head_dim, eps=eps, n_vocab=n_vocab)
+    return tokens, select_kv(cache, new_kv, slot), slot + 1
 
 
 def full_forward(params, ids, *, head_dim, eps, n_vocab):
@@ -209,13 +219,23 @@ def _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
             cache = model.write_slot(cache, new_kv, slot)
             yield backend.to_host(tokens).tolist()  # the only per-step transfer: B token ids
 
+    def replayed(tokens, cache):
+        """The backend's recorded step, replayed per token: the slot stays on the device."""
+        slot = xp.asarray(prompt_len, dtype=xp.int32, device=backend.device_for(()))
+        for _ in range(prompt_len, n_slots):
+            tokens, cache, slot = model.record_step(model.params, tokens, slot, pad, cache, uniforms(),
+                                                    n_slots=n_slots, sampling=sampling)
+            yield backend.to_host(tokens).tolist()
+
     tokens, new_kv = model.prefill(model.params, ids, pad, uniforms(), sampling=sampling)
     cache = model.write_prefix(cache, new_kv, start=0)
     stop = _StopTracker(batch, stop_token)
     yield stop.mark(_finite(backend.to_host(tokens).tolist()[:batch], 0))
     if max_new_tokens == 1 or stop.all_stopped:
         return
-    if model.decode_loop is None:
+    if model.record_step is not None:
+        steps = replayed(tokens, cache)
+    elif model.decode_loop is None:
         steps = one_step_at_a_time(tokens, cache)
     else:
         # One compiled call makes every remaining token; they reach the host together, and a stop

@@ -11,8 +11,10 @@ benchmarks/results/NOTES.md (change 5) has the measurements. Inside the compiled
 from __future__ import annotations
 
 import array_api_extra as xpx
+from array_api_compat import device as device_of
 
 from .config import GPTConfig
+from .namespace import array_namespace
 
 
 def allocate_kv_cache(xp, config: GPTConfig, batch: int, n_slots: int, dtype, device,
@@ -35,4 +37,18 @@ def write_slots(cache, new, start):  # [B, H, S_max, D], [B, H, T, D] -> [B, H, 
 def write_kv(cache, new_kv, start):
     """Every layer's new (k, v) [B, H, T, D] into the cache at slots [start, start + T)."""
     return [(write_slots(k_cache, k, start), write_slots(v_cache, v, start))
+            for (k_cache, v_cache), (k, v) in zip(cache, new_kv)]
+
+
+def select_slot(cache, new, slot):  # [B, H, S_max, D], [B, H, 1, D], 0-d slot -> [B, H, S_max, D]
+    """cache with slot `slot` replaced by new, where slot is an array on the device: a select over the
+    slots, so no index has to reach the host (torch syncs to read a 0-d tensor used as an index)."""
+    xp = array_namespace(cache)
+    at_slot = xp.arange(cache.shape[2], dtype=slot.dtype, device=device_of(cache)) == slot  # [S_max]
+    return xp.where(at_slot[:, None], new, cache)
+
+
+def select_kv(cache, new_kv, slot):
+    """Every layer's one new (k, v) [B, H, 1, D] into the cache at a device-resident slot."""
+    return [(select_slot(k_cache, k, slot), select_slot(v_cache, v, slot))
             for (k_cache, v_cache), (k, v) in zip(cache, new_kv)]

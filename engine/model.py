@@ -11,7 +11,7 @@ from .config import END_OF_TEXT_ID, ITEMSIZE, GPTConfig
 from .kv_cache import write_kv
 from .errors import CheckpointError, GenerationError
 from .generate import (as_prompt_list, check_prompts, decode_loop, decode_step, full_forward, generate_tokens,
-                       padded_batch, prefill_step)
+                       padded_batch, prefill_step, recordable_step)
 from .layout import BATCH, Shapes, lay_out
 from .runtime import Backend, resolve_backend
 from .sampling import Sampling
@@ -37,6 +37,11 @@ class Model:
                                             donate_argnames=("cache",))
         self.write_slot = backend.compile(functools.partial(write_kv), donate_argnames=("cache",))
         self._forward = backend.compile(functools.partial(full_forward, **shape_args))
+        # A backend that records a step (a CUDA graph) replays one, with the slot on the device.
+        self.record_step = None
+        if getattr(backend, "records_steps", False):
+            self.record_step = backend.record(functools.partial(recordable_step, **shape_args),
+                                              static_argnames=("n_slots", "sampling"))
         # A backend that compiles loops (jax-loop) runs all decode steps in one call; others step on the host.
         self.decode_loop = None
         if getattr(backend, "compiles_loop", False):

@@ -56,6 +56,9 @@ class Backend(Protocol):
 
     def random(self, seed: int | None) -> HostRandom: ...
 
+    # Optional: a backend with records_steps = True also has
+    #     record(fn, static_argnames) -> a callable that records fn once per shape (a CUDA graph) and
+    #     replays it on later calls; the model then decodes with generate.recordable_step.
     # Optional: a backend with compiles_loop = True also has
     #     fori_loop(lower, upper, body, init) -> body(upper - 1, ... body(lower, init))
     # compiled into the surrounding step (jax.lax.fori_loop); the model then decodes in one call.

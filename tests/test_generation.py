@@ -181,3 +181,23 @@ def test_prompt_errors_come_before_any_work(model):
         model.logits([[1] * 49])
     with pytest.raises(GenerationError, match="equal length"):
         model.logits([[1, 2], [3]])
+
+
+@pytest.mark.parametrize("name", ["numpy", "strict"])
+def test_the_recordable_step_makes_the_tokens_of_the_host_loop(small_checkpoint, name):
+    """The step a CUDA graph would record (slot on the device, the cache written by a select, this step's
+    uniforms as an array), replayed eagerly on NumPy and array-api-strict: the tokens of today's path,
+    greedy and sampled, and cached = uncached."""
+    from benchmarks.parity import cached_vs_uncached
+
+    backend = backend_or_skip(name)
+    backend.records_steps = True  # ArrayBackend.record is the function itself
+    replayed, stepped = load_model(small_checkpoint, backend=backend), load_model(small_checkpoint, backend=name)
+    assert replayed.record_step is not None and stepped.record_step is None
+    prompts = [random_ids(n, 100, seed=30 + n) for n in (3, 8)]
+    for kwargs in (dict(), dict(temperature=0.9, top_k=20, top_p=0.9, seed=4)):
+        assert replayed.generate(prompts, max_new_tokens=11, **kwargs) == stepped.generate(prompts, max_new_tokens=11,
+                                                                                           **kwargs)
+    equal = [random_ids(6, 100, seed=50), random_ids(6, 100, seed=51)]
+    agreement, _ = cached_vs_uncached(replayed, equal, replayed.generate(equal, max_new_tokens=10))
+    assert agreement == 1.0
