@@ -12,13 +12,13 @@ import operator
 from typing import Iterator, Sequence
 
 import array_api_extra as xpx
-from .namespace import array_namespace
 from array_api_compat import device as device_of
 
 from .errors import GenerationError
 from .gpt2 import attention_mask, cache_mask, gpt2, position_ids
 from .kv_cache import allocate_kv_cache, select_kv, write_kv
 from .layout import BATCH, CACHE_AXES
+from .namespace import array_namespace
 from .sampling import NON_FINITE, Sampling, sample
 
 

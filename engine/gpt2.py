@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 
-from .namespace import array_namespace
 from array_api_compat import device as device_of
+
+from .namespace import array_namespace
 
 
 def gelu(x):  # [...] -> [...]

@@ -9,10 +9,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .namespace import array_namespace
-
 from .errors import GenerationError
 from .gpt2 import softmax
+from .namespace import array_namespace
 
 
 @dataclasses.dataclass(frozen=True)
