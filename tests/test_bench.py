@@ -215,7 +215,8 @@ def test_roofline_is_the_machines_and_never_above_100_percent(tmp_path):
     suite = tmp_path / "mixed.toml"
     suite.write_text(MIXED_SUITE)
     path = tmp_path / "mixed.json"
-    assert main(["bench", "--suite", str(suite), "--backends", "numpy,jax-loop", "--no-parity", "--json", str(path)]) == 0
+    assert main(["bench", "--suite", str(suite), "--backends", "numpy,jax-loop:cpu", "--no-parity", "--json",
+                 str(path)]) == 0  # both on the CPU, also where JAX's default device is a GPU
     doc = json.loads(path.read_text())
     assert [(r["runner"], r["dtype"], r["status"]) for r in doc["results"]] == [
         ("jax-loop", "bfloat16", "ok"), ("numpy", "float32", "ok")]
