@@ -74,7 +74,6 @@ class JaxBackend(ArrayBackend):
         # TPUs): "highest" makes float32 mean IEEE float32 everywhere; tf32 is an opt-in on GPUs.
         self.precision = check_precision("jax", precision, tf32_here=platform == "gpu", where=platform)
         self.matmul_precision = MATMUL_PRECISION[self.precision]
-        self.platform = platform
         # compile_loop: the whole decode loop becomes one jitted lax.fori_loop (the 'jax-loop' backend):
         # no host round trip per token, at the cost of streaming (every token arrives at the end).
         self.compiles_loop = compile_loop

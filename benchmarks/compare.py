@@ -14,6 +14,8 @@ import numpy as np
 
 from engine.errors import ArrayGPTError
 
+from .jsonio import check_bench_file
+
 
 @dataclasses.dataclass
 class Comparison:
@@ -72,8 +74,7 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False):
     new_docs = [new_docs] if isinstance(new_docs, dict) else list(new_docs)
     for name, docs in (("BASE", base_docs), ("NEW", new_docs)):
         for doc in docs:
-            if doc.get("kind") != "arraygpt-bench":
-                raise ArrayGPTError(f"a {name} file is not an arraygpt bench result file")
+            check_bench_file(doc, f"a {name} file")
     if not force:
         signatures = [machine_signature(d) for d in base_docs + new_docs]
         if any(sig != signatures[0] for sig in signatures):

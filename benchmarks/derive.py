@@ -18,7 +18,7 @@ from engine.config import PRESETS, GPTConfig
 
 from .roofline import allreduce_bytes_per_step, decode_floor_tps, prefill_ceiling_tps
 from .runners import PEERS
-from .scenarios import numerics_label, product_key
+from .scenarios import numerics_label, product_key, where_label, worker_label
 
 SCHEMA = 2
 JAX_RUNNERS = ("jax", "jax-loop")
@@ -48,7 +48,7 @@ def upgrade(doc: dict) -> dict:
         return "tf32" if tf32 else "float32"
 
     for r in doc.get("results", []):
-        label = r["runner"] + (f":{r['device']}" if r.get("device") else "")
+        label = where_label(r["runner"], r.get("device"))
         r.setdefault("device_key", label_device.get(label, "gpu:0" if r.get("device") == "gpu" else "cpu"))
         label_device.setdefault(label, r["device_key"])
         r.setdefault("precision", precision_of(label, r["dtype"]))
@@ -74,9 +74,8 @@ def upgrade(doc: dict) -> dict:
 
 
 def result_label(r: dict) -> str:
-    """The worker a result came from (how probes and parity are keyed): scenarios.Scenario.label."""
-    return (r["runner"] + (f":{r['device']}" if r.get("device") else "") + (f"[{r['mesh']}]" if r.get("mesh") else "")
-            + ("+tf32" if r.get("precision") == "tf32" else ""))
+    """The worker a result came from (how probes and parity are keyed)."""
+    return worker_label(r["runner"], r.get("device"), r.get("mesh"), r.get("precision", "float32"))
 
 
 def machine_ceilings(doc: dict) -> dict:

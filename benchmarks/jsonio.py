@@ -24,6 +24,14 @@ def write_json_atomic(path, data) -> Path:
     return path
 
 
+def check_bench_file(doc, path) -> None:
+    """A one-line error unless doc is what `arraygpt bench --json` writes (report and compare)."""
+    if not isinstance(doc, dict) or doc.get("kind") != "arraygpt-bench":
+        from engine.errors import ArrayGPTError
+        raise ArrayGPTError(f"{path}: not an arraygpt bench result (no \"kind\": \"arraygpt-bench\"); "
+                            "give files written by `arraygpt bench --json`")
+
+
 def read_json(path) -> dict:
     from engine.errors import ArrayGPTError
     try:

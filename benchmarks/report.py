@@ -15,6 +15,7 @@ from engine.errors import ArrayGPTError
 
 from .derive import derive
 from .runners import PEERS
+from .scenarios import where_label
 
 
 @dataclasses.dataclass
@@ -43,12 +44,6 @@ def run_label(doc: dict) -> str:
     return f"{where}, {doc['environment'].get('date', '')[:10]}"
 
 
-def check_bench_file(doc, path) -> None:
-    if not isinstance(doc, dict) or doc.get("kind") != "arraygpt-bench":
-        raise ArrayGPTError(f"{path}: not an arraygpt bench result (no \"kind\": \"arraygpt-bench\"); "
-                            "give files written by `arraygpt bench --json`")
-
-
 def collect(docs: list[dict]) -> list[Row]:
     rows = []
     labels = [run_label(doc) for doc in docs]
@@ -60,7 +55,7 @@ def collect(docs: list[dict]) -> list[Row]:
             m, d = r["metrics"], r.get("derived", {})
             metric = "decode" if "decode_tps" in m else "prefill"
             rows.append(Row(workload=(r["model"], r["batch"], r["prompt_len"], r["new_tokens"]), metric=metric,
-                            run=label, runner=r["runner"] + (f"[{r['mesh']}]" if r.get("mesh") else ""),
+                            run=label, runner=where_label(r["runner"], mesh=r.get("mesh")),
                             device=r.get("device_key", "cpu"),
                             numerics=r.get("numerics", r["dtype"]), tps=m[f"{metric}_tps"]["median"],
                             roofline=d.get(f"{metric}_roofline"),

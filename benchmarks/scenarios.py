@@ -31,6 +31,17 @@ _KNOWN = set(_AXES) | {"name", "warmup", "repeats", "peers", "backends"}
 _AXIS_DEFAULTS = {"precision": "float32", "weights": None, "mesh": None}
 
 
+def where_label(runner: str, device: str | None = None, mesh: str | None = None) -> str:
+    """'jax', 'jax:gpu', 'jax[dp=2,tp=4]': a runner, its device and its mesh, as ids and tables show them."""
+    return runner + (f":{device}" if device else "") + (f"[{mesh}]" if mesh else "")
+
+
+def worker_label(runner: str, device: str | None = None, mesh: str | None = None, precision: str = "float32") -> str:
+    """The worker a scenario runs in (one process per runner, device, mesh and precision); probes and
+    parity are keyed by it."""
+    return where_label(runner, device, mesh) + ("+tf32" if precision == "tf32" else "")
+
+
 def numerics_label(dtype: str, precision: str = "float32", weights: str | None = None) -> str:
     """'float32', 'float32+tf32', 'float32+bfloat16-weights': what a row's arithmetic is."""
     label = dtype
@@ -75,7 +86,7 @@ class Scenario:
     @property
     def where(self) -> str:
         """'jax', 'jax:gpu', 'jax[dp=2,tp=4]': the runner, its device and its mesh."""
-        return self.runner + (f":{self.device}" if self.device else "") + (f"[{self.mesh}]" if self.mesh else "")
+        return where_label(self.runner, self.device, self.mesh)
 
     @property
     def id(self) -> str:
@@ -87,8 +98,7 @@ class Scenario:
 
     @property
     def label(self) -> str:
-        """The worker that runs it: one process per runner, device, mesh and precision."""
-        return self.where + ("+tf32" if self.precision == "tf32" else "")
+        return worker_label(self.runner, self.device, self.mesh, self.precision)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self) | {"id": self.id, "numerics": self.numerics}

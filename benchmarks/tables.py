@@ -8,6 +8,8 @@ import itertools
 from rich.markup import escape
 from rich.table import Table
 
+from .scenarios import where_label
+
 
 def _fmt(value, spec, empty=""):
     return empty if value is None else format(value, spec)
@@ -53,8 +55,7 @@ def results_table(doc: dict) -> Table:
         table.add_section()
         table.add_row(f"[bold]{model} {numerics} batch {batch}, prompt {prompt_len}, {new_tokens} new[/]")
         for r in sorted(rows, key=lambda r: (r["runner"] in PEERS, r["runner"], str(r.get("device")))):
-            runner = escape(r["runner"] + (f":{r['device']}" if r.get("device") else "")
-                            + (f"[{r['mesh']}]" if r.get("mesh") else ""))
+            runner = escape(where_label(r["runner"], r.get("device"), r.get("mesh")))
             if r["status"] != "ok":
                 table.add_row(runner, f"[red]{r['status']}[/]: {escape(r.get('message', ''))[:90]}")
                 continue

@@ -189,6 +189,15 @@ def nest_params(flat: dict, n_layer: int) -> dict:
     return {"wte": flat["wte.weight"], "wpe": flat["wpe.weight"], "blocks": blocks, "ln_f": norm("ln_f")}
 
 
+def leaves(params) -> list:
+    """Every array of a nested parameter dict (nest_params' layout), in a fixed order."""
+    if isinstance(params, dict):
+        return [leaf for value in params.values() for leaf in leaves(value)]
+    if isinstance(params, list):
+        return [leaf for value in params for leaf in leaves(value)]
+    return [params]
+
+
 def write_safetensors(path: Path, tensors: Iterable[tuple[str, tuple[int, ...], Callable[[], object]]],
                       on_tensor: Callable[[str], None] | None = None) -> None:
     """Write float32 tensors one at a time, so a 1558M checkpoint never sits in memory whole.

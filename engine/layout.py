@@ -38,7 +38,7 @@ class Shapes:
 
     @classmethod
     def for_backend(cls, config: GPTConfig, backend) -> "Shapes":
-        multiple = getattr(backend, "multiple", lambda axis: 1)
+        multiple = backend.multiple
         mlp = multiple(MLP)
         if (4 * config.n_embd) % mlp:  # GPT-2's MLP width is 4 * n_embd: it divides any mesh size used here
             raise ValueError(f"the MLP width {4 * config.n_embd} does not split into {mlp} shards")

@@ -16,6 +16,7 @@ import pytest
 
 from backends import BackendError, get_backend
 from engine import load_model
+from engine.checkpoint import leaves
 from engine.kv_cache import allocate_kv_cache
 from engine.layout import CACHE_AXES
 from engine.sampling import Sampling
@@ -130,9 +131,12 @@ def test_decode_step_all_reduces_activations_and_gathers_no_weight(checkpoint):
     reduces = re.findall(r"= (\w+)\[([\d,]*)\][^=]*? all-reduce\(", hlo)
     activations = [shape for _, shape in reduces if "64" in shape.split(",")]  # [B, C] or [C, B] partial sums
     assert len(activations) == 2 * model.config.n_layer + 1, reduces
-    weight_shapes = {tuple(leaf.shape) for block in model.params["blocks"] for part in block.values()
-                     for layer in part.values() if isinstance(layer, dict) for leaf in layer.values()}
-    weight_shapes.add(tuple(model.params["wte"].shape))
+    # the bench's all-reduce bytes per step (computed from the layout) are what XLA compiled
+    from benchmarks.roofline import allreduce_bytes_per_step
+    compiled = sum(4 * int(np.prod([int(n) for n in shape.split(",")])) for dtype, shape in reduces
+                   if "64" in shape.split(",") and dtype == "f32")
+    assert compiled == allreduce_bytes_per_step(model.config, "float32", 2, "tp=4")
+    weight_shapes = {tuple(leaf.shape) for leaf in leaves(model.params) if leaf.ndim == 2}
     gathers = [tuple(int(n) for n in shape.split(",") if n) for shape in
                re.findall(r"= \w+\[([\d,]*)\][^=]*? all-gather\(", hlo)]
     assert not [g for g in gathers if g in weight_shapes or np.prod(g) >= 64 * 64], gathers
@@ -158,10 +162,8 @@ def test_1558M_loads_split_eight_ways_and_makes_a_token(tmp_path):
     try:
         model = load_model(directory, backend=get_backend("jax", device="cpu", mesh="tp=8"))
         first = jax.devices("cpu")[0]
-        leaves = [model.params["wte"], model.params["wpe"]] + [
-            leaf for block in model.params["blocks"] for part in block.values() for layer in part.values()
-            for leaf in (layer.values() if isinstance(layer, dict) else [layer])]
-        on_first = sum(s.data.nbytes for leaf in leaves for s in leaf.addressable_shards if s.device == first)
+        on_first = sum(s.data.nbytes for leaf in leaves(model.params) for s in leaf.addressable_shards
+                       if s.device == first)
         whole = model.config.n_params * 4
         assert model.n_heads == 32
         assert whole / 8 < on_first < whole / 8 * 1.25, on_first / whole  # 1/8, plus the padded heads

@@ -17,8 +17,8 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from benchmarks.jsonio import read_json
-    from benchmarks.report import chart, check_bench_file, markdown
+    from benchmarks.jsonio import check_bench_file, read_json
+    from benchmarks.report import chart, markdown
 
     docs = []
     for path in args.results:

@@ -13,16 +13,14 @@ def per_device_bytes(model, scenario) -> dict:
     """On a mesh: the weight bytes the first device holds (read from the arrays' shards) and its share
     of the KV cache (from the layout: batch over dp, heads over tp)."""
     from backends.mesh import split_bytes
+    from engine.checkpoint import leaves
     from engine.config import ITEMSIZE
     from engine.generate import padded_batch, positions_needed
     from engine.layout import CACHE_AXES
     backend, config = model.backend, model.config
     first = backend.first_device
-    leaves = [model.params["wte"], model.params["wpe"], *model.params["ln_f"].values()]
-    for block in model.params["blocks"]:
-        leaves += [array for part in block.values() for layer in part.values()
-                   for array in (layer.values() if isinstance(layer, dict) else [layer])]
-    weights = sum(shard.data.nbytes for array in leaves for shard in array.addressable_shards if shard.device == first)
+    weights = sum(shard.data.nbytes for array in leaves(model.params) for shard in array.addressable_shards
+                  if shard.device == first)
     batch = len(padded_batch([[0]] * scenario["batch"], backend.multiple("batch")))
     slots = positions_needed(scenario["prompt_len"], scenario["new_tokens"])
     cache = 2 * config.n_layer * split_bytes((batch, model.n_heads, slots, config.head_dim), CACHE_AXES,
