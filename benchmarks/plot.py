@@ -6,17 +6,24 @@ import collections
 
 from engine.errors import ArrayGPTError
 
+from .scenarios import where_label
+
+
+def _field(r, key):
+    """A result's field; "dtype" is read as its numerics, so float32 and mixed rows are not one line."""
+    return r.get("numerics", r["dtype"]) if key == "dtype" else r[key]
+
 
 def _lines(results, x_key, fixed_keys):
     """runner -> sorted [(x, tokens/s)] over the scenarios that share the most common fixed values."""
     decode = [r for r in results if r["status"] == "ok" and "decode_tps" in r["metrics"]]
     if not decode:
         return {}, None
-    common = collections.Counter(tuple(r[k] for k in fixed_keys) for r in decode).most_common(1)[0][0]
+    common = collections.Counter(tuple(_field(r, k) for k in fixed_keys) for r in decode).most_common(1)[0][0]
     lines = collections.defaultdict(list)
     for r in decode:
-        if tuple(r[k] for k in fixed_keys) == common:
-            label = r["runner"] + (f":{r['device']}" if r.get("device") else "")
+        if tuple(_field(r, k) for k in fixed_keys) == common:
+            label = where_label(r["runner"], r.get("device"), r.get("mesh"))  # each mesh its own line
             lines[label].append((x_key(r), r["metrics"]["decode_tps"]["median"]))
     return {k: sorted(v) for k, v in lines.items()}, dict(zip(fixed_keys, common))
 
