@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
 import sys
+import warnings
 
 from backends import BACKENDS, BackendError, BackendUnavailable, usable_backends
 from engine.errors import ArrayGPTError
@@ -13,6 +16,31 @@ from .commands import COMMANDS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, so every cleanup that Ctrl-C runs runs too (a
+    bench ends its worker, keeps its finished rows and removes its temporary files)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum, _frame):
+    raise Terminated(signum)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"arraygpt: warning: {message}", file=sys.stderr)
+
+
+def _os_error_line(err: OSError) -> str:
+    """An OS error a user can act on (no space, no permission, not a directory), as one line."""
+    where = f"{err.filename}: " if err.filename else ""
+    hint = {errno.ENOSPC: "; free some space", errno.EDQUOT: "; free some space",
+            errno.EACCES: "; check the permissions", errno.EROFS: "; the file system is read-only"}.get(err.errno, "")
+    return f"{where}{err.strerror or err}{hint}"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            signal.signal(signum, _raise_terminated)
+        except (ValueError, OSError):  # not the main thread (arraygpt called from a library's thread)
+            pass
+    warnings.showwarning = _one_line_warning
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -59,9 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ArrayGPTError, BackendError) as err:
         print(f"arraygpt {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Terminated as err:
+        print(f"arraygpt {args.command}: terminated by {err}", file=sys.stderr)
+        return 128 + err.signum
     except KeyboardInterrupt:
         print(f"arraygpt {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `arraygpt ... | head` closed the pipe: not an error worth a traceback
         sys.stderr.close()
         return 0
+    except MemoryError:
+        print(f"arraygpt {args.command}: error: out of memory (try a smaller model, batch or context)",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as err:  # no space, no permission, not a directory: the user's machine, not a bug
+        print(f"arraygpt {args.command}: error: {_os_error_line(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR

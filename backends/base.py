@@ -44,6 +44,8 @@ def host_array(tensor) -> np.ndarray:
         data = np.ascontiguousarray(data.T)
     if tensor.dtype == "BF16":  # bfloat16 is the top half of a float32
         data = (data.astype(np.uint32) << 16).view(np.float32)
+    elif tensor.dtype == "F16":  # 16-bit patterns (memoryview casts to float16 only from Python 3.12)
+        data = data.view(np.float16)
     check_finite(data, tensor.name)
     if tensor.heads is not None:  # dim 0 (q|k|v, head, D) -> (head, q|k|v, D)
         n_head, head_dim = tensor.heads

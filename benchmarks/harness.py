@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -72,7 +73,10 @@ class Bench:
             ordered = sorted(self.scenarios, key=lambda s: (s.is_peer, s.label))
             for label, group in itertools.groupby(ordered, key=lambda s: s.label):
                 self.run_worker(label, list(group), references, tmp)
-        self.doc["complete"] = True
+        # Complete: every scenario has a result and none ended in an error (a crashed or killed worker's
+        # scenarios are errors). Skipped runners (not installed here) do not make a run incomplete.
+        finished = {r["id"] for r in self.doc["results"] if r["status"] in ("ok", "skipped")}
+        self.doc["complete"] = all(s.id in finished for s in self.scenarios)
         self.save()
         return self.doc
 
@@ -80,7 +84,7 @@ class Bench:
         first = scenarios[0]
         stem = "".join(c if c.isalnum() or c == "-" else "-" for c in label)
         job = tmp / f"job-{stem}.json"
-        job.write_text(json.dumps({"runner": first.runner, "device": first.device, "precision": first.precision,
+        job.write_text(json.dumps({"parent": os.getpid(), "runner": first.runner, "device": first.device, "precision": first.precision,
                                    "mesh": first.mesh,
                                    # a mesh's probes would multiply the work by its devices: measured on one
                                    "roofline": self.roofline and first.mesh is None, "references": references,

@@ -24,12 +24,98 @@ def write_json_atomic(path, data) -> Path:
     return path
 
 
+BENCH_KIND = "arraygpt-bench"
+_SCHEMAS = (1, 2)  # what derive.upgrade reads; a newer file is refused rather than misread
+_COUNTS = ("batch", "prompt_len", "new_tokens")
+
+
+def _fail(path, where: str, what: str):
+    from engine.errors import ArrayGPTError
+    raise ArrayGPTError(f"{path}: {where} {what}; not a bench result this arraygpt can read")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_figures(path, where: str, value) -> None:
+    """Every number under a measured record is finite and not negative (speeds, times, bytes)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_figures(path, f"{where}.{key}", item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_figures(path, f"{where}[{i}]", item)
+    elif _is_number(value):
+        if value != value or value in (float("inf"), float("-inf")):
+            _fail(path, where, f"is {value}: not a measured figure")
+        if value < 0:
+            _fail(path, where, f"is negative ({value}): not a measured figure")
+
+
 def check_bench_file(doc, path) -> None:
-    """A one-line error unless doc is what `arraygpt bench --json` writes (report and compare)."""
-    if not isinstance(doc, dict) or doc.get("kind") != "arraygpt-bench":
-        from engine.errors import ArrayGPTError
-        raise ArrayGPTError(f"{path}: not an arraygpt bench result (no \"kind\": \"arraygpt-bench\"); "
+    """A one-line error unless doc is a bench result this version reads, with sound figures: what
+    compare, report and plot check before they use a file (NaN, infinite or negative figures, an unknown
+    schema, fields missing or of the wrong type are refused, naming where)."""
+    from engine.errors import ArrayGPTError
+    if not isinstance(doc, dict) or doc.get("kind") != BENCH_KIND:
+        raise ArrayGPTError(f"{path}: not an arraygpt bench result (no \"kind\": \"{BENCH_KIND}\"); "
                             "give files written by `arraygpt bench --json`")
+    schema = doc.get("schema", 1)
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema not in _SCHEMAS:
+        raise ArrayGPTError(f"{path}: bench schema {schema!r} is not one this arraygpt reads "
+                            f"({', '.join(map(str, _SCHEMAS))}); a newer arraygpt wrote it?")
+    env = doc.get("environment")
+    if not isinstance(env, dict) or not isinstance(env.get("machine"), dict):
+        _fail(path, "environment.machine", "is missing")
+    if not isinstance(env.get("date", ""), str):
+        _fail(path, "environment.date", "is not a string")
+    if not isinstance(doc.get("complete", False), bool):
+        _fail(path, "complete", "is not true or false")
+    for name in ("probes", "parity", "models", "suite"):
+        if not isinstance(doc.get(name, {}), dict):
+            _fail(path, name, "is not an object")
+    for label, by_key in doc.get("probes", {}).items():
+        if not isinstance(by_key, dict) or not all(isinstance(p, dict) for p in by_key.values()):
+            _fail(path, f"probes.{label}", "is not an object of probes")
+        for key, p in by_key.items():
+            _check_figures(path, f"probes.{label}.{key}", {k: v for k, v in p.items() if k.endswith("_s") or
+                                                           k.endswith("_bytes")})
+            for field in ("bandwidth_bytes_s", "matmul_flops_s"):
+                if field in p and not (_is_number(p[field]) and p[field] > 0):
+                    _fail(path, f"probes.{label}.{key}.{field}", f"is {p[field]!r}: not a positive rate")
+    for label, cells in doc.get("parity", {}).items():
+        if not isinstance(cells, dict) or not all(isinstance(c, dict) for c in cells.values()):
+            _fail(path, f"parity.{label}", "is not an object of parity cells")
+        for key, cell in cells.items():
+            _check_figures(path, f"parity.{label}.{key}", {k: cell[k] for k in ("max_abs", "relative") if k in cell})
+    results = doc.get("results")
+    if not isinstance(results, list):
+        _fail(path, "results", "is not a list")
+    for i, r in enumerate(results):
+        where = f"results[{i}]"
+        if not isinstance(r, dict):
+            _fail(path, where, "is not an object")
+        for field in ("id", "runner", "model", "dtype", "status"):
+            if not isinstance(r.get(field), str):
+                _fail(path, f"{where}.{field}", "is missing or not a string")
+        for field in _COUNTS:
+            if not isinstance(r.get(field), int) or isinstance(r.get(field), bool) or r[field] < 1:
+                _fail(path, f"{where}.{field}", "is missing or not an integer >= 1")
+        for field in ("device", "mesh", "weights", "device_key"):
+            if r.get(field) is not None and not isinstance(r[field], str):
+                _fail(path, f"{where}.{field}", "is not a string")
+        if r["status"] != "ok":
+            continue
+        metrics, repeats = r.get("metrics"), r.get("repeats")
+        if not isinstance(metrics, dict) or not isinstance(repeats, list) or not all(isinstance(x, dict) for x in repeats):
+            _fail(path, where, "has no metrics or repeats")
+        headline = "decode_tps" if "decode_tps" in metrics else "prefill_tps"
+        median = metrics.get(headline, {}).get("median") if isinstance(metrics.get(headline), dict) else None
+        if not _is_number(median) or not median > 0:
+            _fail(path, f"{where}.metrics.{headline}.median", f"is {median!r}: not a positive speed")
+        _check_figures(path, f"{where}.metrics", metrics)
+        _check_figures(path, f"{where}.repeats", repeats)
 
 
 def read_json(path) -> dict:

@@ -121,15 +121,54 @@ def load_suite(name_or_path: str) -> dict:
         suite = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ArrayGPTError(f"no suite '{name_or_path}' (suites: {', '.join(available_suites())}, or a .toml path)") from None
-    except (OSError, tomllib.TOMLDecodeError) as err:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise ArrayGPTError(f"{path}: not a readable suite ({err})") from None
-    for group in suite.get("group", []):
-        unknown = set(group) - _KNOWN
-        if unknown:
-            raise ArrayGPTError(f"{path}: group '{group.get('name', '?')}' has unknown field(s) {sorted(unknown)}")
-    if not suite.get("group"):
-        raise ArrayGPTError(f"{path}: no [[group]] of scenarios")
+    check_suite(suite, path)
     return suite | {"name": path.stem, "path": str(path)}
+
+
+# What each suite field holds: (the type of one value, the smallest allowed, whether a list may be given).
+_FIELD_TYPES = {"model": (str, None, True), "dtype": (str, None, True), "precision": (str, None, True),
+                "weights": (str, None, True), "mesh": (str, None, True), "batch": (int, 1, True),
+                "prompt_len": (int, 1, True), "new_tokens": (int, 1, True), "warmup": (int, 0, False),
+                "repeats": (int, 1, False), "name": (str, None, False), "peers": (str, None, True),
+                "backends": (str, None, True)}
+
+
+def check_suite(suite: dict, path) -> None:
+    """One line naming the group and field, for a suite that is missing a field or holds a wrong value."""
+    from backends.base import DTYPE_NAMES, PRECISIONS
+    groups = suite.get("group")
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) for g in groups):
+        raise ArrayGPTError(f"{path}: no [[group]] of scenarios")
+    defaults = suite.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ArrayGPTError(f"{path}: [defaults] must be a table")
+    for where, table in [("[defaults]", defaults)] + [(f"group '{g.get('name', i)}'", g) for i, g in enumerate(groups)]:
+        unknown = set(table) - _KNOWN
+        if unknown:
+            raise ArrayGPTError(f"{path}: {where} has unknown field(s) {sorted(unknown)}")
+        for field, value in table.items():
+            kind, least, listable = _FIELD_TYPES[field]
+            values = value if listable and isinstance(value, list) else [value]
+            if isinstance(value, list) and not values and field not in ("peers", "backends"):
+                raise ArrayGPTError(f"{path}: {where}: {field} is an empty list")
+            for v in values:
+                good = isinstance(v, kind) and not isinstance(v, bool) and (least is None or v >= least)
+                if field == "mesh" and v == "":
+                    good = True
+                if not good:
+                    want = f"an integer >= {least}" if kind is int else "a string"
+                    raise ArrayGPTError(f"{path}: {where}: {field} must be {want}{' or a list of them' if listable else ''}, "
+                                        f"got {v!r}")
+                if field in ("dtype", "weights") and v not in DTYPE_NAMES:
+                    raise ArrayGPTError(f"{path}: {where}: unknown {field} {v!r} (choose from {', '.join(DTYPE_NAMES)})")
+                if field == "precision" and v not in PRECISIONS:
+                    raise ArrayGPTError(f"{path}: {where}: unknown precision {v!r} (choose from {', '.join(PRECISIONS)})")
+    for i, group in enumerate(groups):
+        missing = [axis for axis in _AXES if axis not in _AXIS_DEFAULTS and axis not in defaults and axis not in group]
+        if missing:
+            raise ArrayGPTError(f"{path}: group '{group.get('name', i)}' has no {missing[0]} (in it or in [defaults])")
 
 
 def _as_list(value):

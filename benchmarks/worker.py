@@ -14,8 +14,22 @@ import sys
 import numpy as np
 
 
+def end_with_parent(parent: int | None) -> None:
+    """Linux: this worker gets SIGKILL when the bench that started it dies, however it dies."""
+    import ctypes
+    import signal
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent is not None and os.getppid() != parent:  # the parent was already gone before the call
+        os._exit(1)
+
+
 def main(job_path: str) -> int:
     job = json.loads(open(job_path).read())
+    end_with_parent(job.get("parent"))
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints (ours or a library's, Python or C) must not corrupt the protocol
     sys.stdout = sys.stderr

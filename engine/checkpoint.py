@@ -14,18 +14,19 @@ from .config import GPTConfig, expected_shapes
 from .errors import CheckpointError
 
 # safetensors dtype -> (struct format for memoryview.cast, bytes per element). BF16 has no struct
-# format: its 16-bit patterns travel as uint16 and the backend widens them.
-_DTYPES = {"F64": ("d", 8), "F32": ("f", 4), "F16": ("e", 2), "BF16": ("H", 2)}
-_MAX_HEADER_BYTES = 100 * 2**20
+# format, and F16's ('e') casts only from Python 3.12: their 16-bit patterns travel as uint16 and the
+# backend reads them as what they are (backends.base.host_array).
+_DTYPES = {"F64": ("d", 8), "F32": ("f", 4), "F16": ("H", 2), "BF16": ("H", 2)}
+_MAX_HEADER_BYTES = 100 * 2**20  # the safetensors library's own limit
 _DROPPED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
 # HF's Conv1D weights, stored [n_in, n_out]; the model takes them as [n_out, n_in] (engine.gpt2.linear).
 LINEAR_WEIGHT_SUFFIXES = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 
 
 def is_matrix(name: str) -> bool:
-    """The tensors the weight products read (the linear weights and wte, which the logits reuse): what
-    a mixed-precision model stores in its weights' dtype."""
-    return name == "wte.weight" or name.endswith(LINEAR_WEIGHT_SUFFIXES)
+    """The tensors the weight products read (the linear weights, wte, which tied logits reuse, and an
+    untied lm_head): what a mixed-precision model stores in its weights' dtype."""
+    return name in ("wte.weight", "lm_head.weight") or name.endswith(LINEAR_WEIGHT_SUFFIXES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +79,66 @@ class HostTensor:
             self.mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
+def _no_duplicate_keys(pairs):
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"duplicate key {next(k for k in keys if keys.count(k) > 1)!r}")
+    return dict(pairs)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def parse_header(header: bytes, data_bytes: int, path) -> dict[str, tuple[str, tuple[int, ...], int, int]]:
+    """name -> (dtype, shape, begin, end), checked as the safetensors library checks a header: a JSON
+    object without duplicate keys, each entry a known dtype, a shape of integers >= 0 and offsets that
+    hold it; the tensors' data contiguous, without gaps or overlaps, covering the data section exactly."""
+    try:
+        parsed = json.loads(header, object_pairs_hook=_no_duplicate_keys)
+        if not isinstance(parsed, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands deep
+        raise CheckpointError(f"{path}: unreadable header ({str(err)[:120]})") from None
+    entries = {}
+    for name, info in parsed.items():
+        if name == "__metadata__":
+            if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
+                raise CheckpointError(f"{path}: __metadata__ must map names to strings")
+            continue
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise CheckpointError(f"{path}: tensor {name}: malformed header entry {json.dumps(info)[:120]}")
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
+            raise CheckpointError(f"{path}: tensor {name}: dtype {dtype} is not supported "
+                                  f"(supported: {', '.join(_DTYPES)})")
+        if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+            raise CheckpointError(f"{path}: tensor {name}: shape {json.dumps(shape)[:80]} is not a list of "
+                                  "integers >= 0")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(n) for n in offsets)
+                and offsets[0] <= offsets[1]):
+            raise CheckpointError(f"{path}: tensor {name}: data_offsets {json.dumps(offsets)[:80]} are not two "
+                                  "integers 0 <= begin <= end")
+        begin, end = offsets
+        if end - begin != math.prod(shape) * _DTYPES[dtype][1]:
+            raise CheckpointError(f"{path}: tensor {name}: offsets [{begin}, {end}) do not hold shape "
+                                  f"{list(shape)} of {dtype}")
+        entries[name] = (dtype, tuple(shape), begin, end)
+    position, last = 0, None
+    for name, (_, _, begin, end) in sorted(entries.items(), key=lambda item: (item[1][2], item[1][3])):
+        if begin != position:
+            what = "overlaps the tensor before it" if begin < position else f"leaves a gap at byte {position}"
+            raise CheckpointError(f"{path}: tensor {name}: data [{begin}, {end}) {what}: a damaged header")
+        position, last = end, name
+    if position != data_bytes:
+        if position > data_bytes:
+            raise CheckpointError(f"{path}: tensor {last}: data ends {position - data_bytes} bytes past the end of "
+                                  "the file: the file is truncated")
+        raise CheckpointError(f"{path}: the tensors' data ends {data_bytes - position} bytes before the file does "
+                              "(not a safetensors file, or a damaged header)")
+    return entries
+
+
 def read_safetensors(path: Path) -> dict[str, HostTensor]:
     """Map a .safetensors file and return views of its tensors, validating the header against the file."""
     path = Path(path)
@@ -95,45 +156,28 @@ def read_safetensors(path: Path) -> dict[str, HostTensor]:
     if header_len > min(size - 8, _MAX_HEADER_BYTES):
         raise CheckpointError(f"{path}: unreadable header (says {header_len} bytes, the file has {size}): "
                               "truncated or not a safetensors file")
-    try:
-        header = json.loads(bytes(mapped[8:8 + header_len]))
-        if not isinstance(header, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as err:
-        raise CheckpointError(f"{path}: unreadable header ({err})") from None
     data_start = 8 + header_len
+    # The data section's length as the header needs it: data_start is excluded from the 8 of the count.
+    entries = parse_header(bytes(mapped[8:data_start]), size - data_start, path)
     whole = memoryview(mapped)
     tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, (begin, end) = info["dtype"], tuple(int(n) for n in info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: tensor {name}: malformed header entry {info!r}") from None
-        if dtype not in _DTYPES:
-            raise CheckpointError(f"{path}: tensor {name}: dtype {dtype} is not supported "
-                                  f"(supported: {', '.join(_DTYPES)})")
-        fmt, itemsize = _DTYPES[dtype]
-        if end - begin != math.prod(shape) * itemsize or begin < 0:
-            raise CheckpointError(f"{path}: tensor {name}: offsets [{begin}, {end}) do not hold shape "
-                                  f"{list(shape)} of {dtype}")
-        if data_start + end > size:
-            raise CheckpointError(f"{path}: tensor {name}: data ends at byte {data_start + end} but the "
-                                  f"file has {size}: the file is truncated")
-        view = whole[data_start + begin:data_start + end].cast(fmt, shape)
+    for name, (dtype, shape, begin, end) in entries.items():
+        fmt = _DTYPES[dtype][0]
+        raw = whole[data_start + begin:data_start + end]
+        view = raw.cast(fmt, shape) if math.prod(shape) else raw.cast(fmt)  # memoryview has no zero-size shapes
         tensors[name] = HostTensor(name, dtype, shape, view, mapping=mapped, offset=data_start + begin)
     return tensors
 
 
-def bare_name(name: str) -> str | None:
+def bare_name(name: str, tied: bool = True) -> str | None:
     """The hub's bare tensor name ('h.0.attn.c_attn.weight'), or None for tensors GPT-2 does not use.
 
     save_pretrained writes 'transformer.'-prefixed names; the hub's original gpt2 file has bare names
-    plus attn.bias mask buffers. lm_head.weight is dropped because the logits are tied to wte.
+    plus attn.bias mask buffers. lm_head.weight is dropped when the logits are tied to wte (as HF
+    ties them, whatever the file holds).
     """
     name = name.removeprefix("transformer.")
-    if name == "lm_head.weight" or name.endswith(_DROPPED_SUFFIXES):
+    if (tied and name == "lm_head.weight") or name.endswith(_DROPPED_SUFFIXES):
         return None
     return name
 
@@ -149,18 +193,30 @@ def load_checkpoint(directory: Path) -> tuple[GPTConfig, dict[str, HostTensor]]:
         others = sorted(p.name for p in directory.glob("*.bin")) + sorted(p.name for p in directory.glob("*.safetensors"))
         hint = f" (found {', '.join(others)}; re-save with save_pretrained(..., safe_serialization=True))" if others else ""
         raise CheckpointError(f"{model_file}: missing{hint}")
-    tensors = {}
-    for name, tensor in read_safetensors(model_file).items():
-        bare = bare_name(name)
-        if bare is not None:
-            tensors[bare] = dataclasses.replace(tensor, name=bare)
-    expected = expected_shapes(config)
     implied = (f"config.json says n_layer={config.n_layer}, n_embd={config.n_embd}, "
                f"vocab_size={config.vocab_size}, n_positions={config.n_positions}")
+    stored = read_safetensors(model_file)
+    # Bounded before the expected tensors are enumerated: even at 2 bytes a parameter, the file must hold them.
+    if config.n_params * 2 > os.path.getsize(model_file):
+        raise CheckpointError(f"{model_file}: {implied}: {config.n_params:,} parameters, more than its "
+                              f"{os.path.getsize(model_file):,} bytes can hold")
+    tensors = {}
+    for name, tensor in stored.items():
+        bare = bare_name(name, config.tie_word_embeddings)
+        if bare is None:
+            continue
+        if bare in tensors:
+            raise CheckpointError(f"{model_file}: tensor {bare} is stored twice ({tensors[bare].name} and "
+                                  f"{name}): which one is meant is unclear")
+        tensors[bare] = dataclasses.replace(tensor, name=name)
+    tensors = {bare: dataclasses.replace(t, name=bare) for bare, t in tensors.items()}
+    expected = expected_shapes(config)
     missing = [name for name in expected if name not in tensors]
     if missing:
         raise CheckpointError(f"{model_file}: missing tensor {missing[0]}"
-                              f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; {implied}")
+                              f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; {implied}"
+                              + ("; tie_word_embeddings is false, so the logits need their own lm_head.weight"
+                                 if missing[0] == "lm_head.weight" else ""))
     unexpected = [name for name in tensors if name not in expected]
     if unexpected:
         raise CheckpointError(f"{model_file}: unexpected tensor {unexpected[0]}"
@@ -186,7 +242,10 @@ def nest_params(flat: dict, n_layer: int) -> dict:
         "ln_2": norm(f"h.{i}.ln_2"),
         "mlp": {"c_fc": dense(f"h.{i}.mlp.c_fc"), "c_proj": dense(f"h.{i}.mlp.c_proj")},
     } for i in range(n_layer)]
-    return {"wte": flat["wte.weight"], "wpe": flat["wpe.weight"], "blocks": blocks, "ln_f": norm("ln_f")}
+    params = {"wte": flat["wte.weight"], "wpe": flat["wpe.weight"], "blocks": blocks, "ln_f": norm("ln_f")}
+    if "lm_head.weight" in flat:  # untied logits (tie_word_embeddings false)
+        params["lm_head"] = flat["lm_head.weight"]
+    return params
 
 
 def leaves(params) -> list:

@@ -15,29 +15,29 @@ import array_api_extra as xpx
 from array_api_compat import device as device_of
 
 from .errors import GenerationError
-from .gpt2 import attention_mask, cache_mask, gpt2, position_ids
+from .gpt2 import Hyper, attention_mask, cache_mask, gpt2, position_ids
 from .kv_cache import allocate_kv_cache, select_kv, write_kv
 from .layout import BATCH, CACHE_AXES
 from .namespace import array_namespace
 from .sampling import NON_FINITE, Sampling, sample
 
 
-def prompt_forward(params, ids, pad, *, head_dim, eps, n_vocab, last_only=False):
+def prompt_forward(params, ids, pad, *, hp: Hyper, last_only=False):
     """[B, P] left-padded ids, no cache -> logits ([B, P, V], or [B, 1, V] with last_only) and each
     layer's (k, v) for slots [0, P)."""
     xp = array_namespace(ids)
     slots = xp.arange(ids.shape[1], dtype=xp.int32, device=device_of(ids))
-    return gpt2(params, ids, position_ids(slots, pad), attention_mask(slots, ids.shape[1], pad), head_dim, eps,
-                n_vocab, last_only=last_only)
+    return gpt2(params, ids, position_ids(slots, pad), attention_mask(slots, ids.shape[1], pad), hp,
+                last_only=last_only)
 
 
-def prefill_step(params, ids, pad, uniforms, *, sampling, head_dim, eps, n_vocab):
+def prefill_step(params, ids, pad, uniforms, *, sampling, hp: Hyper):
     """[B, P] left-padded prompt ids -> [B] first new ids, and each layer's (k, v) for slots [0, P)."""
-    logits, new_kv = prompt_forward(params, ids, pad, head_dim=head_dim, eps=eps, n_vocab=n_vocab, last_only=True)
+    logits, new_kv = prompt_forward(params, ids, pad, hp=hp, last_only=True)
     return sample(logits[:, -1, :], uniforms, sampling), new_kv
 
 
-def decode_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling, head_dim, eps, n_vocab):
+def decode_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling, hp: Hyper):
     """[B] last ids at cache slot `slot` -> [B] next ids, and each layer's (k, v) for that slot.
 
     Reads cache slots [0, n_slots) (those before `slot` count); slot may be a traced integer (a
@@ -46,11 +46,11 @@ def decode_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling
     xp = array_namespace(tokens)
     slots = xp.arange(1, dtype=xp.int32, device=device_of(tokens)) + slot
     logits, new_kv = gpt2(params, xp.expand_dims(tokens, axis=1), position_ids(slots, pad),
-                          cache_mask(slots, n_slots, pad), head_dim, eps, n_vocab, kv_cache=cache, last_only=True)
+                          cache_mask(slots, n_slots, pad), hp, kv_cache=cache, last_only=True)
     return sample(logits[:, -1, :], uniforms, sampling), new_kv
 
 
-def decode_loop(params, tokens, start, pad, cache, uniforms, *, fori_loop, n_slots, sampling, head_dim, eps, n_vocab):
+def decode_loop(params, tokens, start, pad, cache, uniforms, *, fori_loop, n_slots, sampling, hp: Hyper):
     """[B] last ids at cache slot `start` -> [N, B] the next N ids (N = uniforms' rows), and the cache.
 
     The whole decode loop as one pure function, for a backend that compiles loops (jax.lax.fori_loop):
@@ -65,7 +65,7 @@ def decode_loop(params, tokens, start, pad, cache, uniforms, *, fori_loop, n_slo
         tokens, cache, out = carry
         slot = start + i
         tokens, new_kv = decode_step(params, tokens, slot, pad, cache, uniforms[i, ...], n_slots=n_slots,
-                                     sampling=sampling, head_dim=head_dim, eps=eps, n_vocab=n_vocab)
+                                     sampling=sampling, hp=hp)
         write_at = slot
         if not isinstance(slot, int):  # traced by a compiler (an eager host loop runs in order anyway)
             # XLA updates a loop-carried buffer in place only if a data dependency orders the update
@@ -78,21 +78,21 @@ def decode_loop(params, tokens, start, pad, cache, uniforms, *, fori_loop, n_slo
     return out, cache
 
 
-def recordable_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling, head_dim, eps, n_vocab):
+def recordable_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling, hp: Hyper):
     """One decode step that a backend can record once and replay per token (a CUDA graph): every input
     is an array already on the device (slot is a 0-d integer, uniforms this step's draws), the cache
     write is a select with no host-side index, shapes are static (n_slots: the whole cache), and it
     returns slot + 1 for the next replay. [B] ids at slot -> [B] next ids, the cache, the next slot."""
     tokens, new_kv = decode_step(params, tokens, slot, pad, cache, uniforms, n_slots=n_slots, sampling=sampling,
-                                 head_dim=head_dim, eps=eps, n_vocab=n_vocab)
+                                 hp=hp)
     return tokens, select_kv(cache, new_kv, slot), slot + 1
 
 
-def full_forward(params, ids, *, head_dim, eps, n_vocab):
+def full_forward(params, ids, *, hp: Hyper):
     """[B, T] ids -> [B, T, V] logits with no cache: the reference the cached path must match."""
     xp = array_namespace(ids)
     no_pad = xp.zeros((ids.shape[0],), dtype=xp.int32, device=device_of(ids))
-    return prompt_forward(params, ids, no_pad, head_dim=head_dim, eps=eps, n_vocab=n_vocab)[0]
+    return prompt_forward(params, ids, no_pad, hp=hp)[0]
 
 
 def as_token_id(value):
@@ -110,10 +110,22 @@ def _is_token_id(value) -> bool:
         return False
 
 
+# Containers that are not sequences of ids though iterating them yields ints or keys: bytes (its byte
+# values), text (characters), dicts (keys) and sets (no order).
+_NOT_PROMPTS = (str, bytes, bytearray, memoryview, dict, set, frozenset)
+
+
+def _refuse_non_sequence(value, what: str) -> None:
+    if isinstance(value, _NOT_PROMPTS) or hasattr(value, "keys"):
+        hint = " (encode text with a Tokenizer first)" if isinstance(value, (str, bytes, bytearray)) else ""
+        raise GenerationError(f"{what} must be a sequence of token ids, got {type(value).__name__}{hint}")
+
+
 def _as_row(row) -> list:
     """One prompt's ids as plain ints where they are integers; anything else stays for check_prompts to name."""
     if hasattr(row, "tolist") and hasattr(row, "shape"):  # an array of any library
         row = row.tolist()
+    _refuse_non_sequence(row, "a prompt")
     try:
         items = list(row)
     except TypeError:
@@ -126,6 +138,7 @@ def as_prompt_list(prompts) -> tuple[list[list[int]], bool]:
     array); say which, so the caller can answer in kind. Ids become plain ints."""
     if hasattr(prompts, "tolist") and hasattr(prompts, "shape"):  # NumPy, JAX, torch, ... arrays
         prompts = prompts.tolist()
+    _refuse_non_sequence(prompts, "prompts")
     try:
         prompts = list(prompts)
     except TypeError:
@@ -134,6 +147,21 @@ def as_prompt_list(prompts) -> tuple[list[list[int]], bool]:
     if prompts and all(_is_token_id(p) for p in prompts):
         return [[as_token_id(p) for p in prompts]], True
     return [_as_row(p) for p in prompts], False
+
+
+def check_seed(seed):
+    """A sampling seed as a plain int >= 0 (Python or NumPy integers), or None."""
+    if seed is None:
+        return None
+    try:
+        if isinstance(seed, bool) or type(seed).__name__ == "bool_":
+            raise TypeError
+        seed = operator.index(seed)
+    except TypeError:
+        raise GenerationError(f"seed must be an integer >= 0 (or None), got {seed!r}") from None
+    if seed < 0:
+        raise GenerationError(f"seed must be an integer >= 0 (or None), got {seed!r}")
+    return seed
 
 
 def positions_needed(prompt_len: int, new_tokens: int) -> int:
@@ -171,6 +199,7 @@ def generate_tokens(model, prompts: list[list[int]], max_new_tokens: int, sampli
     prompt has hit stop_token)."""
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise GenerationError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    seed = check_seed(seed)
     check_prompts(prompts, model.config.vocab_size, model.config.n_positions, max_new_tokens)
     return _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
 

@@ -17,11 +17,27 @@ the logits keep the activations' dtype. With equal dtypes cast() is the array it
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from array_api_compat import device as device_of
 
 from .namespace import array_namespace
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyper:
+    """What the forward pass needs beside the weights (whose shapes give the rest): static numbers, so
+    a compiler traces them in. attn_scales: each layer's factor on q (1/sqrt(D) for GPT-2)."""
+
+    head_dim: int
+    eps: float
+    n_vocab: int
+    attn_scales: tuple[float, ...]
+
+    @classmethod
+    def of(cls, config) -> "Hyper":  # an engine.config.GPTConfig
+        return cls(config.head_dim, config.layer_norm_epsilon, config.vocab_size, config.attn_scales)
 
 
 def gelu(x):  # [...] -> [...]
@@ -79,14 +95,14 @@ def merge_heads(x):  # [B, H, T, D] -> [B, T, C]
     return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (B, T, H * D))
 
 
-def attention(q, k, v, mask):  # [B, H, T, D], [B, H, S, D], [B, H, S, D], [B, 1, T, S] -> [B, H, T, D]
+def attention(q, k, v, mask, scale):  # [B, H, T, D], [B, H, S, D], [B, H, S, D], [B, 1, T, S] -> [B, H, T, D]
     xp = array_namespace(q)
     # Scaling q, not the scores: T*D elements instead of T*S (8x fewer for a 512-token prefill).
-    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ xp.matrix_transpose(k)
+    scores = (q * scale) @ xp.matrix_transpose(k)
     return softmax(xp.where(mask, scores, -math.inf)) @ v
 
 
-def attention_with_cache(q, k, v, k_cache, v_cache, cache_mask):
+def attention_with_cache(q, k, v, k_cache, v_cache, cache_mask, scale):
     """New tokens attend to the cached slots and, causally, to each other.
 
     [B, H, T, D] new q, k, v; [B, H, S, D] cached keys and values; [B, 1, T, S] which cached slots each
@@ -94,7 +110,7 @@ def attention_with_cache(q, k, v, k_cache, v_cache, cache_mask):
     step makes XLA copy every donated cache buffer twice per step (see kv_cache.write_kv).
     """
     xp = array_namespace(q)
-    q = q * (1.0 / math.sqrt(q.shape[-1]))
+    q = q * scale
     # (k_cache @ q.T).T reads the cache in its stored layout; q @ k_cache.T makes XLA transpose the
     # whole cache at every step.
     cached_scores = xp.matrix_transpose(k_cache @ xp.matrix_transpose(q))  # [B, H, T, S]
@@ -109,22 +125,23 @@ def attention_with_cache(q, k, v, k_cache, v_cache, cache_mask):
     return weights[..., :n_cached] @ v_cache + weights[..., n_cached:] @ v
 
 
-def mha(x, c_attn, c_proj, head_dim, mask, kv_cache=None):  # [B, T, C] -> [B, T, C], and the new (k, v)
+def mha(x, c_attn, c_proj, head_dim, scale, mask, kv_cache=None):  # [B, T, C] -> [B, T, C], and the new (k, v)
     q, k, v = split_qkv(linear(x, **c_attn), head_dim)  # 3 x [B, H, T, D]
     if kv_cache is None:
-        out = attention(q, k, v, mask)
+        out = attention(q, k, v, mask, scale)
     else:
         k_cache, v_cache = kv_cache
         n_slots = mask.shape[-1]  # a static length, so a compiled step keeps static shapes
         if n_slots < k_cache.shape[2]:  # eager backends attend to the written slots only
             k_cache, v_cache = k_cache[:, :, :n_slots, :], v_cache[:, :, :n_slots, :]  # [B, H, S, D]
-        out = attention_with_cache(q, k, v, k_cache, v_cache, mask)
+        out = attention_with_cache(q, k, v, k_cache, v_cache, mask, scale)
     return linear(merge_heads(out), **c_proj), (k, v)
 
 
-def transformer_block(x, mlp, attn, ln_1, ln_2, head_dim, eps, mask, kv_cache=None):
+def transformer_block(x, mlp, attn, ln_1, ln_2, head_dim, scale, eps, mask, kv_cache=None):
     # [B, T, C] -> [B, T, C], and this layer's new (k, v)
-    a, new_kv = mha(layer_norm(x, **ln_1, eps=eps), **attn, head_dim=head_dim, mask=mask, kv_cache=kv_cache)
+    a, new_kv = mha(layer_norm(x, **ln_1, eps=eps), **attn, head_dim=head_dim, scale=scale, mask=mask,
+                    kv_cache=kv_cache)
     x = x + a
     x = x + ffn(layer_norm(x, **ln_2, eps=eps), **mlp)
     return x, new_kv
@@ -138,34 +155,34 @@ def embed(ids, positions, wte, wpe):  # [B, T] token ids, [B, T] positions -> [B
     return xp.reshape(rows, (B, T, wte.shape[1]))
 
 
-def tied_logits(x, wte, n_vocab):  # [B, T, C] -> [B, T, V] in x's dtype
+def lm_logits(x, head, n_vocab):  # [B, T, C], [V', C] (wte, or an untied lm_head) -> [B, T, V] in x's dtype
     xp = array_namespace(x)
     B, T, C = x.shape
     # The 154 MB table read in its stored layout: 3 ms per 124M step on JAX (NOTES.md change 1).
-    logits = times_transposed(cast(xp.reshape(x, (B * T, C)), wte.dtype), wte)  # [B*T, V']
-    if wte.shape[0] > n_vocab:  # a table padded to whole shards: its extra rows are not words
+    logits = times_transposed(cast(xp.reshape(x, (B * T, C)), head.dtype), head)  # [B*T, V']
+    if head.shape[0] > n_vocab:  # a table padded to whole shards: its extra rows are not words
         logits = logits[:, :n_vocab]
     return xp.reshape(cast(logits, x.dtype), (B, T, n_vocab))
 
 
-def gpt2(params, ids, positions, mask, head_dim, eps, n_vocab, kv_cache=None, last_only=False):
+def gpt2(params, ids, positions, mask, hp: Hyper, kv_cache=None, last_only=False):
     """[B, T] ids -> [B, T, V] logits (or [B, 1, V] with last_only), and each layer's new (k, v).
 
     Without a cache, mask is [B, 1, T, T]: which of the T tokens each may see. With one, mask is
     [B, 1, T, S]: which of the S cached slots each new token may see (new tokens always see themselves
     and, causally, each other). The cache is read, never written: the caller stores the returned keys
-    and values with kv_cache.write_kv.
+    and values with kv_cache.write_kv. The logits reuse wte (tied, as GPT-2) unless params has an lm_head.
     """
     x = embed(ids, positions, params["wte"], params["wpe"])
     new_kv = []
     for i, block in enumerate(params["blocks"]):
-        x, layer_kv = transformer_block(x, **block, head_dim=head_dim, eps=eps, mask=mask,
-                                        kv_cache=None if kv_cache is None else kv_cache[i])
+        x, layer_kv = transformer_block(x, **block, head_dim=hp.head_dim, scale=hp.attn_scales[i], eps=hp.eps,
+                                        mask=mask, kv_cache=None if kv_cache is None else kv_cache[i])
         new_kv.append(layer_kv)
     if last_only:
         x = x[:, -1:, :]  # generation needs the last position only: skips most of the vocab projection
-    x = layer_norm(x, **params["ln_f"], eps=eps)
-    return tied_logits(x, params["wte"], n_vocab), new_kv
+    x = layer_norm(x, **params["ln_f"], eps=hp.eps)
+    return lm_logits(x, params.get("lm_head", params["wte"]), hp.n_vocab), new_kv
 
 
 # Masks and positions for left-padded batches. A prompt shorter than the longest is padded on the

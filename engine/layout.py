@@ -40,15 +40,15 @@ class Shapes:
     def for_backend(cls, config: GPTConfig, backend) -> "Shapes":
         multiple = backend.multiple
         mlp = multiple(MLP)
-        if (4 * config.n_embd) % mlp:  # GPT-2's MLP width is 4 * n_embd: it divides any mesh size used here
-            raise ValueError(f"the MLP width {4 * config.n_embd} does not split into {mlp} shards")
+        if config.mlp_width % mlp:  # GPT-2's MLP width is 4 * n_embd: it divides any mesh size used here
+            raise ValueError(f"the MLP width {config.mlp_width} does not split into {mlp} shards")
         return cls(n_head=round_up(config.n_head, multiple(HEADS)), vocab_size=round_up(config.vocab_size, multiple(VOCAB)))
 
 
 def lay_out(name: str, tensor: HostTensor, config: GPTConfig, shapes: Shapes) -> tuple[HostTensor, tuple]:
     """(the tensor as the forward pass takes it, its logical axes) for a bare HF name."""
     C, H, D = config.n_embd, config.n_head, config.head_dim
-    if name == "wte.weight":
+    if name in ("wte.weight", "lm_head.weight"):  # lm_head (untied) is an nn.Linear: [V, C] as stored
         return tensor.padded((shapes.vocab_size, C)), (VOCAB, None)
     if name.endswith(".attn.c_attn.weight"):  # [C, 3C] -> [3 H' D, C], rows (head, q|k|v, D)
         return tensor.transpose().head_major(H, D).padded((3 * shapes.n_head * D, C)), (HEADS, None)

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Iterator
 
 from .checkpoint import is_matrix, load_checkpoint, nest_params
-from .config import END_OF_TEXT_ID, ITEMSIZE, GPTConfig
+from .config import ITEMSIZE, GPTConfig
 from .kv_cache import write_kv
 from .errors import CheckpointError, GenerationError
+from .gpt2 import Hyper
 from .generate import (as_prompt_list, check_prompts, decode_loop, decode_step, full_forward, generate_tokens,
                        padded_batch, prefill_step, recordable_step)
 from .layout import BATCH, Shapes, lay_out
@@ -27,7 +28,7 @@ class Model:
         self.source = source
         # Heads as the weights hold them: a backend may pad them to whole shards (engine/layout.py).
         self.n_heads = params["blocks"][0]["attn"]["c_attn"]["w"].shape[0] // (3 * config.head_dim)
-        shape_args = dict(head_dim=config.head_dim, eps=config.layer_norm_epsilon, n_vocab=config.vocab_size)
+        shape_args = dict(hp=Hyper.of(config))  # static: a compiler traces the numbers in
         self.prefill = backend.compile(functools.partial(prefill_step, **shape_args), static_argnames=("sampling",))
         self.decode = backend.compile(functools.partial(decode_step, **shape_args),
                                       static_argnames=("n_slots", "sampling"))
@@ -77,8 +78,10 @@ class Model:
         """Yield each step's new id for every prompt (None for a prompt that already stopped)."""
         rows, _ = as_prompt_list(prompts)
         sampling = Sampling(temperature, top_k, top_p)
+        if stop_at_eos and self.config.eos_token_id is None:
+            raise GenerationError("stop_at_eos: this model's config.json has no eos_token_id to stop at")
         return generate_tokens(self, rows, max_new_tokens, sampling, seed,
-                               END_OF_TEXT_ID if stop_at_eos else None)
+                               self.config.eos_token_id if stop_at_eos else None)
 
     def generate(self, prompts, max_new_tokens: int = 40, temperature: float = 0.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, stop_at_eos: bool = False):
@@ -98,6 +101,19 @@ class Model:
                 f"on {self.backend.name} {self.dtype_name}{weights}, {where}>")
 
 
+def check_fits_memory(config: GPTConfig, weights: str, dtype: str, where) -> None:
+    """Refuse, before a byte is converted, a model whose parameters alone exceed this machine's memory."""
+    import os
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    need = config.n_params * ITEMSIZE.get(weights, 4)
+    if need > memory:
+        raise CheckpointError(f"{where}: {config.n_params:,} parameters in {weights} need {need / 1e9:.1f} GB, "
+                              f"more than this machine's {memory / 1e9:.1f} GB of memory")
+
+
 def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = "float32",
                device: str | None = None, seed: int = 0, progress=None, weights: str | None = None) -> Model:
     """Load GPT-2 from a preset ('124M': synthetic weights, cached), a local HF directory or a hub id.
@@ -114,6 +130,7 @@ def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = 
                               f"use weights of {dtype} or narrower (bfloat16, float16)")
     source = resolve_model(spec, seed=seed, progress=progress)
     config, tensors = load_checkpoint(source.directory)
+    check_fits_memory(config, weights, dtype, source.directory)
     try:
         shapes = Shapes.for_backend(config, backend)
     except ValueError as err:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import operator
 
 from .errors import GenerationError
 from .gpt2 import softmax
@@ -23,18 +25,32 @@ class Sampling:
     top_p: float | None = None
 
     def __post_init__(self):
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
-                and self.temperature >= 0):
+        # Python or NumPy numbers (np.float32(0.8), np.int64(40)) become plain ones: the step is compiled per value.
+        object.__setattr__(self, "temperature", _real(self.temperature, "temperature"))
+        object.__setattr__(self, "top_p", None if self.top_p is None else _real(self.top_p, "top_p"))
+        if self.top_k is not None:
+            try:
+                if isinstance(self.top_k, bool) or type(self.top_k).__name__ == "bool_":
+                    raise TypeError
+                object.__setattr__(self, "top_k", operator.index(self.top_k))
+            except TypeError:
+                raise GenerationError(f"top_k must be an integer >= 1, got {self.top_k!r}") from None
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise GenerationError(f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
-                                       or self.top_k < 1):
+        if self.top_k is not None and self.top_k < 1:
             raise GenerationError(f"top_k must be an integer >= 1, got {self.top_k!r}")
-        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+        if self.top_p is not None and not 0 < self.top_p <= 1:
             raise GenerationError(f"top_p must be in (0, 1], got {self.top_p!r}")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+def _real(value, name) -> float:
+    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
+        raise GenerationError(f"{name} must be a number, got {value!r}")
+    return float(value)
 
 
 def keep_top_k(logits, k):  # [B, V] -> [B, V], all but the k largest set to -inf
@@ -68,23 +84,35 @@ def draw(probs, uniforms):  # [B, V] (unnormalized) weights, [B] uniforms in [0,
 NON_FINITE = -1
 
 
-def choose(logits, uniforms, sampling: Sampling):  # [B, V] float32 logits, [B] uniforms -> [B] int32 ids
+def tempered(logits, temperature):  # [B, V] finite logits -> [B, V] (logits - max) / T, each row's max 0
+    """Temperature applied after taking away each row's max: every value is <= 0 and the max is exactly 0,
+    so a tiny temperature (1e-40) gives -inf for all but the likeliest tokens instead of overflowing
+    to +inf (which once made every row NaN, and token 0)."""
+    xp = array_namespace(logits)
+    return (logits - xp.max(logits, axis=-1, keepdims=True)) / temperature
+
+
+def choose(logits, uniforms, sampling: Sampling):  # [B, V] float32 logits, [B] uniforms -> [B] int32 ids, ok
+    """The chosen ids, and per row whether what was sampled from is a distribution (finite, with mass)."""
     xp = array_namespace(logits)
     if sampling.greedy:
-        return xp.astype(xp.argmax(logits, axis=-1), xp.int32)
-    logits = logits / sampling.temperature
+        return xp.astype(xp.argmax(logits, axis=-1), xp.int32), xp.isfinite(xp.max(logits, axis=-1))
+    logits = tempered(logits, sampling.temperature)
     if sampling.top_k is not None:
         logits = keep_top_k(logits, sampling.top_k)
     probs = softmax(logits)
     if sampling.top_p is not None and sampling.top_p < 1:
         probs = keep_top_p(probs, sampling.top_p)
-    return draw(probs, uniforms)
+    mass = xp.sum(probs, axis=-1)
+    return draw(probs, uniforms), xp.isfinite(mass) & (mass > 0)
 
 
 def sample(logits, uniforms, sampling: Sampling):  # [B, V] logits, [B] uniforms -> [B] int32 ids
-    """The next id of every row, or NON_FINITE where the row's logits are not all finite."""
+    """The next id of every row, or NON_FINITE where the row's logits, or the distribution sampled from
+    after temperature and filtering, are not all finite."""
     xp = array_namespace(logits)
     logits = xp.astype(logits, xp.float32)  # half-precision cumulative sums over 50k entries drift
     finite = xp.isfinite(xp.max(logits, axis=-1))  # NaN and +-inf all show in the row's max (or min)
     finite = finite & xp.isfinite(xp.min(logits, axis=-1))
-    return xp.where(finite, choose(logits, uniforms, sampling), NON_FINITE)
+    ids, sound = choose(logits, uniforms, sampling)
+    return xp.where(finite & sound, ids, NON_FINITE)

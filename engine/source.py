@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 from pathlib import Path
 
 from .config import PRESETS
-from .errors import ModelNotFoundError
+from .errors import CheckpointError, ModelNotFoundError
+from .presets import cache_dir, preset_directory
+from .synthetic import SYNTHETIC_MARK
 
-SYNTHETIC_MARK = "arraygpt_synthetic"  # config.json key naming the preset and seed of random weights
+__all__ = ["ModelSource", "resolve_model", "cache_dir", "synthetic_mark", "download_from_hub"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _HUB_FILES = ["config.json", "model.safetensors", "vocab.json", "merges.txt"]
 
@@ -29,27 +30,33 @@ class ModelSource:
         return str(self.directory)
 
 
-def cache_dir() -> Path:
-    """ARRAYGPT_CACHE, else $XDG_CACHE_HOME/arraygpt, else ~/.cache/arraygpt."""
-    if os.environ.get("ARRAYGPT_CACHE"):
-        return Path(os.environ["ARRAYGPT_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "arraygpt"
-
-
 def synthetic_mark(directory: Path) -> dict | None:
+    """{"preset", "seed"} of a synthetic checkpoint's config.json; None for real weights. A mark of the
+    wrong shape is an error naming the field (config.json itself is checked by GPTConfig)."""
     try:
-        return json.loads((Path(directory) / "config.json").read_text()).get(SYNTHETIC_MARK)
-    except (OSError, ValueError):
+        raw = json.loads((Path(directory) / "config.json").read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    mark = raw.get(SYNTHETIC_MARK) if isinstance(raw, dict) else None
+    if mark is None:
+        return None
+    if not (isinstance(mark, dict) and isinstance(mark.get("preset"), str) and isinstance(mark.get("seed"), int)
+            and not isinstance(mark.get("seed"), bool)):
+        raise CheckpointError(f"{Path(directory) / 'config.json'}: {SYNTHETIC_MARK} must be "
+                              f'{{"preset": NAME, "seed": INTEGER}}, got {json.dumps(mark)[:80]}')
+    return mark
 
 
 def resolve_model(spec, seed: int = 0, progress=None) -> ModelSource:
+    if isinstance(spec, (bytes, bytearray)) or not isinstance(spec, (str, Path)):
+        raise ModelNotFoundError(f"a model is a preset name, a directory or a hub id, got {type(spec).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ModelNotFoundError(f"the model seed must be an integer >= 0, got {seed!r}")
     spec = str(spec)
+    if not spec.strip():
+        raise ModelNotFoundError(f"no model given (presets: {', '.join(PRESETS)}, a directory or a hub id)")
     if spec in PRESETS:
-        from .synthetic import write_synthetic_checkpoint
-        directory = cache_dir() / "synthetic" / f"{spec}-seed{seed}"
-        if not (directory / "model.safetensors").exists():
-            write_synthetic_checkpoint(spec, directory, seed=seed, progress=progress)
+        directory = preset_directory(spec, seed, progress)
         return ModelSource(spec, directory, synthetic_mark(directory))
     path = Path(spec).expanduser()
     if path.is_dir():

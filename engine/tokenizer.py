@@ -137,8 +137,9 @@ class Tokenizer:
         ids, start = [], 0
         for match in self._special_pattern.finditer(text):
             if match.group() not in allowed:
-                raise TokenizerError(f"the text contains the special token {match.group()!r}; pass "
-                                     "allowed_special={...} (or 'all') to encode it as a special token")
+                raise TokenizerError(f"the text contains the special token {match.group()!r}; to encode it as a "
+                                     "special token pass --allow-special on the command line (allowed_special="
+                                     "'all' or a set in Python)")
             ids += self.encode_ordinary(text[start:match.start()])
             ids.append(self.special_tokens[match.group()])
             start = match.end()

@@ -155,7 +155,8 @@ def test_synthetic_checkpoints_are_deterministic_per_seed(tmp_path):
     b = write_synthetic_checkpoint("tiny", tmp_path / "b", seed=3)
     c = write_synthetic_checkpoint("tiny", tmp_path / "c", seed=4)
     assert sha256(a / "model.safetensors") == sha256(b / "model.safetensors") != sha256(c / "model.safetensors")
-    assert sorted(p.name for p in a.iterdir()) == ["config.json", "merges.txt", "model.safetensors", "vocab.json"]
+    assert sorted(p.name for p in a.iterdir()) == ["arraygpt-digest.json", "config.json", "merges.txt",
+                                                   "model.safetensors", "vocab.json"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -70,7 +69,10 @@ def add_parser(sub):
     p.add_argument("--no-parity", action="store_true", help="skip the float64 parity check")
     p.add_argument("--json", metavar="PATH", help="write every repeat, the machine and versions as JSON "
                    "(default: out/bench-DATE.json); rewritten after each scenario, so an interrupted run keeps "
-                   "what finished")
+                   "what finished. PATH must be new (or an earlier bench result, with --force); it is locked "
+                   "while the bench runs")
+    p.add_argument("--force", action="store_true", help="replace an earlier bench result at --json PATH (any "
+                   "other existing file is never overwritten)")
     p.add_argument("--list", action="store_true", help="print the scenarios and exit")
 
 
@@ -92,8 +94,7 @@ def peer_devices(backends) -> list[str | None]:
 
 def run(args) -> int:
     from backends import SPEED_BACKENDS, usable_backends
-    from benchmarks.harness import Bench
-    from benchmarks.tables import probes_table, results_table
+    from benchmarks.outputs import check_json_output, exclusive_output
     from benchmarks.scenarios import expand, load_suite
 
     suite = load_suite(args.suite)
@@ -112,7 +113,16 @@ def run(args) -> int:
         for s in scenarios:
             print(s.id)
         return 0
-    json_path = Path(args.json or f"out/bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
+    json_path = check_json_output(args.json or f"out/bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json",
+                                  "arraygpt-bench", replace=args.force)
+    with exclusive_output(json_path):
+        return _run_locked(args, suite, scenarios, overrides, json_path)
+
+
+def _run_locked(args, suite, scenarios, overrides, json_path) -> int:
+    from benchmarks.harness import Bench
+    from benchmarks.tables import probes_table, results_table
+
     console = report_console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=stderr, transient=True) as progress:
@@ -139,9 +149,10 @@ def run(args) -> int:
                       on_event=on_event)
         try:
             doc = bench.run()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the worker is ended, the rows so far are kept
             progress.stop()
-            stderr.print(f"interrupted: {len(bench.doc['results'])} finished scenario(s) kept in {json_path}")
+            stderr.print(f"interrupted: {len(bench.doc['results'])} finished scenario(s) kept in {json_path} "
+                         "(\"complete\": false)")
             raise
     console.print(results_table(doc))
     if doc["probes"]:

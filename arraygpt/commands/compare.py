@@ -19,6 +19,16 @@ def threshold(text: str) -> float:
     return value
 
 
+def confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ArrayGPTError(f"--confidence takes a number in (0, 1) such as 0.95, got '{text}'") from None
+    if not 0 < value < 1:
+        raise ArrayGPTError(f"--confidence must be in (0, 1) such as 0.95, got '{text}'")
+    return value
+
+
 def add_parser(sub):
     p = sub.add_parser("compare", help="compare two bench results; exit 1 on a confident slowdown",
                        description="Compare two `arraygpt bench --json` files scenario by scenario: the ratio of "
@@ -29,18 +39,38 @@ def add_parser(sub):
                    "comma-separated (their repeats are pooled, so drift between runs counts as noise)")
     p.add_argument("new", metavar="NEW.json", help="the same for the new commit")
     p.add_argument("--threshold", default="10%", help="slowdown that counts as a regression (default: 10%%)")
-    p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the interval (default: 0.95)")
+    p.add_argument("--confidence", type=confidence, default=0.95,
+                   help="confidence level of the interval, in (0, 1) (default: 0.95)")
     p.add_argument("--force", action="store_true", help="compare results from different machines or backends")
-    p.add_argument("--json", metavar="PATH", help="also write the verdicts as JSON")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="compare runs that did not finish (\"complete\": false) on the scenarios they did finish; "
+                        "without it such a run gets no verdict (exit 2)")
+    p.add_argument("--json", metavar="PATH", help="also write the verdicts as JSON (a new path, or an earlier "
+                   "compare result, which is replaced)")
 
 
 def run(args) -> int:
     from benchmarks.compare import compare
-    from benchmarks.jsonio import read_json, write_json_atomic
+    from benchmarks.jsonio import check_bench_file, read_json, write_json_atomic
+    from benchmarks.outputs import check_json_output
 
     limit = threshold(args.threshold)
-    base = [read_json(path) for path in args.base.split(",") if path]
-    new = [read_json(path) for path in args.new.split(",") if path]
+    json_path = check_json_output(args.json, "arraygpt-compare", replace=True) if args.json else None
+    sides = {}
+    for side, paths in (("BASE", args.base), ("NEW", args.new)):
+        paths = [path for path in paths.split(",") if path]
+        if not paths:
+            raise ArrayGPTError(f"no {side} file given")
+        docs = [read_json(path) for path in paths]
+        for path, doc in zip(paths, docs):
+            check_bench_file(doc, path)
+            if not doc.get("complete", False) and not args.allow_incomplete:
+                unfinished = sum(r.get("status") != "ok" for r in doc["results"])
+                raise ArrayGPTError(f"{path} is an incomplete run (\"complete\": false; {unfinished} scenario(s) "
+                                    f"did not finish, of {len(doc['results'])} recorded): no verdict. Rerun it, or "
+                                    "pass --allow-incomplete to compare the scenarios that finished")
+        sides[side] = docs
+    base, new = sides["BASE"], sides["NEW"]
     rows, only_base, only_new = compare(base, new, limit, args.confidence, args.force)
     table = Table(title=f"{args.new} against {args.base} (threshold {limit:.0%}, {args.confidence:.0%} interval)",
                   title_justify="left")
@@ -55,8 +85,8 @@ def run(args) -> int:
     for label, ids in (("only in BASE", only_base), ("only in NEW", only_new)):
         for sid in ids:
             console.print(f"[yellow]{label}:[/] {sid}")
-    if args.json:
-        write_json_atomic(args.json, {"threshold": limit, "confidence": args.confidence,
+    if json_path:
+        write_json_atomic(json_path, {"kind": "arraygpt-compare", "threshold": limit, "confidence": args.confidence,
                                       "comparisons": [r.to_json() for r in rows],
                                       "only_in_base": only_base, "only_in_new": only_new})
     if not rows:

@@ -8,6 +8,7 @@ import sys
 import time
 
 from engine.errors import GenerationError
+from engine.generate import check_seed
 from engine.sampling import Sampling
 
 from .options import add_model_options, load_model_with_progress, read_text_arg, stderr, warn_if_synthetic
@@ -26,6 +27,8 @@ def add_parser(sub):
                    help="sample from the smallest set of tokens holding probability P")
     p.add_argument("--seed", type=int, default=None, help="make sampling reproducible (same on every backend)")
     p.add_argument("--stop-at-eos", action="store_true", help="stop a prompt at <|endoftext|>")
+    p.add_argument("--allow-special", action="store_true",
+                   help="encode <|endoftext|> in a prompt as its special id instead of refusing it")
     p.add_argument("--json", action="store_true", help="print one JSON object per prompt instead of text")
     add_model_options(p)
 
@@ -35,9 +38,12 @@ def run(args) -> int:
     if any(not t for t in texts):
         raise GenerationError("empty prompt: give some text to continue")
     Sampling(args.temperature, args.top_k, args.top_p)  # bad values fail before a model is loaded
+    check_seed(args.seed)
+    if args.max_new_tokens < 1:
+        raise GenerationError(f"-n/--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     model = load_model_with_progress(args, batch=len(texts))
     tok = model.tokenizer
-    prompts = [tok.encode(t) for t in texts]
+    prompts = [tok.encode(t, allowed_special="all" if args.allow_special else ()) for t in texts]
     stream = model.stream(prompts, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                           top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop_at_eos=args.stop_at_eos)
     warn_if_synthetic(model)

@@ -18,7 +18,9 @@ def add_parser(sub):
     p.add_argument("preset", metavar="PRESET", help=f"one of {', '.join(PRESETS)}")
     p.add_argument("directory", metavar="DIR", help="where to write it")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--force", action="store_true", help="replace DIR if it is not empty")
+    p.add_argument("--force", action="store_true",
+                   help="replace DIR if it holds an earlier arraygpt checkpoint and nothing else (never the "
+                        "current directory, one above it, a home, or a directory with other files)")
 
 
 def run(args) -> int:
@@ -27,12 +29,12 @@ def run(args) -> int:
     directory = Path(args.directory)
     if args.preset not in PRESETS:
         raise ArrayGPTError(f"unknown preset '{args.preset}' (presets: {', '.join(PRESETS)})")
-    if directory.exists() and not directory.is_dir():
-        raise ArrayGPTError(f"{directory}: exists and is not a directory")
+    if args.seed < 0:
+        raise ArrayGPTError(f"--seed must be an integer >= 0, got {args.seed}")
     if directory.is_dir() and any(directory.iterdir()) and not args.force:
-        raise ArrayGPTError(f"{directory}: not empty (pass --force to replace it)")
+        raise ArrayGPTError(f"{directory}: not empty (--force replaces an earlier arraygpt checkpoint, and only that)")
     with progress_bar(f"writing {args.preset}") as update:
-        write_synthetic_checkpoint(args.preset, directory, seed=args.seed, progress=update)
+        write_synthetic_checkpoint(args.preset, directory, seed=args.seed, progress=update, replace=args.force)
     config = PRESETS[args.preset]
     stderr.print(f"wrote synthetic {args.preset} ({config.n_params:,} parameters, random weights, seed {args.seed}) "
                  f"to {directory}")

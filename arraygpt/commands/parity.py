@@ -46,7 +46,7 @@ def add_parser(sub):
     p.add_argument("--prompt-len", type=int, default=16, help="tokens per prompt (default: 16)")
     p.add_argument("--new-tokens", type=int, default=16, help="greedy tokens compared (default: 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random prompts (default: 0)")
-    p.add_argument("--json", metavar="PATH", help="also write the matrix as JSON")
+    p.add_argument("--json", metavar="PATH", help="also write the matrix as JSON (a new path, or an earlier parity result, which is replaced)")
     add_mesh_options(p)
 
 
@@ -76,6 +76,9 @@ def run(args) -> int:
     from backends.base import DTYPE_NAMES
     from benchmarks.parity import run_parity
 
+    from benchmarks.outputs import check_json_output
+
+    json_path = check_json_output(args.json, "arraygpt-parity", replace=True) if args.json else None
     join_processes(args)
     backends = parse_backend_list(args.backends)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
@@ -99,8 +102,8 @@ def run(args) -> int:
         console.print(escape(note), style="dim", soft_wrap=True)
     console.print("[dim]tokens: greedy tokens equal to the reference's; cache: cached decode equal to full "
                   "recomputation on the backend itself[/]")
-    if args.json:
-        write_json_atomic(args.json, {"kind": "arraygpt-parity", "environment": environment(), "setup": setup,
+    if json_path:
+        write_json_atomic(json_path, {"kind": "arraygpt-parity", "environment": environment(), "setup": setup,
                                       "cells": [c.to_json() for c in cells]})
     failed = [c for c in cells if c.status == "fail"]
     ran = [c for c in cells if c.status != "skipped"]

@@ -10,13 +10,18 @@ def add_parser(sub):
                        description="Plot decode tokens/s against batch size and against context length, one line "
                                    "per backend, from an `arraygpt bench --json` file.")
     p.add_argument("results", metavar="RESULTS.json")
-    p.add_argument("-o", "--output", default="bench.png", metavar="FILE.png", help="image to write (default: bench.png)")
+    p.add_argument("-o", "--output", default="bench.png", metavar="FILE.png", help="image to write: png, svg, pdf or jpg; no suffix: .png; an existing file is replaced only "
+                        "if it is an image of that format (default: bench.png)")
 
 
 def run(args) -> int:
-    from benchmarks.jsonio import read_json
+    from benchmarks.jsonio import check_bench_file, read_json
+    from benchmarks.outputs import check_image_output
     from benchmarks.plot import plot_results
 
-    plot_results(read_json(args.results), args.output)
-    stderr.print(f"wrote {args.output}")
+    output = check_image_output(args.output)
+    doc = read_json(args.results)
+    check_bench_file(doc, args.results)
+    plot_results(doc, output)
+    stderr.print(f"wrote {output}")
     return 0

@@ -13,20 +13,27 @@ def add_parser(sub):
                                    "and parity. Markdown on stdout (for a PR comment or a README); -o adds a chart. "
                                    "Runs are labelled by machine and date.")
     p.add_argument("results", nargs="+", metavar="RUN.json", help="files written by `arraygpt bench --json`")
-    p.add_argument("-o", "--output", default=None, metavar="FILE.png", help="also draw a bar chart per workload")
+    p.add_argument("-o", "--output", default=None, metavar="FILE.png", help="also draw a bar chart per workload (png, svg, pdf or jpg; no suffix: .png; an existing "
+                        "file is replaced only if it is an image of that format)")
 
 
 def run(args) -> int:
     from benchmarks.jsonio import check_bench_file, read_json
+    from benchmarks.outputs import check_image_output
     from benchmarks.report import chart, markdown
 
+    output = check_image_output(args.output) if args.output else None
     docs = []
     for path in args.results:
         doc = read_json(path)
         check_bench_file(doc, path)
         docs.append(doc)
     print(markdown(docs, args.results), end="")
-    if args.output:
-        chart(docs, args.output)
-        stderr.print(f"wrote {args.output}")
+    incomplete = [path for path, doc in zip(args.results, docs) if not doc.get("complete", False)]
+    if incomplete:
+        stderr.print(f"[yellow]note:[/] {', '.join(incomplete)}: an incomplete run (\"complete\": false); "
+                     "its missing scenarios are not in the report")
+    if output:
+        chart(docs, output)
+        stderr.print(f"wrote {output}")
     return 0
