@@ -67,12 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the signal handlers and warning format it sets are put back when it returns."""
+    previous = {}
     for signum in (signal.SIGTERM, signal.SIGHUP):
         try:
-            signal.signal(signum, _raise_terminated)
+            previous[signum] = signal.signal(signum, _raise_terminated)
         except (ValueError, OSError):  # not the main thread (arraygpt called from a library's thread)
             pass
+    shown = warnings.showwarning
     warnings.showwarning = _one_line_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = shown
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _main(argv):
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

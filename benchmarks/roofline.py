@@ -95,7 +95,18 @@ def probe(backend, dtype: str) -> dict:
     product = backend.compile(_matmul)
     nbytes = rows * cols * ITEMSIZE[dtype]
     bandwidth = nbytes / _gemv_time(xp, device, backend.dtype(dtype), sync, product, rng, rows, cols)
-    n = 2048 if not on_gpu else 8192
+    n = _matmul_size(xp, device, backend.dtype(dtype), sync, product, rng, 2048 if not on_gpu else 8192)
     a = xp.asarray(rng.random((n, n), dtype=np.float32), dtype=backend.dtype(dtype), device=device)
     rate = 2 * n**3 / _median_time(lambda: sync(product(a, a)), repeats=3)
     return {"bandwidth_bytes_s": bandwidth, "matmul_flops_s": rate, "gemv_bytes": nbytes, "matmul_n": n}
+
+
+def _matmul_size(xp, device, dtype, sync, product, rng, largest: int) -> int:
+    """The product size for the matmul probe: `largest`, unless this library's kernel is so slow in this
+    dtype that one product would take over ~0.5 s (torch's bfloat16 on an AVX2-only CPU: 1.5 GFLOP/s, so
+    2048^3 took 12 s a call); then the largest multiple of 256 that fits, at least 512."""
+    small = xp.asarray(rng.random((512, 512), dtype=np.float32), dtype=dtype, device=device)
+    seconds = _median_time(lambda: sync(product(small, small)), repeats=1)
+    rate = 2 * 512**3 / max(seconds, 1e-9)
+    fits = int((0.5 * rate / 2) ** (1 / 3)) // 256 * 256
+    return max(512, min(largest, fits))

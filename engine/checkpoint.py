@@ -182,6 +182,15 @@ def bare_name(name: str, tied: bool = True) -> str | None:
     return name
 
 
+def _untied_head(stored: dict[str, HostTensor]) -> bool:
+    """True when the file holds an lm_head.weight whose bytes are not wte's."""
+    head = stored.get("lm_head.weight")
+    wte = stored.get("wte.weight", stored.get("transformer.wte.weight"))
+    if head is None or wte is None:
+        return False
+    return (head.dtype, head.shape) != (wte.dtype, wte.shape) or head.data.cast("B") != wte.data.cast("B")
+
+
 def load_checkpoint(directory: Path) -> tuple[GPTConfig, dict[str, HostTensor]]:
     """Read config.json and model.safetensors of a Hugging Face GPT-2 directory and check they agree."""
     directory = Path(directory)
@@ -200,6 +209,9 @@ def load_checkpoint(directory: Path) -> tuple[GPTConfig, dict[str, HostTensor]]:
     if config.n_params * 2 > os.path.getsize(model_file):
         raise CheckpointError(f"{model_file}: {implied}: {config.n_params:,} parameters, more than its "
                               f"{os.path.getsize(model_file):,} bytes can hold")
+    if config.tie_word_embeddings and _untied_head(stored):
+        # A stored lm_head that differs from wte: transformers 5 then does not tie them, and uses it.
+        config = dataclasses.replace(config, tie_word_embeddings=False)
     tensors = {}
     for name, tensor in stored.items():
         bare = bare_name(name, config.tie_word_embeddings)

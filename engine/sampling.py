@@ -84,12 +84,18 @@ def draw(probs, uniforms):  # [B, V] (unnormalized) weights, [B] uniforms in [0,
 NON_FINITE = -1
 
 
+# 1/T is capped here: past it every logit but the row's largest is already -1e23 or less (greedy), and
+# a float32 1/T must stay finite (1/1e-300 is inf, and 0 * inf is NaN).
+_MAX_INVERSE_TEMPERATURE = 1e30
+
+
 def tempered(logits, temperature):  # [B, V] finite logits -> [B, V] (logits - max) / T, each row's max 0
     """Temperature applied after taking away each row's max: every value is <= 0 and the max is exactly 0,
-    so a tiny temperature (1e-40) gives -inf for all but the likeliest tokens instead of overflowing
-    to +inf (which once made every row NaN, and token 0)."""
+    so a tiny temperature (1e-40) leaves the likeliest tokens and sends the rest to -inf instead of
+    overflowing to +inf (which once made every row NaN, and token 0)."""
     xp = array_namespace(logits)
-    return (logits - xp.max(logits, axis=-1, keepdims=True)) / temperature
+    inverse = min(1.0 / temperature, _MAX_INVERSE_TEMPERATURE)
+    return (logits - xp.max(logits, axis=-1, keepdims=True)) * inverse
 
 
 def choose(logits, uniforms, sampling: Sampling):  # [B, V] float32 logits, [B] uniforms -> [B] int32 ids, ok

@@ -1,0 +1,125 @@
+"""compare, report and plot read only sound bench files: NaN, infinite or negative figures, unknown
+schemas, malformed records and incomplete runs get a verdict in one line, never a pass on garbage."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from helpers import TINY_BENCH, cli, one_line_error
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("files") / "run.json"
+    result = cli(*TINY_BENCH, "--repeats", "3", "--json", path)
+    assert result.returncode == 0, result.stderr
+    return json.loads(path.read_text())
+
+
+def write(tmp_path, name, doc):
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def metric(doc):
+    return doc["results"][0]["metrics"]["decode_tps"]
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda d: metric(d).update(median=float("nan")), "not a positive speed"),
+    (lambda d: metric(d).update(iqr=float("inf")), "is inf"),
+    (lambda d: d["results"][0]["repeats"][0].update(decode_tps=-3.0), "is negative"),
+    (lambda d: d.update(schema=99), "schema 99 is not one this arraygpt reads"),
+    (lambda d: d.pop("environment"), "environment.machine is missing"),
+    (lambda d: d.update(results={"a": 1}), "results is not a list"),
+    (lambda d: d["results"][0].update(batch="8"), "batch is missing or not an integer"),
+    (lambda d: d["results"][0].pop("metrics"), "has no metrics or repeats"),
+])
+def test_unsound_files_are_refused_by_compare_report_and_plot(run, tmp_path, damage, match):
+    bad = copy.deepcopy(run)
+    damage(bad)
+    good, broken = write(tmp_path, "good.json", run), write(tmp_path, "bad.json", bad)
+    for argv in (["compare", good, broken], ["compare", broken, good], ["report", broken],
+                 ["plot", broken, "-o", tmp_path / "p.png"]):
+        err = one_line_error(cli(*argv))
+        assert match in err and "bad.json" in err, (argv, err)
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_compare_gives_no_verdict_on_an_incomplete_run(run, tmp_path):
+    partial = copy.deepcopy(run) | {"complete": False}
+    base, new = write(tmp_path, "base.json", run), write(tmp_path, "new.json", partial)
+    err = one_line_error(cli("compare", base, new))
+    assert "new.json is an incomplete run" in err and "--allow-incomplete" in err
+    assert cli("compare", base, new, "--allow-incomplete").returncode == 0
+    result = cli("report", new)
+    assert result.returncode == 0 and "incomplete run" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["1.5", "0", "-0.2", "abc"])
+def test_compare_confidence_must_be_a_probability(run, tmp_path, value):
+    path = write(tmp_path, "r.json", run)
+    assert "--confidence" in one_line_error(cli("compare", path, path, "--confidence", value))
+
+
+@pytest.mark.parametrize("suite, match", [
+    ("[[group]]\nname='g'\nmodel='tiny'\ndtype='float32'\nbatch=1\nprompt_len=4\n", "has no new_tokens"),
+    ("[[group]]\nname='g'\nmodel='tiny'\ndtype='float32'\nbatch='one'\nprompt_len=4\nnew_tokens=2\n",
+     "batch must be an integer >= 1"),
+    ("[[group]]\nname='g'\nmodel='tiny'\ndtype='float8'\nbatch=1\nprompt_len=4\nnew_tokens=2\n", "unknown dtype"),
+    ("[[group]]\nname='g'\nmodel=3\ndtype='float32'\nbatch=1\nprompt_len=4\nnew_tokens=2\n", "model must be a string"),
+    ("group = 3\n", "no [[group]]"),
+    ("[[group]\n", "not a readable suite"),
+])
+def test_bad_suite_files_are_one_line(tmp_path, suite, match):
+    path = tmp_path / "s.toml"
+    path.write_text(suite)
+    assert match in one_line_error(cli("bench", "--suite", path, "--list"))
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["generate", "x", "--model", "tiny", "--seed", "-1"], "seed must be an integer >= 0"),
+    (["generate", "x", "--model", ""], "no model given"),
+    (["generate", "x", "--model", "tiny", "-n", "0"], "max-new-tokens must be >= 1"),
+    (["init", "tiny", "somewhere", "--seed", "-1"], "--seed must be an integer >= 0"),
+    (["generate", "hi<|endoftext|>", "--model", "tiny"], "--allow-special"),
+])
+def test_more_bad_input_is_one_line(argv, match, tmp_path):
+    assert match in one_line_error(cli(*argv, cwd=tmp_path))
+
+
+def test_allow_special_encodes_the_special_token():
+    result = cli("generate", "hi<|endoftext|>", "--model", "tiny", "-n", "2", "--allow-special", "--json")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_tiny_temperature_samples_the_greedy_tokens(small_checkpoint):
+    """1e-40 used to overflow logits / T to infinity, so every step sampled token 0; the oracle is HF's
+    greedy generate on the same checkpoint."""
+    import numpy as np
+    import torch
+    from transformers import GPT2LMHeadModel
+    from engine import load_model
+    prompt = [3, 14, 15, 92, 65]
+    hf = GPT2LMHeadModel.from_pretrained(small_checkpoint).eval()
+    with torch.no_grad():
+        greedy = hf.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False,
+                             pad_token_id=0)[0, len(prompt):].tolist()
+    model = load_model(small_checkpoint)
+    for temperature in (1e-40, 1e-300, np.float32(1e-30)):
+        assert model.generate(prompt, max_new_tokens=8, temperature=temperature, seed=1) == greedy
+    assert set(greedy) != {0}
+
+
+def test_numpy_scalars_are_sampling_values(small_checkpoint):
+    import numpy as np
+    from engine import load_model
+    model = load_model(small_checkpoint)
+    prompt = [3, 14, 15]
+    plain = model.generate(prompt, max_new_tokens=6, temperature=0.8, top_k=20, top_p=0.9, seed=np.int64(3))
+    assert model.generate(prompt, max_new_tokens=6, temperature=np.float64(0.8), top_k=np.int64(20),
+                          top_p=np.float64(0.9), seed=3) == plain

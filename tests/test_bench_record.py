@@ -1,0 +1,88 @@
+"""The bench's record tells the truth however the bench ends: complete is false when a scenario did not
+finish, and Ctrl-C, SIGTERM, SIGHUP or a killed worker leave no worker running and no temporary files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from helpers import LONG_BENCH, TINY_BENCH, alive, bench_rows, children, start_cli, wait_for
+
+# Two groups, so a run has a finished scenario before the long one starts.
+QUICK_THEN_LONG = """
+[defaults]
+model = "tiny"
+dtype = "float32"
+warmup = 0
+peers = []
+[[group]]
+name = "quick"
+batch = 1
+prompt_len = 4
+new_tokens = 4
+repeats = 1
+[[group]]
+name = "long"
+batch = 1
+prompt_len = 300
+new_tokens = 300
+repeats = 50
+"""
+
+
+def start_bench(tmp_path, *extra):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(QUICK_THEN_LONG)
+    path = tmp_path / "run.json"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    process = start_cli("bench", "--suite", suite, "--backends", "numpy", "--no-roofline", "--no-parity",
+                        "--json", path, *extra, env={"TMPDIR": str(tmp)})
+    wait_for(lambda: bench_rows(path), timeout=120)  # the quick scenario is in the file
+    worker = wait_for(lambda: children(process.pid), timeout=60)[0]
+    return process, worker, path, tmp
+
+
+def test_a_killed_worker_makes_the_run_incomplete(tmp_path):
+    process, worker, path, tmp = start_bench(tmp_path)
+    os.kill(worker, signal.SIGKILL)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err
+    doc = json.loads(path.read_text())
+    assert doc["complete"] is False
+    statuses = {r["id"].split("/")[-2]: r["status"] for r in doc["results"]}
+    assert statuses == {"p4": "ok", "p300": "error"}
+    assert "worker exited with code -9" in doc["results"][1]["message"]
+    assert not list(tmp.iterdir())  # the temporary directory went with the run
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_every_way_to_stop_a_bench_ends_its_worker_and_cleans_up(tmp_path, signum):
+    process, worker, path, tmp = start_bench(tmp_path)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == (130 if signum == signal.SIGINT else 128 + signum), err
+    assert "Traceback" not in err and "kept in" in err
+    wait_for(lambda: not alive(worker), timeout=30)
+    doc = json.loads(path.read_text())
+    assert doc["complete"] is False and [r["status"] for r in doc["results"]] == ["ok"]
+    assert not list(tmp.iterdir())
+    assert not (tmp_path / ".run.json.lock").exists()
+
+
+def test_a_worker_dies_with_its_bench_even_when_the_bench_is_killed(tmp_path):
+    process, worker, path, tmp = start_bench(tmp_path)
+    process.kill()  # SIGKILL: no handler runs in the bench; the worker goes by PR_SET_PDEATHSIG
+    process.communicate(timeout=60)
+    wait_for(lambda: not alive(worker), timeout=30)
+    assert json.loads(path.read_text())["complete"] is False
+
+
+def test_a_finished_run_is_complete(tmp_path):
+    from helpers import cli
+    path = tmp_path / "run.json"
+    assert cli(*TINY_BENCH, "--json", path).returncode == 0
+    assert json.loads(path.read_text())["complete"] is True

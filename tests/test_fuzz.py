@@ -1,0 +1,216 @@
+"""Fuzzing what users and disks hand arraygpt (hypothesis): random bytes and structured mutations of a
+safetensors header and of config.json, random bench documents for compare/report/plot, and random
+command lines. The property everywhere: a correct result, or one line and exit 2 (CheckpointError in
+Python); never a traceback, never a hang, never a changed file outside the output path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from arraygpt.cli import main  # noqa: E402
+from engine import ArrayGPTError, load_model  # noqa: E402
+from engine.checkpoint import read_safetensors  # noqa: E402
+
+from helpers import snapshot  # noqa: E402
+
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+BENCH_FILE = RESULTS / "2026-11-24-cpu-ci-rerun-1.json"  # a real run, committed
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=12)
+
+
+def library_refuses(path) -> bool:
+    import safetensors
+    try:
+        with safetensors.safe_open(str(path), framework="numpy") as f:
+            for key in f.keys():
+                f.get_slice(key)
+        return False
+    except Exception:
+        return True
+
+
+@pytest.fixture(scope="module")
+def workdir(small_checkpoint):
+    root = Path(tempfile.mkdtemp(prefix="arraygpt-fuzz-"))
+    shutil.copytree(small_checkpoint, root / "ckpt")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def loads_or_refuses(directory) -> None:
+    start = time.time()
+    try:
+        load_model(directory)
+    except ArrayGPTError as err:
+        assert len(str(err).splitlines()) == 1, err
+    assert time.time() - start < 20
+
+
+@FUZZ
+@given(data=st.binary(max_size=600))
+def test_random_bytes_as_a_safetensors_file(workdir, data):
+    path = workdir / "random.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(ArrayGPTError):
+        read_safetensors(path)
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_safetensors_headers(workdir, data):
+    original = (workdir / "ckpt" / "model.safetensors").read_bytes()
+    n = int.from_bytes(original[:8], "little")
+    header, body = json.loads(original[8:8 + n]), original[8 + n:]
+    names = sorted(k for k in header if k != "__metadata__")
+    for _ in range(data.draw(st.integers(1, 3))):
+        name = data.draw(st.sampled_from(names))
+        field = data.draw(st.sampled_from(["dtype", "shape", "data_offsets", "__new__", "__whole__"]))
+        value = data.draw(json_values)
+        if field == "__whole__":
+            header[name] = value
+        elif isinstance(header.get(name), dict):
+            header[name]["extra" if field == "__new__" else field] = value
+    cut = data.draw(st.sampled_from([None, 0, 1, 7]))
+    directory = workdir / "mutated"
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(workdir / "ckpt", directory)
+    encoded = json.dumps(header).encode()
+    blob = len(encoded).to_bytes(8, "little") + encoded + body
+    (directory / "model.safetensors").write_bytes(blob if cut is None else blob[:len(blob) - cut])
+    ours_refused = False
+    try:
+        read_safetensors(directory / "model.safetensors")
+    except ArrayGPTError as err:
+        ours_refused = True
+        assert len(str(err).splitlines()) == 1
+    if library_refuses(directory / "model.safetensors"):
+        assert ours_refused  # never looser than the safetensors library
+    loads_or_refuses(directory)
+
+
+@FUZZ
+@given(fields=st.dictionaries(st.sampled_from(["n_layer", "n_head", "n_embd", "vocab_size", "n_positions", "n_ctx",
+                                                "layer_norm_epsilon", "n_inner", "tie_word_embeddings",
+                                                "scale_attn_weights", "scale_attn_by_inverse_layer_idx",
+                                                "activation_function", "model_type", "eos_token_id",
+                                                "add_cross_attention", "arraygpt_synthetic", "hidden_size"]),
+                              json_values | st.integers(0, 5000), max_size=4),
+       drop=st.lists(st.sampled_from(["n_layer", "n_head", "n_embd", "vocab_size"]), max_size=2))
+def test_mutated_config_json(workdir, fields, drop):
+    directory = workdir / "config-mutated"
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(workdir / "ckpt", directory)
+    config = json.loads((directory / "config.json").read_text())
+    config = {k: v for k, v in (config | fields).items() if k not in drop}
+    (directory / "config.json").write_text(json.dumps(config))
+    loads_or_refuses(directory)
+
+
+def mutate(doc, data):
+    """Replace a random place of a JSON document with a random value (or delete it)."""
+    node, path = doc, []
+    while isinstance(node, (dict, list)) and node and data.draw(st.booleans()):
+        key = data.draw(st.sampled_from(sorted(node) if isinstance(node, dict) else range(len(node))))
+        path.append(key)
+        node = node[key]
+    if not path:
+        return data.draw(json_values) if data.draw(st.booleans()) else doc
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    if isinstance(parent, dict) and data.draw(st.booleans()):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = data.draw(json_values | st.floats(allow_nan=True) | st.integers(-5, 5))
+    return doc
+
+
+def one_line_or_ok(code, capsys) -> None:
+    err = capsys.readouterr().err
+    assert code in (0, 1, 2), code
+    assert "Traceback" not in err
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1, err
+
+
+@FUZZ
+@given(data=st.data())
+def test_random_bench_documents(workdir, capsys, data):
+    base = json.loads(BENCH_FILE.read_text())
+    doc = json.loads(BENCH_FILE.read_text())
+    for _ in range(data.draw(st.integers(1, 3))):
+        doc = mutate(doc, data)
+    good, bad = workdir / "good.json", workdir / "bad.json"
+    good.write_text(json.dumps(base))
+    bad.write_text(json.dumps(doc, allow_nan=True))
+    before = snapshot(workdir / "ckpt")
+    for argv in (["compare", str(good), str(bad)], ["report", str(bad)]):
+        one_line_or_ok(main(argv), capsys)
+    assert json.loads(good.read_text()) == base and snapshot(workdir / "ckpt") == before
+
+
+@settings(FUZZ, max_examples=15)
+@given(data=st.data())
+def test_random_bench_documents_plot(workdir, capsys, data):
+    doc = json.loads(BENCH_FILE.read_text())
+    for _ in range(data.draw(st.integers(1, 2))):
+        doc = mutate(doc, data)
+    bad = workdir / "plot-input.json"
+    bad.write_text(json.dumps(doc, allow_nan=True))
+    one_line_or_ok(main(["plot", str(bad), "-o", str(workdir / "out.png")]), capsys)
+
+
+WORDS = {
+    "command": ["tokenize", "init", "compare", "report", "plot", "generate", "bench", "info", "parity", "nope", ""],
+    "option": ["--model", "-n", "--temperature", "--top-k", "--top-p", "--seed", "--backend", "--dtype", "--weights",
+               "--json", "-o", "--force", "--threshold", "--confidence", "--suite", "--backends", "--dtypes",
+               "--batch-sizes", "--decode", "--allow-special", "--mesh", "--precision", "--model-seed", "--help"],
+    "value": ["tiny", "", "-1", "0", "1", "3", "1e-40", "nan", "inf", "2000", "abc", "numpy", "strict", "nope",
+              "float32", "float16", "bfloat16", "float8", "tp=2", "dp=0", "10%", "1.5", "[1, 2]", "[]", "-",
+              "hi<|endoftext|>", "caf\udce9", "OUT/a.json", "OUT/a.png", "OUT", "USER/notes.txt", ".", "..",
+              "RESULT", "quick", "tf32", "/dev/null"],
+}
+
+
+@settings(FUZZ, max_examples=80)
+@given(data=st.data())
+def test_random_command_lines(workdir, capsys, monkeypatch, data):
+    user = workdir / "user"
+    out = workdir / "out"
+    for d in (user, out):
+        d.mkdir(exist_ok=True)
+    (user / "notes.txt").write_text("notes\n")
+    (user / "thesis.tex").write_text("\\chapter{}\n")
+    monkeypatch.chdir(user)
+    argv = [data.draw(st.sampled_from(WORDS["command"]))]
+    for _ in range(data.draw(st.integers(0, 6))):
+        kind = data.draw(st.sampled_from(["option", "value", "value"]))
+        argv.append(data.draw(st.sampled_from(WORDS[kind])))
+    argv = [a.replace("OUT", str(out)).replace("USER", str(user)).replace("RESULT", str(BENCH_FILE)) for a in argv]
+    if argv[0] == "bench":
+        argv.append("--list")  # no measurement inside a fuzz run
+    if argv[0] in ("generate", "parity"):
+        argv += (["--model", "tiny", "-n", "2"] if argv[0] == "generate"
+                 else ["--model", "tiny", "--new-tokens", "2", "--backends", "numpy"])
+        argv = [a for a in argv if a not in ("2000", "--mesh")]
+    before = snapshot(user)
+    results_before = BENCH_FILE.read_bytes()
+    start = time.time()
+    one_line_or_ok(main(argv), capsys)
+    assert time.time() - start < 60, argv
+    assert snapshot(user) == before, argv  # outputs go to OUT only; nothing of the user's changed
+    assert BENCH_FILE.read_bytes() == results_before
