@@ -35,6 +35,13 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"arraygpt: warning: {message}", file=sys.stderr)
 
 
+def _line(err) -> str:
+    """A message as one line that any stderr can print, whatever a file or an argument put in it (newlines,
+    the lone surrogates Python makes of argv bytes that are not UTF-8)."""
+    text = " ".join(str(err).split("\n")).replace("\r", " ")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _os_error_line(err: OSError) -> str:
     """An OS error a user can act on (no space, no permission, not a directory), as one line."""
     where = f"{err.filename}: " if err.filename else ""
@@ -47,7 +54,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line (with where to look) instead of usage + error."""
 
     def error(self, message):
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +98,7 @@ def _main(argv):
     except SystemExit as exit_:  # --help, --version, or a bad argument already reported in one line
         return exit_.code
     except (ArrayGPTError, BackendError) as err:  # an option's own check (a list of integers, a mesh)
-        print(f"arraygpt: error: {err}", file=sys.stderr)
+        print(f"arraygpt: error: {_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     if args.command is None:
         parser.print_help()
@@ -100,10 +107,10 @@ def _main(argv):
         return COMMANDS[args.command].run(args) or 0
     except BackendUnavailable as err:
         usable = ", ".join(usable_backends(tuple(BACKENDS))) or "none"
-        print(f"arraygpt {args.command}: error: {err} (usable here: {usable})", file=sys.stderr)
+        print(f"arraygpt {args.command}: error: {_line(err)} (usable here: {usable})", file=sys.stderr)
         return EXIT_USER_ERROR
     except (ArrayGPTError, BackendError) as err:
-        print(f"arraygpt {args.command}: error: {err}", file=sys.stderr)
+        print(f"arraygpt {args.command}: error: {_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Terminated as err:
         print(f"arraygpt {args.command}: terminated by {err}", file=sys.stderr)
@@ -119,5 +126,5 @@ def _main(argv):
               file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as err:  # no space, no permission, not a directory: the user's machine, not a bug
-        print(f"arraygpt {args.command}: error: {_os_error_line(err)}", file=sys.stderr)
+        print(f"arraygpt {args.command}: error: {_line(_os_error_line(err))}", file=sys.stderr)
         return EXIT_USER_ERROR

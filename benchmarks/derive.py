@@ -111,6 +111,9 @@ def derive(doc: dict) -> None:
     """Set doc["ceilings"] and every ok result's "derived": decode floor and roofline, prefill ceiling
     and roofline (with the runner that set the ceiling), ratios to each peer, parity."""
     upgrade(doc)
+    for r in doc.get("results", []):  # a schema 2 record always has it; a hand-made one may not
+        if not isinstance(r.get("numerics"), str):
+            r["numerics"] = numerics_label(r["dtype"], r.get("precision") or "float32", r.get("weights"))
     ceilings = doc["ceilings"] = machine_ceilings(doc)
     ok = [r for r in doc.get("results", []) if r.get("status") == "ok"]
     peers = {(r["runner"], *_peer_key(r, r["numerics"])): r["metrics"] for r in ok if r["runner"] in PEERS}

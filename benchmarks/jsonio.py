@@ -68,8 +68,14 @@ def check_bench_file(doc, path) -> None:
     env = doc.get("environment")
     if not isinstance(env, dict) or not isinstance(env.get("machine"), dict):
         _fail(path, "environment.machine", "is missing")
-    if not isinstance(env.get("date", ""), str):
-        _fail(path, "environment.date", "is not a string")
+    if not isinstance(env.get("date"), str):
+        _fail(path, "environment.date", "is missing or not a string")
+    machine = env["machine"]
+    if not isinstance(machine.get("cpu", ""), str) or not isinstance(machine.get("cores", 1), int):
+        _fail(path, "environment.machine", "has a cpu or cores of the wrong type")
+    gpus = machine.get("gpus", [])
+    if not isinstance(gpus, list) or not all(isinstance(g, dict) and isinstance(g.get("name"), str) for g in gpus):
+        _fail(path, "environment.machine.gpus", "is not a list of GPUs with names")
     if not isinstance(doc.get("complete", False), bool):
         _fail(path, "complete", "is not true or false")
     for name in ("probes", "parity", "models", "suite"):

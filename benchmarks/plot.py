@@ -42,6 +42,13 @@ def plot_results(doc: dict, path) -> None:
     if not by_batch:
         raise ArrayGPTError("the result file has no successful decode scenario to plot")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    try:
+        _draw(fig, axes, doc, by_batch, fixed_b, by_context, fixed_c, path)
+    finally:  # an error mid-drawing must not leave the figure open (pyplot keeps every open one)
+        plt.close(fig)
+
+
+def _draw(fig, axes, doc, by_batch, fixed_b, by_context, fixed_c, path) -> None:
     colours = {label: f"C{i}" for i, label in enumerate(sorted(set(by_batch) | set(by_context)))}
     for ax, lines, fixed, xlabel in ((axes[0], by_batch, fixed_b, "batch size"),
                                      (axes[1], by_context, fixed_c, "mean context length (tokens)")):
@@ -55,7 +62,7 @@ def plot_results(doc: dict, path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     machine = doc["environment"]["machine"]
-    fig.suptitle(f"arraygpt bench: {machine['cpu']} ({machine['cores']} cores), {doc['environment']['date'][:10]}")
+    fig.suptitle(f"arraygpt bench: {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores), "
+                 f"{doc['environment']['date'][:10]}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -145,30 +145,32 @@ def chart(docs: list[dict], path) -> None:
     height = 0.6 + 0.22 * lines_per_panel
     fig, axes = plt.subplots(math.ceil(len(groups) / columns), columns, squeeze=False,
                              figsize=(6.2 * columns, height * math.ceil(len(groups) / columns) + 0.8))
-    from matplotlib.ticker import NullFormatter
-    for ax, (workload, metric, group) in zip(axes.flat, groups):
-        group = sorted(group, key=lambda r: (labels.index(r.run), r.numerics, r.is_peer, -r.tps))[::-1]
-        names = [f"{r.runner} {r.device} {r.numerics}" for r in group]
-        low = min(r.tps for r in group) / 2
-        bars = ax.barh(range(len(group)), [r.tps - low for r in group], left=low,
-                       color=[colours[r.run] for r in group])
-        for bar, r in zip(bars, group):
-            if r.is_peer:
-                bar.set_hatch("///")
-                bar.set_edgecolor("white")
-        ax.set_yticks(range(len(group)), names, fontsize=7)
-        ax.set_xscale("log")
-        ax.set_xlim(low, max(r.tps for r in group) * 2.5)
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(_workload_title(workload, metric), fontsize=8)
-        ax.grid(axis="x", alpha=0.3, which="both")
-        for i, r in enumerate(group):
-            ax.text(r.tps, i, f" {_tps(r.tps)}", va="center", fontsize=6)
-    for ax in list(axes.flat)[len(groups):]:
-        ax.axis("off")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[label]) for label in labels]
-    handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="grey", hatch="///", edgecolor="white"))
-    fig.legend(handles, labels + ["peer (hatched)"], loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        from matplotlib.ticker import NullFormatter
+        for ax, (workload, metric, group) in zip(axes.flat, groups):
+            group = sorted(group, key=lambda r: (labels.index(r.run), r.numerics, r.is_peer, -r.tps))[::-1]
+            names = [f"{r.runner} {r.device} {r.numerics}" for r in group]
+            low = min(r.tps for r in group) / 2
+            bars = ax.barh(range(len(group)), [r.tps - low for r in group], left=low,
+                           color=[colours[r.run] for r in group])
+            for bar, r in zip(bars, group):
+                if r.is_peer:
+                    bar.set_hatch("///")
+                    bar.set_edgecolor("white")
+            ax.set_yticks(range(len(group)), names, fontsize=7)
+            ax.set_xscale("log")
+            ax.set_xlim(low, max(r.tps for r in group) * 2.5)
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(_workload_title(workload, metric), fontsize=8)
+            ax.grid(axis="x", alpha=0.3, which="both")
+            for i, r in enumerate(group):
+                ax.text(r.tps, i, f" {_tps(r.tps)}", va="center", fontsize=6)
+        for ax in list(axes.flat)[len(groups):]:
+            ax.axis("off")
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colours[label]) for label in labels]
+        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="grey", hatch="///", edgecolor="white"))
+        fig.legend(handles, labels + ["peer (hatched)"], loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+        fig.savefig(path, dpi=110)
+    finally:  # an error mid-drawing must not leave the figure open
+        plt.close(fig)

@@ -109,8 +109,10 @@ def parse_header(header: bytes, data_bytes: int, path) -> dict[str, tuple[str, t
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise CheckpointError(f"{path}: tensor {name}: malformed header entry {json.dumps(info)[:120]}")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not name.isprintable():
+            raise CheckpointError(f"{path}: tensor name {json.dumps(name)[:80]} has control characters")
         if not isinstance(dtype, str) or dtype not in _DTYPES:
-            raise CheckpointError(f"{path}: tensor {name}: dtype {dtype} is not supported "
+            raise CheckpointError(f"{path}: tensor {name}: dtype {json.dumps(dtype)[:40]} is not supported "
                                   f"(supported: {', '.join(_DTYPES)})")
         if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
             raise CheckpointError(f"{path}: tensor {name}: shape {json.dumps(shape)[:80]} is not a list of "
