@@ -77,3 +77,15 @@ def alive(pid: int) -> bool:
 def snapshot(directory: Path) -> dict:
     """Every file under directory with its bytes: what a command must not change."""
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(Path(directory).rglob("*")) if p.is_file()}
+
+
+def safetensors_refuses(path) -> bool:
+    """The outside oracle for a safetensors file: does the safetensors library refuse to read it?"""
+    import safetensors
+    try:
+        with safetensors.safe_open(str(path), framework="numpy") as f:
+            for key in f.keys():
+                f.get_slice(key)
+        return False
+    except Exception:
+        return True

@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from helpers import LONG_BENCH, TINY_BENCH, alive, bench_rows, children, start_cli, wait_for
+from helpers import TINY_BENCH, alive, bench_rows, children, start_cli, wait_for
 
 # Two groups, so a run has a finished scenario before the long one starts.
 QUICK_THEN_LONG = """

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers import LONG_BENCH, TINY_BENCH, bench_rows, cli, one_line_error, snapshot, start_cli, wait_for
+from helpers import LONG_BENCH, TINY_BENCH, cli, one_line_error, snapshot, start_cli, wait_for
 
 
 @pytest.fixture(scope="module")

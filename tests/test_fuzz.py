@@ -21,7 +21,7 @@ from arraygpt.cli import main  # noqa: E402
 from engine import ArrayGPTError, load_model  # noqa: E402
 from engine.checkpoint import read_safetensors  # noqa: E402
 
-from helpers import snapshot  # noqa: E402
+from helpers import safetensors_refuses, snapshot  # noqa: E402
 
 # FUZZ_EXAMPLES=N runs N examples per test, randomized (a longer hunt); by default a fixed, quick set.
 _HUNT = int(os.environ.get("FUZZ_EXAMPLES", 0))
@@ -37,17 +37,6 @@ json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=8),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
     max_leaves=12)
-
-
-def library_refuses(path) -> bool:
-    import safetensors
-    try:
-        with safetensors.safe_open(str(path), framework="numpy") as f:
-            for key in f.keys():
-                f.get_slice(key)
-        return False
-    except Exception:
-        return True
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +93,7 @@ def test_mutated_safetensors_headers(workdir, data):
     except ArrayGPTError as err:
         ours_refused = True
         assert len(str(err).splitlines()) == 1
-    if library_refuses(directory / "model.safetensors"):
+    if safetensors_refuses(directory / "model.safetensors"):
         assert ours_refused  # never looser than the safetensors library
     loads_or_refuses(directory)
 
