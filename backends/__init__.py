@@ -6,22 +6,37 @@ the model code lives in engine/ and is the same for every backend.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 from .base import BackendError, BackendUnavailable
 
-# name -> (module, how to get it). 'strict' is for conformance tests, not speed.
+
+@dataclasses.dataclass(frozen=True)
+class Registered:
+    """A backend name: its adapter, how to install it, and what it can do, declared (never probed). The
+    CLI and the bench ask these fields; nothing outside backends/ names an adapter module."""
+
+    module: str                 # the adapter
+    install: str                # how to get the library
+    library: str                # the array library it binds ("jax", "torch", ...)
+    options: tuple = ()         # (name, value) preset for a variant: jax-loop compiles the whole decode loop
+    meshes: bool = False        # splits a model over a device mesh (--mesh)
+    streams: bool = True        # yields every token as it is made (jax-loop: all after the prefill, at the end)
+    for_speed: bool = True      # in bench's default set ('strict' is for conformance)
+
+
+_JAX = "pip install 'arraygpt[jax]'"
 BACKENDS = {
-    "numpy": ("backends.numpy", "included"),
-    "jax": ("backends.jax", "pip install 'arraygpt[jax]'"),
-    "jax-loop": ("backends.jax", "pip install 'arraygpt[jax]'"),
-    "torch": ("backends.torch", "pip install 'arraygpt[torch]'"),
-    "cupy": ("backends.cupy", "pip install 'arraygpt[cuda12]' (or [cuda13]) on a machine with an NVIDIA GPU"),
-    "strict": ("backends.strict", "pip install array-api-strict"),
+    "numpy": Registered("backends.numpy", "included", "numpy"),
+    "jax": Registered("backends.jax", _JAX, "jax", meshes=True),
+    "jax-loop": Registered("backends.jax", _JAX, "jax", options=(("compile_loop", True),), meshes=True, streams=False),
+    "torch": Registered("backends.torch", "pip install 'arraygpt[torch]'", "torch"),
+    "cupy": Registered("backends.cupy", "pip install 'arraygpt[cuda12]' (or [cuda13]) on a machine with an NVIDIA GPU",
+                       "cupy"),
+    "strict": Registered("backends.strict", "pip install array-api-strict", "array-api-strict", for_speed=False),
 }
-# A variant is an adapter with options preset: jax-loop compiles the whole decode loop (lax.fori_loop).
-VARIANT_OPTIONS = {"jax-loop": {"compile_loop": True}}
-SPEED_BACKENDS = ("numpy", "jax", "jax-loop", "torch", "cupy")
+SPEED_BACKENDS = tuple(name for name, r in BACKENDS.items() if r.for_speed)
 
 
 # What `--backend auto` tries, in order, by device and batch size. CPU order from the committed runs
@@ -61,17 +76,19 @@ def get_backend(name: str, device: str | None = None, **options):
         return choose_auto(device, options.pop("batch", 1), **options)
     if name not in BACKENDS:
         raise BackendError(f"unknown backend '{name}' (choose from auto, {', '.join(BACKENDS)})")
-    module_name, hint = BACKENDS[name]
+    registered = BACKENDS[name]
+    hint = registered.install
     if options.get("mesh") is None:
         options.pop("mesh", None)
-    elif module_name != "backends.jax":
-        raise BackendError(f"backend '{name}' runs on one device: a device mesh (--mesh) needs jax or jax-loop")
+    elif not registered.meshes:
+        meshing = ", ".join(n for n, r in BACKENDS.items() if r.meshes)
+        raise BackendError(f"backend '{name}' runs on one device: a device mesh (--mesh) needs {meshing}")
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(registered.module)
     except ImportError as err:
         raise BackendUnavailable(name, f"{err.name or err} is not installed", hint) from None
     try:
-        return module.create(device, **{**VARIANT_OPTIONS.get(name, {}), **options})
+        return module.create(device, **{**dict(registered.options), **options})
     except BackendUnavailable as err:
         if not err.hint:
             err = BackendUnavailable(name, err.reason, hint)
@@ -89,7 +106,7 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
         from .jax import initialize_distributed as initialize
     except ImportError:
         raise BackendUnavailable("jax", "a multi-process run needs jax, which is not installed",
-                                 BACKENDS["jax"][1]) from None
+                                 BACKENDS["jax"].install) from None
     return initialize(coordinator, num_processes, process_id)
 
 
@@ -111,5 +128,5 @@ def usable_backends(names=SPEED_BACKENDS) -> list[str]:
     return [name for name, ok, _ in backend_status(names) if ok]
 
 
-__all__ = ["get_backend", "choose_auto", "backend_status", "usable_backends", "initialize_distributed", "BackendError",
+__all__ = ["Registered", "get_backend", "choose_auto", "backend_status", "usable_backends", "initialize_distributed", "BackendError",
            "BackendUnavailable", "BACKENDS", "SPEED_BACKENDS"]

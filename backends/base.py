@@ -100,6 +100,7 @@ class ArrayBackend:
     compiles = False
     compiles_loop = False  # True: the model runs its whole decode loop through fori_loop in one call
     records_steps = False  # True: the model replays record(recordable_step) per token (CUDA graphs)
+    mesh_label = None      # 'dp=2,tp=4' for an adapter that split the model over a device mesh
 
     def dtype(self, name: str):
         if name not in DTYPE_NAMES:
@@ -131,6 +132,13 @@ class ArrayBackend:
     def memory_in_use(self) -> int | None:
         """Bytes the library holds on the device, where it can tell; None on the CPU."""
         return None
+
+    def first_device_bytes(self, arrays) -> int:
+        """One device holds every array whole."""
+        return sum(int(a.nbytes) for a in arrays)
+
+    def shard_bytes(self, shape, axes, itemsize: int) -> int:
+        return int(np.prod(shape)) * itemsize
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         return fn

@@ -130,6 +130,22 @@ class JaxBackend(ArrayBackend):
     def first_device(self):
         return self.device if self.mesh is None else self.mesh.devices.flat[0]
 
+    @property
+    def mesh_label(self):
+        return None if self.mesh_spec is None else self.mesh_spec.label
+
+    def first_device_bytes(self, arrays) -> int:
+        """Read from the arrays' shards: what the first device of the mesh really holds."""
+        first = self.first_device
+        return sum(shard.data.nbytes for array in arrays for shard in array.addressable_shards
+                   if shard.device == first)
+
+    def shard_bytes(self, shape, axes, itemsize: int) -> int:
+        from .mesh import split_bytes
+        if self.mesh_spec is None:
+            return super().shard_bytes(shape, axes, itemsize)
+        return split_bytes(shape, axes, self.mesh_spec, itemsize)
+
     def device_name(self):
         first = self.first_device
         if self.mesh is None:

@@ -21,7 +21,12 @@ from .runners import PEERS
 from .scenarios import numerics_label, product_key, where_label, worker_label
 
 SCHEMA = 2
-JAX_RUNNERS = ("jax", "jax-loop")
+
+
+def _ran_tf32_by_default(runner: str) -> bool:
+    """Before schema 2 the JAX adapters ran float32 at JAX's default matmul precision (TF32-like on GPUs)."""
+    from backends import BACKENDS
+    return runner in BACKENDS and BACKENDS[runner].library == "jax"
 
 
 def device_key_of(device_name: str | None) -> str:
@@ -44,7 +49,8 @@ def upgrade(doc: dict) -> dict:
                     for label, by_dtype in probes.items()}
 
     def precision_of(label: str, dtype: str) -> str:
-        tf32 = label.split(":")[0] in JAX_RUNNERS and label_device.get(label, "cpu") != "cpu" and dtype == "float32"
+        tf32 = (_ran_tf32_by_default(label.split(":")[0]) and label_device.get(label, "cpu") != "cpu"
+                and dtype == "float32")
         return "tf32" if tf32 else "float32"
 
     for r in doc.get("results", []):

@@ -213,8 +213,8 @@ def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict 
                 continue  # weights wider than the arithmetic reading them: a list product's empty corner
             if runner in PEERS and not peer_runs(runner, device, dtype, precision, weights, int(batch), mesh):
                 continue
-            if mesh and runner not in PEERS and BACKENDS.get(runner, ("",))[0] != "backends.jax":
-                continue  # only the JAX adapters split a model over a mesh
+            if mesh and runner not in PEERS and not (runner in BACKENDS and BACKENDS[runner].meshes):
+                continue  # only backends that split a model over a mesh get mesh rows
             scenarios.append(Scenario(group=spec.get("name", "group"), model=str(model), runner=runner,
                                       device=device, dtype=dtype, batch=int(batch), prompt_len=int(prompt_len),
                                       new_tokens=int(new_tokens), warmup=int(spec.get("warmup", 1)),

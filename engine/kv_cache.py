@@ -5,7 +5,7 @@ instead of once per token. The forward pass only reads the cache; write_kv store
 values as a separate step. In one compiled step that both reads and updates a donated buffer, XLA
 copies the buffer twice (48 copies per 124M decode step); a step that only writes updates it in place.
 benchmarks/results/NOTES.md (change 5) has the measurements. Inside the compiled decode loop
-(generate.decode_loop) the write follows the reads in the same body, ordered by a data dependency.
+(steps.decode_loop) the write follows the reads in the same body, ordered by a data dependency.
 """
 
 from __future__ import annotations

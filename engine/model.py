@@ -8,15 +8,17 @@ from typing import Iterator
 
 from .checkpoint import is_matrix, load_checkpoint, nest_params
 from .config import ITEMSIZE, GPTConfig
-from .kv_cache import write_kv
+from .decoding import strategy_for
 from .errors import CheckpointError, GenerationError
+from .generate import generate_tokens
 from .gpt2 import Hyper
-from .generate import (as_prompt_list, check_prompts, decode_loop, decode_step, full_forward, generate_tokens,
-                       padded_batch, prefill_step, recordable_step)
+from .kv_cache import write_kv
 from .layout import BATCH, Shapes, lay_out
+from .prompts import as_prompt_list, check_prompts, padded_batch
 from .runtime import Backend, resolve_backend
 from .sampling import Sampling
 from .source import ModelSource, resolve_model
+from .steps import full_forward, prefill_step
 
 
 class Model:
@@ -28,26 +30,14 @@ class Model:
         self.source = source
         # Heads as the weights hold them: a backend may pad them to whole shards (engine/layout.py).
         self.n_heads = params["blocks"][0]["attn"]["c_attn"]["w"].shape[0] // (3 * config.head_dim)
-        shape_args = dict(hp=Hyper.of(config))  # static: a compiler traces the numbers in
-        self.prefill = backend.compile(functools.partial(prefill_step, **shape_args), static_argnames=("sampling",))
-        self.decode = backend.compile(functools.partial(decode_step, **shape_args),
-                                      static_argnames=("n_slots", "sampling"))
-        # Two writers: a prompt's slots [0, P) take a static start; one decode slot a traced index.
-        # (Separate callables, so each has a compile cache of its own: jax.jit keys on the function.)
+        hp = Hyper.of(config)  # static: a compiler traces the numbers in
+        self.prefill = backend.compile(functools.partial(prefill_step, hp=hp), static_argnames=("sampling",))
+        # A prompt's cache slots [0, P) are written with a static start (its own compile cache under jax.jit).
         self.write_prefix = backend.compile(functools.partial(write_kv), static_argnames=("start",),
                                             donate_argnames=("cache",))
-        self.write_slot = backend.compile(functools.partial(write_kv), donate_argnames=("cache",))
-        self._forward = backend.compile(functools.partial(full_forward, **shape_args))
-        # A backend that records a step (a CUDA graph) replays one, with the slot on the device.
-        self.record_step = None
-        if getattr(backend, "records_steps", False):
-            self.record_step = backend.record(functools.partial(recordable_step, **shape_args),
-                                              static_argnames=("n_slots", "sampling"))
-        # A backend that compiles loops (jax-loop) runs all decode steps in one call; others step on the host.
-        self.decode_loop = None
-        if getattr(backend, "compiles_loop", False):
-            self.decode_loop = backend.compile(functools.partial(decode_loop, fori_loop=backend.fori_loop, **shape_args),
-                                               static_argnames=("n_slots", "sampling"), donate_argnames=("cache",))
+        self._forward = backend.compile(functools.partial(full_forward, hp=hp))
+        # How the tokens after the first are made, from what the backend declares it can do.
+        self.decoding = strategy_for(backend, hp)
 
     @property
     def synthetic(self) -> bool:

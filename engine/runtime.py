@@ -24,10 +24,17 @@ class HostRandom(Protocol):
 
 
 class Backend(Protocol):
-    name: str          # "numpy", "jax", ...
-    xp: Any            # the array API namespace
-    device: Any        # where arrays are made
-    compiles: bool     # True when steps are compiled: shapes must then stay static
+    """Everything the engine and the bench ask of an adapter, by name; backends.base.ArrayBackend gives
+    the defaults of an eager, single-device library, so an adapter states only where it differs."""
+
+    name: str            # "numpy", "jax", ...
+    xp: Any              # the array API namespace
+    device: Any          # where arrays are made
+    precision: str       # "float32" (IEEE products) or "tf32" (NVIDIA tensor cores)
+    compiles: bool       # True when steps are compiled: shapes must then stay static
+    compiles_loop: bool  # True: the whole decode loop runs through fori_loop in one compiled call
+    records_steps: bool  # True: the decode step is recorded once (a CUDA graph) and replayed per token
+    mesh_label: str | None  # 'dp=2,tp=4' when the model is split over a device mesh, else None
 
     def dtype(self, name: str) -> Any:
         """The namespace's dtype for 'float32', 'float16', ...; raises if the library lacks it."""
@@ -54,14 +61,29 @@ class Backend(Protocol):
     def compile(self, fn: Callable, *, static_argnames: Sequence[str] = (),
                 donate_argnames: Sequence[str] = ()) -> Callable: ...
 
+    def record(self, fn: Callable, *, static_argnames: Sequence[str] = ()) -> Callable:
+        """fn recorded once per shape and replayed on later calls (records_steps); else fn itself."""
+
+    def fori_loop(self, lower: int, upper: int, body: Callable, init: Any) -> Any:
+        """body(upper - 1, ... body(lower, init)); compiled into the surrounding step where compiles_loop."""
+
     def random(self, seed: int | None) -> HostRandom: ...
 
-    # Optional: a backend with records_steps = True also has
-    #     record(fn, static_argnames) -> a callable that records fn once per shape (a CUDA graph) and
-    #     replays it on later calls; the model then decodes with generate.recordable_step.
-    # Optional: a backend with compiles_loop = True also has
-    #     fori_loop(lower, upper, body, init) -> body(upper - 1, ... body(lower, init))
-    # compiled into the surrounding step (jax.lax.fori_loop); the model then decodes in one call.
+    # What the bench asks of an adapter (benchmarks/): names of the hardware and memory per device.
+
+    def memory_in_use(self) -> int | None:
+        """Bytes the library holds on the device, where it can tell; None on the CPU."""
+
+    def device_name(self) -> str: ...
+
+    def device_key(self) -> str:
+        """The hardware, whatever the library: 'cpu', 'gpu:0' (ceilings and peers are matched on it)."""
+
+    def first_device_bytes(self, arrays: Sequence[Any]) -> int:
+        """Bytes of these arrays that the first device holds (all of them, without a mesh)."""
+
+    def shard_bytes(self, shape: Sequence[int], axes: Sequence[str | None], itemsize: int) -> int:
+        """Bytes one device holds of an array of this shape and logical axes."""
 
 
 def resolve_backend(backend: "str | Backend", device: str | None = None) -> Backend:

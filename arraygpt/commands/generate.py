@@ -8,7 +8,7 @@ import sys
 import time
 
 from engine.errors import GenerationError
-from engine.generate import check_seed
+from engine.prompts import check_seed
 from engine.sampling import Sampling
 
 from .options import add_model_options, load_model_with_progress, read_text_arg, stderr, warn_if_synthetic

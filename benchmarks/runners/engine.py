@@ -10,22 +10,18 @@ from ..timing import fixed_prompts, run_repeats, summarize_run
 
 
 def per_device_bytes(model, scenario) -> dict:
-    """On a mesh: the weight bytes the first device holds (read from the arrays' shards) and its share
-    of the KV cache (from the layout: batch over dp, heads over tp)."""
-    from backends.mesh import split_bytes
+    """On a mesh: the weight bytes the first device holds and its share of the KV cache (batch over dp,
+    heads over tp), as the adapter reports them."""
     from engine.checkpoint import leaves
     from engine.config import ITEMSIZE
-    from engine.generate import padded_batch, positions_needed
+    from engine.prompts import padded_batch, positions_needed
     from engine.layout import CACHE_AXES
     backend, config = model.backend, model.config
-    first = backend.first_device
-    weights = sum(shard.data.nbytes for array in leaves(model.params) for shard in array.addressable_shards
-                  if shard.device == first)
     batch = len(padded_batch([[0]] * scenario["batch"], backend.multiple("batch")))
     slots = positions_needed(scenario["prompt_len"], scenario["new_tokens"])
-    cache = 2 * config.n_layer * split_bytes((batch, model.n_heads, slots, config.head_dim), CACHE_AXES,
-                                             backend.mesh_spec, ITEMSIZE[model.dtype_name])
-    return {"weights": weights, "kv_cache": cache}
+    cache = 2 * config.n_layer * backend.shard_bytes((batch, model.n_heads, slots, config.head_dim), CACHE_AXES,
+                                                     ITEMSIZE[model.dtype_name])
+    return {"weights": backend.first_device_bytes(leaves(model.params)), "kv_cache": cache}
 
 
 class EngineRunner:
@@ -53,11 +49,11 @@ class EngineRunner:
             start = time.perf_counter()
             times = [time.perf_counter() for _ in model.stream(prompts, max_new_tokens=scenario["new_tokens"])]
             return summarize_run(times, start, scenario["batch"], scenario["prompt_len"],
-                                 decoded_in_one_call=model.decode_loop is not None)
+                                 decoded_in_one_call=not model.decoding.streams)
 
         result = run_repeats(one_run, scenario)
         result["metrics"]["device_bytes"] = self.backend.memory_in_use()
-        if getattr(self.backend, "mesh", None) is not None:
+        if self.backend.mesh_label is not None:
             result["metrics"]["per_device"] = per_device_bytes(model, scenario)
         return result
 

@@ -12,7 +12,7 @@ from backends import BackendUnavailable
 from benchmarks.parity import TOLERANCE, parity_backend, run_parity
 from engine import load_model
 
-from conftest import BACKEND_CASES, backend_or_skip, random_ids
+from helpers import BACKEND_CASES, backend_or_skip, random_ids
 
 DTYPES = ["float32", "float16", "bfloat16"]
 # jax-loop computes logits exactly as jax does (only generation differs), so parity skips it.
@@ -80,13 +80,14 @@ def test_jax_decode_compiles_once_per_batch_and_cache_length(small_checkpoint):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. "donated buffers were not usable"
         model.generate(prompts, max_new_tokens=20)
-    assert model.decode._cache_size() == 1  # 19 decode steps, one trace
-    assert model.write_slot._cache_size() == 1  # 19 cache writes at a traced slot, one trace
+    decoding = model.decoding
+    assert decoding.step._cache_size() == 1  # 19 decode steps, one trace
+    assert decoding.write._cache_size() == 1  # 19 cache writes at a traced slot, one trace
     assert model.prefill._cache_size() == model.write_prefix._cache_size() == 1
     model.generate(prompts, max_new_tokens=20, temperature=0.0)
-    assert model.decode._cache_size() == model.write_slot._cache_size() == 1
+    assert decoding.step._cache_size() == decoding.write._cache_size() == 1
     model.generate([random_ids(7, 100, seed=3)], max_new_tokens=10)  # new batch size and cache length
-    assert model.decode._cache_size() == 2
+    assert decoding.step._cache_size() == 2
 
 
 def test_jax_decode_step_does_not_copy_the_cache(small_checkpoint):
@@ -100,9 +101,10 @@ def test_jax_decode_step_does_not_copy_the_cache(small_checkpoint):
     cache = allocate_kv_cache(xp, model.config, 1, 40, model.dtype, jax_backend.device)
     token, pad = xp.zeros((1,), dtype=xp.int32), xp.zeros((1,), dtype=xp.int32)
     uniforms = xp.zeros((1,), dtype=xp.float32)
-    step = model.decode.lower(model.params, token, 7, pad, cache, uniforms, n_slots=40, sampling=Sampling())
-    _, new_kv = model.decode(model.params, token, 7, pad, cache, uniforms, n_slots=40, sampling=Sampling())
-    write = model.write_slot.lower(cache, new_kv, 7)
+    decoding = model.decoding
+    step = decoding.step.lower(model.params, token, 7, pad, cache, uniforms, n_slots=40, sampling=Sampling())
+    _, new_kv = decoding.step(model.params, token, 7, pad, cache, uniforms, n_slots=40, sampling=Sampling())
+    write = decoding.write.lower(cache, new_kv, 7)
     for compiled in (step.compile().as_text(), write.compile().as_text()):
         assert not [line for line in compiled.splitlines() if " copy(" in line and "[1,4,40,16]" in line]
 
@@ -120,11 +122,11 @@ def test_jax_loop_compiles_once_and_updates_the_cache_in_place(small_checkpoint,
         first = model.generate([random_ids(5, 100, seed=1), random_ids(3, 100, seed=2)], max_new_tokens=20)
         second = model.generate([random_ids(5, 100, seed=3), random_ids(4, 100, seed=4)], max_new_tokens=20)
     assert first != second
-    assert model.decode_loop._cache_size() == 1 and model.decode._cache_size() == 0
+    assert type(model.decoding).__name__ == "CompiledLoop" and model.decoding.loop._cache_size() == 1
     xp = backend.xp
     cache = allocate_kv_cache(xp, model.config, 1, 40, model.dtype, backend.device)
     token, pad = xp.zeros((1,), dtype=xp.int32), xp.zeros((1,), dtype=xp.int32)
-    loop = model.decode_loop.lower(model.params, token, 7, pad, cache, xp.zeros((32, 1), dtype=xp.float32),
+    loop = model.decoding.loop.lower(model.params, token, 7, pad, cache, xp.zeros((32, 1), dtype=xp.float32),
                                    n_slots=40, sampling=Sampling())
     copies = [line for line in loop.compile().as_text().splitlines() if " copy(" in line and "[1,4,40,16]" in line]
     assert not copies
@@ -138,7 +140,7 @@ def test_parity_catches_a_cache_that_is_written_wrong(tmp_path, monkeypatch):
     import engine.model
     from engine.kv_cache import write_kv
 
-    from conftest import make_hf_model
+    from helpers import make_hf_model
 
     make_hf_model(vocab_size=2000, n_embd=128).save_pretrained(tmp_path, safe_serialization=True)
 

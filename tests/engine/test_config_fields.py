@@ -12,7 +12,7 @@ import pytest
 from engine import CheckpointError, load_model
 from engine.config import GPTConfig
 
-from conftest import backend_or_skip, hf_logits, make_hf_model, random_ids
+from helpers import backend_or_skip, hf_logits, make_hf_model, random_ids
 
 torch = pytest.importorskip("torch")
 

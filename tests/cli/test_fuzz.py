@@ -30,7 +30,7 @@ FUZZ = settings(max_examples=_HUNT or 60, deadline=None, suppress_health_check=l
 
 def examples(n: int) -> int:
     return _HUNT or n
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 BENCH_FILE = RESULTS / "2026-11-24-cpu-ci-rerun-1.json"  # a real run, committed
 
 json_values = st.recursive(

@@ -13,7 +13,7 @@ import pytest
 
 from engine import CheckpointError, GenerationError, TokenizerError, Tokenizer, load_model
 
-from conftest import backend_or_skip, hf_logits, random_ids
+from helpers import backend_or_skip, hf_logits, random_ids
 
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")

@@ -7,7 +7,7 @@ import pytest
 
 from engine import load_model
 
-from conftest import backend_or_skip, hf_logits, random_ids
+from helpers import backend_or_skip, hf_logits, random_ids
 
 torch = pytest.importorskip("torch")
 

@@ -12,7 +12,7 @@ from backends import BackendError
 from benchmarks.parity import TOLERANCE
 from engine import GenerationError, load_model
 
-from conftest import backend_or_skip, random_ids
+from helpers import backend_or_skip, random_ids
 
 # (backend, weights) pairs that have the weights' dtype on a CPU
 MIXED_CASES = [("torch", "bfloat16"), ("jax", "bfloat16"), ("torch", "float16"), ("numpy", "float16")]

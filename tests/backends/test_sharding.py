@@ -21,7 +21,7 @@ from engine.kv_cache import allocate_kv_cache
 from engine.layout import CACHE_AXES
 from engine.sampling import Sampling
 
-from conftest import make_hf_model, random_ids
+from helpers import make_hf_model, random_ids
 
 jax = pytest.importorskip("jax")
 pytestmark = pytest.mark.skipif(len(jax.devices("cpu")) < 8, reason="needs 8 CPU devices: run with "
@@ -126,7 +126,7 @@ def test_decode_step_all_reduces_activations_and_gathers_no_weight(checkpoint):
     tokens = xp.zeros((2,), dtype=xp.int32, device=by_row)
     pad = xp.zeros((2,), dtype=xp.int32, device=by_row)
     uniforms = xp.zeros((2,), dtype=xp.float32, device=by_row)
-    hlo = model.decode.lower(model.params, tokens, 7, pad, cache, uniforms, n_slots=24,
+    hlo = model.decoding.step.lower(model.params, tokens, 7, pad, cache, uniforms, n_slots=24,
                              sampling=Sampling()).compile().as_text()
     reduces = re.findall(r"= (\w+)\[([\d,]*)\][^=]*? all-reduce\(", hlo)
     activations = [shape for _, shape in reduces if "64" in shape.split(",")]  # [B, C] or [C, B] partial sums

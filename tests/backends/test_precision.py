@@ -12,7 +12,7 @@ from engine import load_model
 from engine.kv_cache import allocate_kv_cache
 from engine.sampling import Sampling
 
-from conftest import backend_or_skip, random_ids
+from helpers import backend_or_skip, random_ids
 
 
 def dot_precisions(lowered) -> set[str]:
@@ -35,7 +35,7 @@ def test_jax_float32_products_are_ieee_float32_on_every_device(small_checkpoint,
     pad, uniforms = xp.zeros((1,), dtype=xp.int32), xp.zeros((1,), dtype=xp.float32)
     cache = allocate_kv_cache(xp, model.config, 1, 12, model.dtype, backend.device)
     assert dot_precisions(model.prefill.lower(model.params, ids, pad, uniforms, sampling=Sampling())) == {"HIGHEST, HIGHEST"}
-    assert dot_precisions(model.decode.lower(model.params, ids[:, 0], 7, pad, cache, uniforms, n_slots=12,
+    assert dot_precisions(model.decoding.step.lower(model.params, ids[:, 0], 7, pad, cache, uniforms, n_slots=12,
                                              sampling=Sampling())) == {"HIGHEST, HIGHEST"}
     assert dot_precisions(model._forward.lower(model.params, ids)) == {"HIGHEST, HIGHEST"}
 

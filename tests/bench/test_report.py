@@ -9,7 +9,7 @@ import pytest
 
 from arraygpt.cli import main
 
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 CPU_RUN = RESULTS / "2026-11-25-cpu-quick.json"
 GPU_RUN = RESULTS / "2026-11-25-h100-cc6c6bc.json"
 

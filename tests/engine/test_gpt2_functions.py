@@ -1,0 +1,120 @@
+"""The forward pass's functions one by one (engine/gpt2.py), against formulas written here in NumPy
+float64, on NumPy float32 and array-api-strict inputs: a failure names the function, not just a logit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from engine import gpt2
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(params=["numpy", "strict"])
+def xp(request):
+    if request.param == "numpy":
+        return np
+    return pytest.importorskip("array_api_strict")
+
+
+def arr(xp, value, dtype="float32"):
+    return xp.asarray(np.asarray(value, dtype=dtype))
+
+
+def close(got, want, tol=2e-6):
+    got = np.asarray(got, dtype=np.float64)
+    np.testing.assert_allclose(got, want, atol=tol * max(1.0, np.abs(want).max()), rtol=0)
+
+
+def test_gelu_is_gpt2s_tanh_form(xp):
+    x = RNG.normal(size=(3, 7)) * 3
+    want = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    close(gpt2.gelu(arr(xp, x)), want)
+
+
+def test_softmax_rows_sum_to_one_and_survive_large_values(xp):
+    x = RNG.normal(size=(4, 9)) * 30 + 500  # exp(500) overflows float32: the max must be taken away
+    e = np.exp(x - x.max(-1, keepdims=True))
+    close(gpt2.softmax(arr(xp, x)), e / e.sum(-1, keepdims=True))
+
+
+def test_layer_norm_uses_the_biased_variance(xp):
+    x, g, b = RNG.normal(size=(2, 5, 8)), RNG.normal(size=8), RNG.normal(size=8)
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)  # ddof=0, as torch.nn.LayerNorm
+    close(gpt2.layer_norm(arr(xp, x), arr(xp, g), arr(xp, b), 1e-5), g * (x - mean) / np.sqrt(var + 1e-5) + b, 1e-5)
+
+
+def test_linear_takes_nn_linear_layout(xp):
+    x, w, b = RNG.normal(size=(2, 3, 6)), RNG.normal(size=(4, 6)), RNG.normal(size=4)  # w: [n_out, n_in]
+    close(gpt2.linear(arr(xp, x), arr(xp, w), arr(xp, b)), x @ w.T + b, 1e-5)
+
+
+def test_split_qkv_reads_head_major_features(xp):
+    B, T, H, D = 2, 3, 4, 5
+    qkv = RNG.normal(size=(B, T, 3 * H * D))
+    q, k, v = gpt2.split_qkv(arr(xp, qkv), D)
+    heads = qkv.reshape(B, T, H, 3, D)  # (head, q|k|v, D): engine/layout.py's order
+    for got, i in ((q, 0), (k, 1), (v, 2)):
+        close(got, heads[:, :, :, i, :].transpose(0, 2, 1, 3), 0)
+    close(gpt2.merge_heads(q), heads[:, :, :, 0, :].reshape(B, T, H * D), 0)
+
+
+def reference_attention(q, k, v, mask, scale):
+    scores = np.where(mask, (q @ k.swapaxes(-1, -2)) * scale, -np.inf)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    return (weights / weights.sum(-1, keepdims=True)) @ v
+
+
+def test_attention_is_masked_scaled_softmax(xp):
+    B, H, T, D = 2, 3, 5, 4
+    q, k, v = (RNG.normal(size=(B, H, T, D)) for _ in range(3))
+    mask = np.tril(np.ones((T, T), dtype=bool))[None, None].repeat(B, 0)
+    for scale in (1 / math.sqrt(D), 1.0, 0.25 / math.sqrt(D)):  # GPT-2, scale_attn_weights off, by layer index
+        close(gpt2.attention(arr(xp, q), arr(xp, k), arr(xp, v), xp.asarray(mask), scale),
+              reference_attention(q, k, v, mask, scale), 1e-5)
+
+
+def test_attention_with_cache_equals_attention_over_the_whole_sequence(xp):
+    B, H, S, T, D = 1, 2, 6, 3, 4
+    q, k, v = (RNG.normal(size=(B, H, S + T, D)) for _ in range(3))
+    full = reference_attention(q, k, v, np.tril(np.ones((S + T, S + T), dtype=bool))[None, None], 0.5)
+    cache_mask = np.ones((B, 1, T, S), dtype=bool)  # every cached slot is earlier than every new token
+    got = gpt2.attention_with_cache(arr(xp, q[:, :, S:]), arr(xp, k[:, :, S:]), arr(xp, v[:, :, S:]),
+                                    arr(xp, k[:, :, :S]), arr(xp, v[:, :, :S]), xp.asarray(cache_mask), 0.5)
+    close(got, full[:, :, S:], 1e-5)
+
+
+def test_masks_and_positions_of_a_left_padded_batch(xp):
+    slots = xp.asarray(np.arange(4, dtype=np.int32))
+    pad = xp.asarray(np.asarray([0, 2], dtype=np.int32))
+    mask = np.asarray(gpt2.attention_mask(slots, 4, pad))
+    assert mask.shape == (2, 1, 4, 4)
+    np.testing.assert_array_equal(mask[0, 0], np.tril(np.ones((4, 4), dtype=bool)))
+    # row 1: slots 0, 1 are padding; each pad query sees only itself; real queries never see pad keys
+    np.testing.assert_array_equal(mask[1, 0], [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]])
+    np.testing.assert_array_equal(np.asarray(gpt2.position_ids(slots, pad)), [[0, 1, 2, 3], [0, 0, 0, 1]])
+    new = xp.asarray(np.asarray([4], dtype=np.int32))
+    np.testing.assert_array_equal(np.asarray(gpt2.cache_mask(new, 6, pad))[:, 0, 0], [[1, 1, 1, 1, 0, 0],
+                                                                                     [0, 0, 1, 1, 0, 0]])
+
+
+def test_embedding_and_logits(xp):
+    wte, wpe = RNG.normal(size=(11, 4)), RNG.normal(size=(7, 4))
+    ids, positions = np.asarray([[3, 10, 0]]), np.asarray([[0, 1, 2]])
+    close(gpt2.embed(xp.asarray(ids.astype(np.int32)), xp.asarray(positions.astype(np.int32)), arr(xp, wte),
+                     arr(xp, wpe)), wte[ids] + wpe[positions])
+    x = RNG.normal(size=(1, 2, 4))
+    padded = np.concatenate([wte, np.zeros((5, 4))])  # a table padded to whole shards: cut back to 11
+    close(gpt2.lm_logits(arr(xp, x), arr(xp, padded), 11), x @ wte.T, 1e-5)
+
+
+def test_attention_scales_follow_the_config():
+    from engine.config import GPTConfig
+    base = GPTConfig(n_layer=3, n_head=2, n_embd=8)
+    assert gpt2.Hyper.of(base).attn_scales == (0.5, 0.5, 0.5)  # 1/sqrt(head_dim 4)
+    by_layer = GPTConfig(n_layer=3, n_head=2, n_embd=8, scale_attn_by_inverse_layer_idx=True)
+    assert gpt2.Hyper.of(by_layer).attn_scales == (0.5, 0.25, 0.5 / 3)
+    assert GPTConfig(n_layer=2, n_head=2, n_embd=8, scale_attn_weights=False).attn_scales == (1.0, 1.0)
