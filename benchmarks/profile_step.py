@@ -13,13 +13,14 @@ import argparse
 import cProfile
 import pstats
 
-import numpy as np
 
 from engine import load_model
 
+from .timing import fixed_prompts
+
 
 def profile(model, batch, prompt_len, steps):
-    prompts = np.random.default_rng(0).integers(0, model.config.vocab_size, size=(batch, prompt_len)).tolist()
+    prompts = fixed_prompts(batch, prompt_len, model.config.vocab_size)
     model.generate(prompts, max_new_tokens=4)  # warm-up (and compile, on jax)
     profiler = cProfile.Profile()
     profiler.enable()

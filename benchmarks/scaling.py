@@ -16,6 +16,7 @@ import numpy as np
 from engine.config import GPTConfig
 from engine.source import resolve_model
 
+from .derive import result_label
 from .jsonio import read_json
 from .roofline import decode_bytes_per_step
 
@@ -36,12 +37,12 @@ def plot_scaling(doc, path):
     configs = {m: GPTConfig.from_hf_json(resolve_model(m).directory / "config.json") for m in {r["model"] for r in ok}}
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     summary = []
-    for index, runner in enumerate(sorted({r["runner"] for r in ok})):
+    for index, runner in enumerate(sorted({result_label(r) for r in ok})):  # the worker: runner, device, mesh
         colour = f"C{index}"
-        probe = doc["probes"].get(runner, {}).get("float32", {})
+        probe = doc["probes"].get(runner, {}).get("float32", {})  # probes are keyed by the worker's label
         bandwidth = probe.get("bandwidth_bytes_s")
         base_model = "124M" if "124M" in configs else sorted(configs)[0]
-        context_runs = sorted((r for r in ok if r["runner"] == runner and r["model"] == base_model),
+        context_runs = sorted((r for r in ok if result_label(r) == runner and r["model"] == base_model),
                               key=lambda r: r["prompt_len"])
         for r in context_runs:
             ctx, ms = step_latencies_by_context(r)
@@ -51,7 +52,7 @@ def plot_scaling(doc, path):
             floor = [decode_bytes_per_step(configs[base_model], "float32", 1, c) / bandwidth * 1e3 for c in ctx]
             left.plot(ctx, floor, "--", color=colour, label=f"{runner} floor: bytes / {bandwidth / 1e9:.0f} GB/s")
             left.plot([], [], ".", color=colour, label=f"{runner}: measured, each step")
-        sizes = sorted((r for r in ok if r["runner"] == runner and r["prompt_len"] == 16),
+        sizes = sorted((r for r in ok if result_label(r) == runner and r["prompt_len"] == 16),
                        key=lambda r: configs[r["model"]].n_params)
         if sizes:
             params = [configs[r["model"]].n_params / 1e6 for r in sizes]

@@ -36,6 +36,14 @@ def where_label(runner: str, device: str | None = None, mesh: str | None = None)
     return runner + (f":{device}" if device else "") + (f"[{mesh}]" if mesh else "")
 
 
+def row_label(result: dict) -> str:
+    """'jax:gpu[tp=2] float32+tf32': a result's runner, device, mesh and numerics, as plot and report name a
+    line or bar (a record of any schema: numerics from its dtype, precision and weights where absent)."""
+    numerics = result.get("numerics") or numerics_label(result["dtype"], result.get("precision") or "float32",
+                                                        result.get("weights"))
+    return f"{where_label(result['runner'], result.get('device'), result.get('mesh'))} {numerics}"
+
+
 def worker_label(runner: str, device: str | None = None, mesh: str | None = None, precision: str = "float32") -> str:
     """The worker a scenario runs in (one process per runner, device, mesh and precision); probes and
     parity are keyed by it."""

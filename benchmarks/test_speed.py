@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 
 from backends import SPEED_BACKENDS, usable_backends
@@ -28,7 +27,8 @@ def model(request):
 
 
 def prompt(batch, length, vocab):
-    return np.random.default_rng(0).integers(0, vocab, size=(batch, length)).tolist()
+    from benchmarks.timing import fixed_prompts
+    return fixed_prompts(batch, length, vocab)
 
 
 @pytest.mark.parametrize("prompt_len", [128])

@@ -18,6 +18,8 @@ import numpy as np
 
 from engine import load_model
 
+from .timing import fixed_prompts
+
 
 def round_to_tf32(x: np.ndarray) -> np.ndarray:
     """float32 values with the 13 low mantissa bits rounded away (to nearest, ties to even)."""
@@ -50,7 +52,7 @@ def as_tf32(params):
 
 def relative_error(model_spec, batch=2, prompt_len=16, seed=0) -> dict:
     reference = load_model(model_spec, backend="numpy", dtype="float64")
-    prompts = np.random.default_rng(seed).integers(0, reference.config.vocab_size, size=(batch, prompt_len)).tolist()
+    prompts = fixed_prompts(batch, prompt_len, reference.config.vocab_size, seed=seed)
     expected = np.asarray(reference.logits(prompts))
     scale = float(np.abs(expected).max())
     model = load_model(model_spec, backend="numpy", dtype="float32")

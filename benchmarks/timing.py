@@ -44,6 +44,7 @@ class PeakRSS:
 
 
 def fixed_prompts(batch: int, prompt_len: int, vocab_size: int, seed: int = 0) -> list[list[int]]:
+    """Random prompt ids, the same for a seed everywhere: the one helper the bench, parity and probes use."""
     return np.random.default_rng(seed).integers(0, vocab_size, size=(batch, prompt_len)).tolist()
 
 

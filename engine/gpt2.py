@@ -102,10 +102,10 @@ def attention(q, k, v, mask, scale):  # [B, H, T, D], [B, H, S, D], [B, H, S, D]
     return softmax(xp.where(mask, scores, -math.inf)) @ v
 
 
-def attention_with_cache(q, k, v, k_cache, v_cache, cache_mask, scale):
+def attention_with_cache(q, k, v, k_cache, v_cache, visible, scale):
     """New tokens attend to the cached slots and, causally, to each other.
 
-    [B, H, T, D] new q, k, v; [B, H, S, D] cached keys and values; [B, 1, T, S] which cached slots each
+    [B, H, T, D] new q, k, v; [B, H, S, D] cached keys and values; visible [B, 1, T, S]: which cached slots each
     new token may see -> [B, H, T, D]. The cache is only read here: writing it in the same compiled
     step makes XLA copy every donated cache buffer twice per step (see kv_cache.write_kv).
     """
@@ -119,7 +119,7 @@ def attention_with_cache(q, k, v, k_cache, v_cache, cache_mask, scale):
     if n_new > 1:  # new tokens see each other causally; a single one (every decode step) sees itself
         new_positions = xp.arange(n_new, dtype=xp.int32, device=device_of(q))
         own_scores = xp.where(new_positions[:, None] >= new_positions[None, :], own_scores, -math.inf)
-    scores = xp.concat([xp.where(cache_mask, cached_scores, -math.inf), own_scores], axis=-1)  # [B, H, T, S + T]
+    scores = xp.concat([xp.where(visible, cached_scores, -math.inf), own_scores], axis=-1)  # [B, H, T, S + T]
     weights = softmax(scores)
     n_cached = k_cache.shape[2]
     return weights[..., :n_cached] @ v_cache + weights[..., n_cached:] @ v

@@ -26,7 +26,7 @@ def allocate_kv_cache(xp, config: GPTConfig, batch: int, n_slots: int, dtype, de
             for _ in range(config.n_layer)]
 
 
-def write_slots(cache, new, start):  # [B, H, S_max, D], [B, H, T, D] -> [B, H, S_max, D]
+def write_range(cache, new, start):  # [B, H, S_max, D], [B, H, T, D] -> [B, H, S_max, D]
     """Store new keys or values at slots [start, start + T). Keep the result: JAX arrays are immutable."""
     if new.shape[2] == 1:
         # A single slot is an integer index, which may be traced inside a compiled step; a slice may not.
@@ -36,11 +36,11 @@ def write_slots(cache, new, start):  # [B, H, S_max, D], [B, H, T, D] -> [B, H, 
 
 def write_kv(cache, new_kv, start):
     """Every layer's new (k, v) [B, H, T, D] into the cache at slots [start, start + T)."""
-    return [(write_slots(k_cache, k, start), write_slots(v_cache, v, start))
+    return [(write_range(k_cache, k, start), write_range(v_cache, v, start))
             for (k_cache, v_cache), (k, v) in zip(cache, new_kv)]
 
 
-def select_slot(cache, new, slot):  # [B, H, S_max, D], [B, H, 1, D], 0-d slot -> [B, H, S_max, D]
+def replace_slot(cache, new, slot):  # [B, H, S_max, D], [B, H, 1, D], 0-d slot -> [B, H, S_max, D]
     """cache with slot `slot` replaced by new, where slot is an array on the device: a select over the
     slots, so no index has to reach the host (torch syncs to read a 0-d tensor used as an index)."""
     xp = array_namespace(cache)
@@ -50,5 +50,5 @@ def select_slot(cache, new, slot):  # [B, H, S_max, D], [B, H, 1, D], 0-d slot -
 
 def select_kv(cache, new_kv, slot):
     """Every layer's one new (k, v) [B, H, 1, D] into the cache at a device-resident slot."""
-    return [(select_slot(k_cache, k, slot), select_slot(v_cache, v, slot))
+    return [(replace_slot(k_cache, k, slot), replace_slot(v_cache, v, slot))
             for (k_cache, v_cache), (k, v) in zip(cache, new_kv)]

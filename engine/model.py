@@ -26,7 +26,7 @@ class Model:
                  source: ModelSource | None = None, weights: str | None = None):
         self.config, self.params, self.backend, self.dtype_name = config, params, backend, dtype
         self.dtype = backend.dtype(dtype)  # the activations', the KV cache's and the logits' dtype
-        self.weights_name = weights or dtype  # the dtype the matrices are stored (and read) in
+        self.weights_dtype = weights or dtype  # the dtype the matrices are stored (and read) in
         self.source = source
         # Heads as the weights hold them: a backend may pad them to whole shards (engine/layout.py).
         self.n_heads = params["blocks"][0]["attn"]["c_attn"]["w"].shape[0] // (3 * config.head_dim)
@@ -86,7 +86,7 @@ class Model:
 
     def __repr__(self):
         where = self.source.describe() if self.source else "in memory"
-        weights = f" with {self.weights_name} weights" if self.weights_name != self.dtype_name else ""
+        weights = f" with {self.weights_dtype} weights" if self.weights_dtype != self.dtype_name else ""
         return (f"<Model GPT-2 {self.config.n_layer}x{self.config.n_embd} ({self.config.n_params / 1e6:.0f}M) "
                 f"on {self.backend.name} {self.dtype_name}{weights}, {where}>")
 

@@ -76,5 +76,5 @@ def run(args) -> int:
     decode_rate = (total - len(new)) / (time.perf_counter() - first) if total > len(new) else float("nan")
     stderr.print(f"[dim]{total} tokens in {elapsed:.2f} s ({total / elapsed:.1f} tokens/s; decode "
                  f"{decode_rate:.1f} tokens/s; first token {first - start:.2f} s) on {model.backend.name} "
-                 f"{model.dtype_name}{'' if model.weights_name == model.dtype_name else ' with ' + model.weights_name + ' weights'}[/]")
+                 f"{model.dtype_name}{'' if model.weights_dtype == model.dtype_name else ' with ' + model.weights_dtype + ' weights'}[/]")
     return 0

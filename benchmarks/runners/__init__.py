@@ -1,7 +1,8 @@
 """The runners a bench scenario can name: our engine on a backend, or a peer.
 
-Every runner has measure(scenario) -> {"metrics", "repeats"}, parity_logits(spec, dtype, prompt) and
-generate_ids(scenario) (the greedy ids of one run, for tests), and runs in a worker process of its own.
+Every runner has measure(scenario) -> {"metrics", "repeats"} and parity_logits(spec, dtype, prompt),
+and runs in a worker process of its own (the HF runners also have generate_ids(scenario), the greedy
+ids of one run, which a test compares between them).
 Peers run where the scenario says (HF on the GPU in a GPU run), in the scenario's dtype and precision.
 """
 

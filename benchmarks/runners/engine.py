@@ -57,11 +57,6 @@ class EngineRunner:
             result["metrics"]["per_device"] = per_device_bytes(model, scenario)
         return result
 
-    def generate_ids(self, scenario) -> list[list[int]]:
-        model = self.scenario_model(scenario)
-        prompts = fixed_prompts(scenario["batch"], scenario["prompt_len"], model.config.vocab_size)
-        return model.generate(prompts, max_new_tokens=scenario["new_tokens"])
-
     def parity_logits(self, spec, dtype, prompt, weights=None):
         model = self.model(spec, dtype, weights)
         return np.asarray(self.backend.to_host(model.logits(prompt)), dtype=np.float64)

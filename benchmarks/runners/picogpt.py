@@ -23,7 +23,7 @@ class PicoGPTRunner:
         return self._params[1], self._params[2]
 
     def run(self, scenario, inputs, on_token):
-        from .. import picogpt
+        from .. import picogpt_gpt2 as picogpt
         config, params = self.params(scenario["model"])
         for _ in range(scenario["new_tokens"]):  # picoGPT's loop, with a clock read per token
             logits = picogpt.gpt2(inputs, **params, n_head=config.n_head)
@@ -43,12 +43,7 @@ class PicoGPTRunner:
 
         return run_repeats(one_run, scenario)
 
-    def generate_ids(self, scenario) -> list[list[int]]:
-        config, _ = self.params(scenario["model"])
-        prompt = fixed_prompts(1, scenario["prompt_len"], config.vocab_size)[0]
-        return [self.run(scenario, list(prompt), lambda: None)[len(prompt):]]
-
     def parity_logits(self, spec, dtype, prompt, weights=None):
-        from .. import picogpt
+        from .. import picogpt_gpt2 as picogpt
         config, params = self.params(spec)
         return np.stack([picogpt.gpt2(list(row), **params, n_head=config.n_head) for row in prompt]).astype(np.float64)
