@@ -43,3 +43,29 @@ def test_report_refuses_a_file_that_is_not_a_bench_result(tmp_path, capsys, cont
     assert main(["report", str(CPU_RUN), str(path)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_plot_draws_every_numerics_of_the_committed_runs(tmp_path, monkeypatch):
+    """A line per runner x device x numerics: the mixed run's float32, bfloat16 and bfloat16-weights rows,
+    the H100 run's float16 and (schema 1, read as report reads it) float32+tf32 rows; peers dashed."""
+    import matplotlib.figure
+    from benchmarks.plot import plot_results
+
+    drawn = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: drawn.append(fig))
+    labels = {}
+    for name in ("2026-11-25-cpu-mixed.json", "2026-11-25-h100-cc6c6bc.json"):
+        plot_results(json.loads((RESULTS / name).read_text()), tmp_path / "x.png")
+        fig = drawn.pop()
+        lines = [line for ax in fig.axes for line in ax.get_lines()]
+        labels[name] = {line.get_label(): line.get_linestyle() for line in lines}
+        labels[name + " title"] = fig._suptitle.get_text()
+    mixed = labels["2026-11-25-cpu-mixed.json"]
+    for label in ("jax-loop float32", "jax-loop bfloat16", "jax-loop float32+bfloat16-weights", "torch bfloat16"):
+        assert mixed[label] == "-", sorted(mixed)
+    assert mixed["hf float32"] == mixed["hf bfloat16"] == "--"
+    h100 = labels["2026-11-25-h100-cc6c6bc.json"]
+    assert "jax-loop:gpu float32+tf32" in h100 and "jax-loop:gpu float16" in h100
+    assert "jax-loop:gpu float32" not in h100  # never the IEEE label on TF32-like rows
+    assert "NVIDIA H100" in labels["2026-11-25-h100-cc6c6bc.json title"]
+    assert "AMD EPYC" in labels["2026-11-25-cpu-mixed.json title"]
