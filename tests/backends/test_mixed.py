@@ -3,7 +3,6 @@ float64 reference and HF-shaped checkpoints."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -97,38 +96,3 @@ def test_mixed_greedy_tokens_equal_float32_where_the_margins_are_wide(small_chec
         checked += 1
         assert mixed.generate(prompt, max_new_tokens=8) == tokens, (seed, margins.min(), error)
     assert checked >= 5, f"only {checked} prompts had margins above twice the error"
-
-
-def test_mixed_floor_counts_the_stored_bytes():
-    """The decode floor reads the matrices at 2 bytes and the rest at 4; counted from HF's own model."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from benchmarks.roofline import decode_bytes_per_step
-    from engine.config import PRESETS
-
-    with torch.device("meta"):
-        hf = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=4, n_embd=128))
-    matrices = sum(p.numel() for n, p in hf.transformer.named_parameters() if p.dim() == 2 and "wpe" not in n)
-    rest = sum(p.numel() for n, p in hf.transformer.named_parameters() if p.dim() == 1)
-    one_position = hf.config.n_embd  # only the new token's row of wpe is read
-    config = PRESETS["tiny"]
-    assert decode_bytes_per_step(config, "float32", 1, 0) == 4 * (matrices + rest + one_position)
-    assert decode_bytes_per_step(config, "float32", 1, 0, "bfloat16") == 2 * matrices + 4 * (rest + one_position)
-
-
-def test_a_mixed_row_and_a_float32_row_stay_apart(tmp_path):
-    from arraygpt.cli import main
-    backend_or_skip("torch")
-    path = tmp_path / "mixed.json"
-    assert main(["bench", "--models", "tiny", "--batch-sizes", "1", "--prompt-lens", "8", "--new-tokens", "8",
-                 "--repeats", "2", "--backends", "torch", "--weights", "float32,bfloat16", "--peer", "hf",
-                 "--no-parity", "--json", str(path)]) == 0
-    doc = json.loads(path.read_text())
-    rows = {(r["runner"], r["weights"]): r for r in doc["results"]}
-    assert set(rows) == {("torch", None), ("torch", "bfloat16"), ("hf", None)}  # HF has no mixed mode
-    full, mixed = rows[("torch", None)], rows[("torch", "bfloat16")]
-    assert full["id"] == "tiny/torch/float32/b1/p8/n8" and mixed["id"] == "tiny/torch/float32+bfloat16-weights/b1/p8/n8"
-    assert mixed["derived"]["decode_floor_tps"] > 1.5 * full["derived"]["decode_floor_tps"]
-    assert "decode_tps_vs_hf" in mixed["derived"]  # against HF float32, the same arithmetic around the products
-    assert set(doc["ceilings"]["cpu"]["matmul"]) == {"float32", "bfloat16"}

@@ -201,23 +201,3 @@ def test_two_processes_give_the_tokens_of_one(tmp_path):
     for run, (out, err) in zip(runs, outputs):
         assert run.returncode == 0, err[-2000:]
         assert tokens(out) == expected
-
-
-def test_bench_rows_carry_the_mesh_per_device_memory_and_all_reduce_bytes(tmp_path):
-    from arraygpt.cli import main
-    path = tmp_path / "mesh.json"
-    assert main(["bench", "--models", "tiny", "--batch-sizes", "2", "--prompt-lens", "8", "--new-tokens", "8",
-                 "--repeats", "1", "--backends", "jax:cpu", "--mesh", "none;tp=4;dp=2,tp=2", "--peer", "none",
-                 "--no-roofline", "--json", str(path)]) == 0
-    doc = json.loads(path.read_text())
-    rows = {r["mesh"]: r for r in doc["results"]}
-    assert set(rows) == {None, "tp=4", "dp=2,tp=2"} and all(r["status"] == "ok" for r in rows.values())
-    assert rows["tp=4"]["id"] == "tiny/jax:cpu[tp=4]/float32/b2/p8/n8"
-    quarter = rows["tp=4"]["metrics"]["per_device"]["weights"]  # read from the shards on the first device
-    assert 0.9 < 4 * quarter / (load_model("tiny").config.n_params * 4) < 1.1  # (wpe, norms, biases are whole)
-    # (2 n_layer + 1) all-reduces of [B/dp, C] float32 activations: 5 x 2 x 128 x 4 bytes at tp=4
-    assert rows["tp=4"]["derived"]["allreduce_bytes_per_step"] == 5 * 2 * 128 * 4
-    assert rows["dp=2,tp=2"]["derived"]["allreduce_bytes_per_step"] == 5 * 1 * 128 * 4
-    assert rows["dp=2,tp=2"]["metrics"]["per_device"]["kv_cache"] * 4 == pytest.approx(
-        2 * 2 * 2 * 4 * 15 * 32 * 4)  # 2 layers x (k, v) x [B=2, H=4, 15 slots, D=32] float32, over 4 devices
-    assert all(r["derived"]["parity_relative"] < 1e-5 for r in rows.values())
