@@ -24,16 +24,18 @@ class Registered:
     meshes: bool = False        # splits a model over a device mesh (--mesh)
     streams: bool = True        # yields every token as it is made (jax-loop: all after the prefill, at the end)
     for_speed: bool = True      # in bench's default set ('strict' is for conformance)
+    tf32: bool = False          # can compute float32 products in TF32 (on an NVIDIA GPU)
 
 
 _JAX = "pip install 'arraygpt[jax]'"
 BACKENDS = {
     "numpy": Registered("backends.numpy", "included", "numpy"),
-    "jax": Registered("backends.jax", _JAX, "jax", meshes=True),
-    "jax-loop": Registered("backends.jax", _JAX, "jax", options=(("compile_loop", True),), meshes=True, streams=False),
-    "torch": Registered("backends.torch", "pip install 'arraygpt[torch]'", "torch"),
+    "jax": Registered("backends.jax", _JAX, "jax", meshes=True, tf32=True),
+    "jax-loop": Registered("backends.jax", _JAX, "jax", options=(("compile_loop", True),), meshes=True, streams=False,
+                           tf32=True),
+    "torch": Registered("backends.torch", "pip install 'arraygpt[torch]'", "torch", tf32=True),
     "cupy": Registered("backends.cupy", "pip install 'arraygpt[cuda12]' (or [cuda13]) on a machine with an NVIDIA GPU",
-                       "cupy"),
+                       "cupy", tf32=True),
     "strict": Registered("backends.strict", "pip install array-api-strict", "array-api-strict", for_speed=False),
 }
 SPEED_BACKENDS = tuple(name for name, r in BACKENDS.items() if r.for_speed)

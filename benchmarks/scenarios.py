@@ -143,9 +143,32 @@ _FIELD_TYPES = {"model": (str, None, True), "dtype": (str, None, True), "precisi
                 "backends": (str, None, True)}
 
 
+def check_values(table: dict, where: str = "") -> None:
+    """Each field's values of the right type and range, dtypes and precisions known: for a suite's tables
+    and for the command line's overrides (--dtypes float8 is one line before any worker starts)."""
+    from backends.base import DTYPE_NAMES, PRECISIONS
+    for field, value in table.items():
+        if field not in _FIELD_TYPES or value is None:
+            continue
+        kind, least, listable = _FIELD_TYPES[field]
+        values = value if listable and isinstance(value, list) else [value]
+        if isinstance(value, list) and not values and field not in ("peers", "backends"):
+            raise ArrayGPTError(f"{where}{field} is an empty list")
+        for v in values:
+            good = isinstance(v, kind) and not isinstance(v, bool) and (least is None or v >= least)
+            if field == "mesh" and v in ("", None):
+                good = True
+            if not good:
+                want = f"an integer >= {least}" if kind is int else "a string"
+                raise ArrayGPTError(f"{where}{field} must be {want}{' or a list of them' if listable else ''}, got {v!r}")
+            if field in ("dtype", "weights") and v not in DTYPE_NAMES:
+                raise ArrayGPTError(f"{where}unknown {field} {v!r} (choose from {', '.join(DTYPE_NAMES)})")
+            if field == "precision" and v not in PRECISIONS:
+                raise ArrayGPTError(f"{where}unknown precision {v!r} (choose from {', '.join(PRECISIONS)})")
+
+
 def check_suite(suite: dict, path) -> None:
     """One line naming the group and field, for a suite that is missing a field or holds a wrong value."""
-    from backends.base import DTYPE_NAMES, PRECISIONS
     groups = suite.get("group")
     if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) for g in groups):
         raise ArrayGPTError(f"{path}: no [[group]] of scenarios")
@@ -156,23 +179,7 @@ def check_suite(suite: dict, path) -> None:
         unknown = set(table) - _KNOWN
         if unknown:
             raise ArrayGPTError(f"{path}: {where} has unknown field(s) {sorted(unknown)}")
-        for field, value in table.items():
-            kind, least, listable = _FIELD_TYPES[field]
-            values = value if listable and isinstance(value, list) else [value]
-            if isinstance(value, list) and not values and field not in ("peers", "backends"):
-                raise ArrayGPTError(f"{path}: {where}: {field} is an empty list")
-            for v in values:
-                good = isinstance(v, kind) and not isinstance(v, bool) and (least is None or v >= least)
-                if field == "mesh" and v == "":
-                    good = True
-                if not good:
-                    want = f"an integer >= {least}" if kind is int else "a string"
-                    raise ArrayGPTError(f"{path}: {where}: {field} must be {want}{' or a list of them' if listable else ''}, "
-                                        f"got {v!r}")
-                if field in ("dtype", "weights") and v not in DTYPE_NAMES:
-                    raise ArrayGPTError(f"{path}: {where}: unknown {field} {v!r} (choose from {', '.join(DTYPE_NAMES)})")
-                if field == "precision" and v not in PRECISIONS:
-                    raise ArrayGPTError(f"{path}: {where}: unknown precision {v!r} (choose from {', '.join(PRECISIONS)})")
+        check_values(table, f"{path}: {where}: ")
     for i, group in enumerate(groups):
         missing = [axis for axis in _AXES if axis not in _AXIS_DEFAULTS and axis not in defaults and axis not in group]
         if missing:
@@ -201,6 +208,7 @@ def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict 
     Peers run on each of peer_devices (None: the CPU; 'gpu' when the backends run on a GPU)."""
     defaults = suite.get("defaults", {})
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    check_values(overrides, "command line: ")
     scenarios = []
     for group in suite["group"]:
         spec = _AXIS_DEFAULTS | defaults | group | overrides
@@ -232,6 +240,11 @@ def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict 
     for s in scenarios:
         if min(s.batch, s.prompt_len, s.new_tokens, s.repeats) < 1 or s.warmup < 0:
             raise ArrayGPTError(f"scenario {s.id}: batch, prompt_len, new_tokens and repeats must be >= 1")
+        registered = BACKENDS.get(s.runner)
+        if s.precision == "tf32" and registered and (not registered.tf32 or s.device == "cpu"):
+            with_tf32 = ", ".join(n for n, r in BACKENDS.items() if r.tf32)
+            raise ArrayGPTError(f"scenario {s.id}: backend {s.runner} has no tf32 products"
+                                f"{' on the cpu' if registered.tf32 else ''} (tf32: {with_tf32} on an NVIDIA GPU)")
         if s.precision == "tf32" and (s.dtype != "float32" or s.weights):
             raise ArrayGPTError(f"scenario {s.id}: tf32 is a mode of float32 products; it needs dtype float32 "
                                 "with float32 weights")

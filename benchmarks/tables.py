@@ -73,7 +73,8 @@ def results_table(doc: dict) -> Table:
             table.add_row(runner, _fmt(_median(m, "prefill_tps"), ".0f"), _fmt(_median(m, "ttft_s") * 1e3, ".0f"),
                           decode_cell, latency_cell, _fmt(roof and roof * 100, ".0f") + ("%" if roof else ""),
                           *ratios,
-                          _fmt(compiled, ".1f") if compiled and compiled >= 0.05 else "",
+                          # only for runners that compile (older files did not record it: shown as before)
+                          _fmt(compiled, ".1f") if compiled and compiled >= 0.05 and m.get("compiled", True) else "",
                           _fmt(m.get("rss_peak_bytes", 0) / 1e6, ".0f"),
                           _fmt(device_bytes and device_bytes / 1e6, ".0f"), _fmt(d.get("parity_relative"), ".0e"))
     return table

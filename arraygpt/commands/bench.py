@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -109,6 +110,13 @@ def run(args) -> int:
                  "warmup": args.warmup}
     peers = None if args.peer is None else [p for p in args.peer if p != "none"]
     scenarios = expand(suite, backends, overrides, peers, peer_devices(backends))
+    from backends import BACKENDS
+    if args.mesh and any(args.mesh):
+        single = [name for name, _ in backends if not BACKENDS[name].meshes]
+        if single:
+            stderr.print(f"[yellow]note:[/] {', '.join(single)} {'runs' if len(single) == 1 else 'run'} on one "
+                         f"device: no mesh rows for {'it' if len(single) == 1 else 'them'} (meshes: "
+                         f"{', '.join(n for n, r in BACKENDS.items() if r.meshes)})")
     if args.list:
         for s in scenarios:
             print(s.id)
@@ -127,6 +135,7 @@ def _run_locked(args, suite, scenarios, overrides, json_path) -> int:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=stderr, transient=True) as progress:
         task = progress.add_task("starting", total=len(scenarios))
+        finished, started = [0], time.monotonic()
 
         def on_event(event):
             kind = event["event"]
@@ -140,7 +149,11 @@ def _run_locked(args, suite, scenarios, overrides, json_path) -> int:
                 progress.update(task, description=event["id"])
             elif kind == "done":
                 progress.advance(task)
-                if event["status"] != "ok":
+                finished[0] += 1
+                if not stderr.is_terminal:  # CI, `| tee`, a log file: the bar draws nothing there
+                    stderr.print(f"[{finished[0]}/{len(scenarios)}] {event['id']}: {event['status']} "
+                                 f"({time.monotonic() - started:.0f} s)", highlight=False)
+                elif event["status"] != "ok":
                     progress.console.print(f"[yellow]{event['id']}: {event['status']}[/]")
 
         bench = Bench(scenarios, {"name": suite["name"], "description": suite.get("description", ""),

@@ -53,6 +53,7 @@ class EngineRunner:
 
         result = run_repeats(one_run, scenario)
         result["metrics"]["device_bytes"] = self.backend.memory_in_use()
+        result["metrics"]["compiled"] = bool(self.backend.compiles)  # a compile time means something only then
         if self.backend.mesh_label is not None:
             result["metrics"]["per_device"] = per_device_bytes(model, scenario)
         return result

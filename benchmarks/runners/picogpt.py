@@ -41,7 +41,9 @@ class PicoGPTRunner:
             self.run(scenario, list(prompt), lambda: times.append(time.perf_counter()))
             return summarize_run(times, start, 1, scenario["prompt_len"])
 
-        return run_repeats(one_run, scenario)
+        result = run_repeats(one_run, scenario)
+        result["metrics"]["compiled"] = False  # NumPy as published: nothing compiles
+        return result
 
     def parity_logits(self, spec, dtype, prompt, weights=None):
         from .. import picogpt_gpt2 as picogpt

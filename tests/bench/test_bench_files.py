@@ -123,3 +123,27 @@ def test_numpy_scalars_are_sampling_values(small_checkpoint):
     plain = model.generate(prompt, max_new_tokens=6, temperature=0.8, top_k=20, top_p=0.9, seed=np.int64(3))
     assert model.generate(prompt, max_new_tokens=6, temperature=np.float64(0.8), top_k=np.int64(20),
                           top_p=np.float64(0.9), seed=3) == plain
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--dtypes", "float8"], "unknown dtype 'float8'"),
+    (["--backends", "numpy", "--precision", "tf32"], "backend numpy has no tf32 products"),
+    (["--backends", "jax:cpu", "--precision", "tf32"], "no tf32 products on the cpu"),
+    (["--batch-sizes", "0"], "batch must be an integer >= 1"),
+])
+def test_bench_options_are_checked_before_any_worker_starts(argv, match, tmp_path):
+    import time
+    start = time.time()
+    assert match in one_line_error(cli("bench", *argv, "--json", tmp_path / "never-written.json"))
+    assert time.time() - start < 30 and not (tmp_path / "never-written.json").exists()
+
+
+def test_progress_is_a_plain_line_per_scenario_when_stderr_is_not_a_terminal(tmp_path):
+    result = cli(*TINY_BENCH, "--json", tmp_path / "r.json")  # stderr is a pipe here, as in CI
+    assert result.returncode == 0
+    assert "[1/1] tiny/numpy/float32/b1/p4/n4: ok (" in result.stderr
+
+
+def test_no_compile_time_for_runners_that_do_not_compile(run):
+    row = run["results"][0]
+    assert row["runner"] == "numpy" and row["metrics"]["compiled"] is False
