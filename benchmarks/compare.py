@@ -26,10 +26,35 @@ class Comparison:
     ratio: float
     low: float
     high: float
-    verdict: str  # "slower", "faster", "no change"
+    verdict: str  # "slower", "faster", "no change", "too few repeats"
+    repeats: tuple[int, int] = (0, 0)      # pooled repeats of base and new
+    detectable: float | None = None        # the smallest change this interval could have called (a fraction)
+    parity: tuple[float | None, float | None] = (None, None)  # base and new relative parity
+    numerics: str = "ok"                   # "ok", "worse" (past the budget), "unknown" (no parity recorded)
 
     def to_json(self):
         return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericsBudget:
+    """When a scenario's parity with the float64 reference counts as worse: above `factor` times the base's
+    and above `floor` (changes under it are rounding), or above the numerics' parity tolerance."""
+
+    factor: float = 2.0
+    floor: float = 1e-5
+
+    def worse(self, base: float | None, new: float | None, numerics: str) -> bool:
+        if new is None:
+            return False
+        from .parity import TOLERANCE
+        if new > TOLERANCE.get(numerics, float("inf")):
+            return True
+        return base is not None and new > max(self.factor * base, self.floor)
+
+
+def parity_of(result) -> float | None:
+    return result.get("derived", {}).get("parity_relative")
 
 
 def headline_metric(result) -> str:
@@ -66,7 +91,8 @@ def pooled_results(docs) -> dict:
     return pooled
 
 
-def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False):
+def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False, min_repeats=3,
+            budget: NumericsBudget = NumericsBudget()):
     """Returns (comparisons, only in base, only in new). Each side is one result file or several runs of
     the same commit, whose repeats are pooled: drift between runs then widens the interval instead of
     tripping the gate. Refuses unlike machines or backends unless forced."""
@@ -85,6 +111,9 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False):
         if runners[0] != runners[1]:
             raise ArrayGPTError(f"the results ran different backends ({', '.join(runners[0])} vs "
                                 f"{', '.join(runners[1])}) (--force to compare the common scenarios)")
+    from .derive import derive
+    for doc in base_docs + new_docs:
+        derive(doc)  # parity_relative per result
     base, new = pooled_results(base_docs), pooled_results(new_docs)
     rows = []
     for sid in [s for s in base if s in new]:
@@ -96,5 +125,14 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False):
         ratio = float(np.median(n) / np.median(b))
         low, high = bootstrap_ratio(b, n, confidence)
         verdict = "slower" if high < 1 - threshold else "faster" if low > 1 + threshold else "no change"
-        rows.append(Comparison(sid, metric, float(np.median(b)), float(np.median(n)), ratio, low, high, verdict))
+        if min(len(b), len(n)) < min_repeats:  # a point is not an interval: no verdict from it
+            verdict = "too few repeats"
+        # A change is called when the interval clears 1 -/+ threshold; this interval's half-width is how far
+        # the ratio must move before that can happen.
+        detectable = None if verdict == "too few repeats" else threshold + (high - low) / 2
+        parity = (parity_of(base[sid]), parity_of(new[sid]))
+        numerics = ("unknown" if parity[1] is None else
+                    "worse" if budget.worse(parity[0], parity[1], new[sid].get("numerics", new[sid]["dtype"])) else "ok")
+        rows.append(Comparison(sid, metric, float(np.median(b)), float(np.median(n)), ratio, low, high, verdict,
+                               (len(b), len(n)), detectable, parity, numerics))
     return rows, sorted(set(base) - set(new)), sorted(set(new) - set(base))

@@ -33,8 +33,10 @@ def add_parser(sub):
     p = sub.add_parser("compare", help="compare two bench results; exit 1 on a confident slowdown",
                        description="Compare two `arraygpt bench --json` files scenario by scenario: the ratio of "
                                    "median tokens/s (decode, or prefill for single-token scenarios), a bootstrap "
-                                   "confidence interval from the repeats, and a verdict. Exit 1 when a scenario is "
-                                   "slower beyond the threshold with confidence, 0 otherwise.")
+                                   "confidence interval from the repeats, the smallest change it could detect, and a "
+                                   "verdict; and each scenario's parity with the float64 reference. Exit 1 when a "
+                                   "scenario is slower beyond the threshold with confidence or its numerics got "
+                                   "worse than the budget, 0 otherwise.")
     p.add_argument("base", metavar="BASE.json", help="a result file, or several runs of the base commit "
                    "comma-separated (their repeats are pooled, so drift between runs counts as noise)")
     p.add_argument("new", metavar="NEW.json", help="the same for the new commit")
@@ -45,12 +47,19 @@ def add_parser(sub):
     p.add_argument("--allow-incomplete", action="store_true",
                    help="compare runs that did not finish (\"complete\": false) on the scenarios they did finish; "
                         "without it such a run gets no verdict (exit 2)")
+    p.add_argument("--min-repeats", type=int, default=3, metavar="N",
+                   help="pooled repeats a side needs for a verdict; fewer: 'too few repeats' (default: 3)")
+    p.add_argument("--parity-factor", type=float, default=2.0, metavar="X",
+                   help="numerics gate: fail when a scenario's parity with the float64 reference is worse than X "
+                        "times the base's (and above --parity-floor), or past its dtype's tolerance (default: 2)")
+    p.add_argument("--parity-floor", type=float, default=1e-5, metavar="E",
+                   help="parity changes below this relative error never fail the gate (default: 1e-5)")
     p.add_argument("--json", metavar="PATH", help="also write the verdicts as JSON (a new path, or an earlier "
                    "compare result, which is replaced)")
 
 
 def run(args) -> int:
-    from benchmarks.compare import compare
+    from benchmarks.compare import NumericsBudget, compare
     from benchmarks.jsonio import check_bench_file, read_json, write_json_atomic
     from benchmarks.outputs import check_json_output
 
@@ -71,15 +80,22 @@ def run(args) -> int:
                                     "pass --allow-incomplete to compare the scenarios that finished")
         sides[side] = docs
     base, new = sides["BASE"], sides["NEW"]
-    rows, only_base, only_new = compare(base, new, limit, args.confidence, args.force)
+    if args.min_repeats < 1 or not (args.parity_factor >= 1) or not (args.parity_floor >= 0):
+        raise ArrayGPTError("--min-repeats must be >= 1, --parity-factor >= 1 and --parity-floor >= 0")
+    rows, only_base, only_new = compare(base, new, limit, args.confidence, args.force, args.min_repeats,
+                                        NumericsBudget(args.parity_factor, args.parity_floor))
     table = Table(title=f"{args.new} against {args.base} (threshold {limit:.0%}, {args.confidence:.0%} interval)",
                   title_justify="left")
-    for name in ("scenario", "metric", "base tok/s", "new tok/s", "ratio", "interval", "verdict"):
-        table.add_column(name, justify="left" if name in ("scenario", "metric", "verdict") else "right")
-    colour = {"slower": "red", "faster": "green", "no change": "dim"}
+    for name in ("scenario", "metric", "base tok/s", "new tok/s", "ratio", "interval", "detectable", "repeats",
+                 "verdict", "parity base/new", "numerics"):
+        table.add_column(name, justify="left" if name in ("scenario", "metric", "verdict", "numerics") else "right")
+    colour = {"slower": "red", "faster": "green", "no change": "dim", "too few repeats": "yellow"}
     for r in rows:
+        parity = "/".join("-" if v is None else f"{v:.0e}" for v in r.parity)
+        numerics = {"ok": "[dim]ok[/]", "worse": "[red]worse[/]", "unknown": "[dim]not measured[/]"}[r.numerics]
         table.add_row(r.id, r.metric, f"{r.base:.1f}", f"{r.new:.1f}", f"{r.ratio:.3f}",
-                      f"{r.low:.3f}-{r.high:.3f}", f"[{colour[r.verdict]}]{r.verdict}[/]")
+                      f"{r.low:.3f}-{r.high:.3f}", "-" if r.detectable is None else f"±{r.detectable:.0%}", f"{r.repeats[0]}/{r.repeats[1]}",
+                      f"[{colour[r.verdict]}]{r.verdict}[/]", parity, numerics)
     console = report_console()
     console.print(table)
     for label, ids in (("only in BASE", only_base), ("only in NEW", only_new)):
@@ -92,6 +108,10 @@ def run(args) -> int:
     if not rows:
         raise ArrayGPTError("no scenario ran successfully in both files")
     slower = [r for r in rows if r.verdict == "slower"]
+    worse = [r for r in rows if r.numerics == "worse"]
+    few = [r for r in rows if r.verdict == "too few repeats"]
     stderr.print(f"{len(slower)} slower, {sum(r.verdict == 'faster' for r in rows)} faster, "
-                 f"{sum(r.verdict == 'no change' for r in rows)} unchanged")
-    return 1 if slower else 0
+                 f"{sum(r.verdict == 'no change' for r in rows)} unchanged"
+                 + (f", {len(few)} without a verdict (fewer than {args.min_repeats} repeats a side)" if few else "")
+                 + f"; numerics: {len(worse)} worse than the budget")
+    return 1 if slower or worse else 0

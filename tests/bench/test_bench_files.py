@@ -147,3 +147,48 @@ def test_progress_is_a_plain_line_per_scenario_when_stderr_is_not_a_terminal(tmp
 def test_no_compile_time_for_runners_that_do_not_compile(run):
     row = run["results"][0]
     assert row["runner"] == "numpy" and row["metrics"]["compiled"] is False
+
+
+PERTURB_ONE_WEIGHT = '''
+import backends.base as base
+_from_host = base.ArrayBackend.from_host
+def from_host(self, tensor, dtype, axes=None):
+    x = _from_host(self, tensor, dtype, axes)
+    if dtype == "float32" and tensor.name == "h.0.mlp.c_fc.weight":  # the float64 reference stays clean
+        x = x.copy()
+        x[0, 0] += 0.5
+    return x
+base.ArrayBackend.from_host = from_host
+'''
+
+
+def test_the_gate_fails_a_change_that_makes_the_numbers_worse_at_equal_speed(tmp_path):
+    """A planted numerics regression: one float32 weight perturbed inside the backend (a sitecustomize in
+    every process of the new run); the speed is the same, the parity with the float64 reference is not."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(PERTURB_ONE_WEIGHT)
+    base, new = tmp_path / "base.json", tmp_path / "new.json"
+    bench = [a for a in TINY_BENCH if a != "--no-parity"] + ["--repeats", "3"]
+    assert cli(*bench, "--json", base).returncode == 0
+    assert cli(*bench, "--json", new, env={"PYTHONPATH": str(hook)}).returncode == 0
+    parity = [json.loads(p.read_text())["parity"]["numpy"]["tiny/float32"]["relative"] for p in (base, new)]
+    assert parity[0] < 1e-5 < parity[1], parity
+    verdicts = tmp_path / "v.json"
+    result = cli("compare", base, new, "--threshold", "50%", "--json", verdicts)
+    assert result.returncode == 1, result.stdout + result.stderr
+    row = json.loads(verdicts.read_text())["comparisons"][0]
+    assert row["numerics"] == "worse" and row["verdict"] == "no change"
+    assert "1 worse than the budget" in result.stderr
+    assert cli("compare", base, base, "--threshold", "50%").returncode == 0
+
+
+def test_the_gate_gives_no_verdict_from_too_few_repeats(tmp_path):
+    one, other = tmp_path / "a.json", tmp_path / "b.json"
+    for path in (one, other):
+        assert cli(*TINY_BENCH, "--json", path).returncode == 0  # one repeat each
+    verdicts = tmp_path / "v.json"
+    result = cli("compare", one, other, "--json", verdicts)
+    assert result.returncode == 0 and "without a verdict (fewer than 3 repeats a side)" in result.stderr
+    row = json.loads(verdicts.read_text())["comparisons"][0]
+    assert row["verdict"] == "too few repeats" and row["repeats"] == [1, 1] and row["detectable"] is None
