@@ -74,6 +74,9 @@ def add_parser(sub):
                    "while the bench runs")
     p.add_argument("--force", action="store_true", help="replace an earlier bench result at --json PATH (any "
                    "other existing file is never overwritten)")
+    p.add_argument("--format", default="table", choices=("table", "csv", "jsonl", "md"),
+                   help="what goes to stdout at the end: the tables (default), or one row per scenario as CSV, JSON "
+                        "lines or a Markdown table, for spreadsheets and dashboards (the --json file is always written)")
     p.add_argument("--list", action="store_true", help="print the scenarios and exit")
 
 
@@ -167,9 +170,14 @@ def _run_locked(args, suite, scenarios, overrides, json_path) -> int:
             stderr.print(f"interrupted: {len(bench.doc['results'])} finished scenario(s) kept in {json_path} "
                          "(\"complete\": false)")
             raise
-    console.print(results_table(doc))
-    if doc["probes"]:
-        console.print(probes_table(doc))
+    if args.format == "table":
+        console.print(results_table(doc))
+        if doc["probes"]:
+            console.print(probes_table(doc))
+    else:
+        from benchmarks.formats import flat_rows, render
+        from benchmarks.report import run_label
+        print(render(flat_rows(doc, run_label(doc)), args.format), end="")
     stderr.print(f"results: {json_path}")
     failed = [r for r in doc["results"] if r["status"] == "error"]
     return 1 if failed else 0

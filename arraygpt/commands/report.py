@@ -13,6 +13,9 @@ def add_parser(sub):
                                    "and parity. Markdown on stdout (for a PR comment or a README); -o adds a chart. "
                                    "Runs are labelled by machine and date.")
     p.add_argument("results", nargs="+", metavar="RUN.json", help="files written by `arraygpt bench --json`")
+    p.add_argument("--format", default="md", choices=("md", "csv", "jsonl"),
+                   help="md: the report's tables (default); csv or jsonl: one row per scenario of every run, with a "
+                        "'run' column naming its machine and date")
     p.add_argument("-o", "--output", default=None, metavar="FILE.png", help="also draw a bar chart per workload (png, svg, pdf or jpg; no suffix: .png; an existing "
                         "file is replaced only if it is an image of that format)")
 
@@ -28,7 +31,13 @@ def run(args) -> int:
         doc = read_json(path)
         check_bench_file(doc, path)
         docs.append(doc)
-    print(markdown(docs, args.results), end="")
+    if args.format == "md":
+        print(markdown(docs, args.results), end="")
+    else:
+        from benchmarks.formats import flat_rows, render
+        from benchmarks.report import disambiguate, run_label
+        labels = disambiguate([run_label(doc) for doc in docs])
+        print(render([row for doc, label in zip(docs, labels) for row in flat_rows(doc, label)], args.format), end="")
     incomplete = [path for path, doc in zip(args.results, docs) if not doc.get("complete", False)]
     if incomplete:
         stderr.print(f"[yellow]note:[/] {', '.join(incomplete)}: an incomplete run (\"complete\": false); "

@@ -192,3 +192,32 @@ def test_the_gate_gives_no_verdict_from_too_few_repeats(tmp_path):
     assert result.returncode == 0 and "without a verdict (fewer than 3 repeats a side)" in result.stderr
     row = json.loads(verdicts.read_text())["comparisons"][0]
     assert row["verdict"] == "too few repeats" and row["repeats"] == [1, 1] and row["detectable"] is None
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_csv_and_jsonl_rows_read_back_to_the_json(run, tmp_path, fmt):
+    import csv
+    import io
+    path = write(tmp_path, "r.json", run)
+    result = cli("report", path, "--format", fmt)
+    assert result.returncode == 0, result.stderr
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(result.stdout)))
+        value = lambda row, key: float(row[key]) if row[key] else None  # noqa: E731
+    else:
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        value = lambda row, key: row[key]  # noqa: E731
+    assert [row["id"] for row in rows] == [r["id"] for r in run["results"]]
+    for row, r in zip(rows, run["results"]):
+        m = r["metrics"]
+        assert value(row, "decode_tps") == m["decode_tps"]["median"]  # exactly: floats written with repr
+        assert value(row, "latency_p99_s") == m["token_latency_s"]["p99"]
+        assert value(row, "rss_peak_bytes") == m["rss_peak_bytes"]
+        assert row["status"] == r["status"] and int(row["batch"]) == r["batch"]
+
+
+def test_bench_prints_rows_in_the_format_asked(tmp_path):
+    result = cli(*TINY_BENCH, "--json", tmp_path / "r.json", "--format", "md")
+    assert result.returncode == 0
+    header, rule, row = result.stdout.strip().splitlines()
+    assert header.startswith("| run | id | runner") and "tiny/numpy/float32/b1/p4/n4" in row
