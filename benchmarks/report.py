@@ -110,7 +110,7 @@ def markdown(docs: list[dict], sources: list[str]) -> str:
                          + f"{'' if r.parity is None else f'{r.parity:.0e}'} |")
         lines.append("")
     lines.append("% roofline: of the floor set by the best bandwidth (decode) or matmul rate (prefill) measured on "
-                 "that device in that run; x peer: ratio to the peer in the same run, device and numerics; parity: "
+                 "that device in that run (**!** over 100%: that ceiling is wrong for the row); x peer: ratio to the peer in the same run, device and numerics; parity: "
                  "max |logit - float64 reference| / max |reference logit|.")
     return "\n".join(lines) + "\n"
 
@@ -118,7 +118,8 @@ def markdown(docs: list[dict], sources: list[str]) -> str:
 def _percent(fraction: float | None) -> str:
     if fraction is None:
         return ""
-    return f"{fraction:.0%}" if fraction >= 0.1 else f"{fraction:.1%}"
+    text = f"{fraction:.0%}" if fraction >= 0.1 else f"{fraction:.1%}"
+    return f"**!{text}**" if fraction > 1 else text  # over 100%: the run's ceiling is wrong for that row
 
 
 def _tps(value: float) -> str:

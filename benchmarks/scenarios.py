@@ -139,7 +139,7 @@ def load_suite(name_or_path: str) -> dict:
 _FIELD_TYPES = {"model": (str, None, True), "dtype": (str, None, True), "precision": (str, None, True),
                 "weights": (str, None, True), "mesh": (str, None, True), "batch": (int, 1, True),
                 "prompt_len": (int, 1, True), "new_tokens": (int, 1, True), "warmup": (int, 0, False),
-                "repeats": (int, 1, False), "name": (str, None, False), "peers": (str, None, True),
+                "repeats": (int, 1, False), "name": (str, None, False), "prefill_batch": (int, 1, True), "peers": (str, None, True),
                 "backends": (str, None, True)}
 
 
@@ -212,6 +212,11 @@ def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict 
     scenarios = []
     for group in suite["group"]:
         spec = _AXIS_DEFAULTS | defaults | group | overrides
+        # --batch-sizes reshapes decode groups; a prefill group (every new_tokens 1) keeps its batch unless
+        # --prefill-batch-sizes asks, or the command line also set new_tokens (it shaped the workload itself).
+        prefill_only = all(int(n) == 1 for n in _as_list((defaults | group).get("new_tokens", [])))
+        if prefill_only and "new_tokens" not in overrides:
+            spec["batch"] = overrides.get("prefill_batch", (defaults | group).get("batch"))
         group_peers = peers if peers is not None else _as_list(spec.get("peers", []))
         bad = [p for p in group_peers if p not in PEERS]
         if bad:

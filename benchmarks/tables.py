@@ -28,6 +28,14 @@ def _ratio(derived: dict, key: str, weights: str | None) -> str:
     return text + (f" ({narrow:.2f}x vs {weights})" if narrow is not None else "")
 
 
+def roofline_cell(fraction: float | None) -> str:
+    """'56%'; above 100% never bare: '[!] 111%' marks the ceiling as wrong for that row."""
+    if fraction is None:
+        return ""
+    text = f"{fraction * 100:.0f}%" if fraction >= 0.1 else f"{fraction * 100:.1f}%"
+    return f"[red]!{text}[/]" if fraction > 1 else text
+
+
 def results_table(doc: dict) -> Table:
     from .runners import PEERS
     env = doc["environment"]
@@ -38,8 +46,10 @@ def results_table(doc: dict) -> Table:
     peers_here = [p for p in PEERS if p != "picogpt" and any(r["runner"] == p for r in doc["results"])]
     table = Table(title=title, title_justify="left", caption="medians of the timed repeats; ± is the IQR; "
                   "roof = % of the floor set by the best bandwidth or matmul rate measured on that device in this "
-                  "run; xPEER = ratio to that peer on the same workload, numerics and device; compile = first call "
-                  "minus a steady one", caption_justify="left")
+                  "run; !roof over 100%: the ceiling this run measured is below what that row reached, so the "
+                  "ceiling is wrong for it (a probe disturbed by other load); xPEER = ratio to that peer on the same "
+                  "workload, numerics and device; compile = first call minus a steady one (compiling runners only)",
+                  caption_justify="left")
     columns = [("runner", "left"), ("prefill tok/s", "right"), ("TTFT ms", "right"), ("decode tok/s", "right"),
                ("ms/token p50/p99", "right"), ("roof", "right")] + [(f"x{p}", "right") for p in peers_here] + [
               ("compile s", "right"), ("RSS MB", "right"), ("device MB", "right"), ("parity", "right")]
@@ -71,7 +81,7 @@ def results_table(doc: dict) -> Table:
             compiled = m.get("compile_s")
             device_bytes = m.get("device_bytes")
             table.add_row(runner, _fmt(_median(m, "prefill_tps"), ".0f"), _fmt(_median(m, "ttft_s") * 1e3, ".0f"),
-                          decode_cell, latency_cell, _fmt(roof and roof * 100, ".0f") + ("%" if roof else ""),
+                          decode_cell, latency_cell, roofline_cell(roof),
                           *ratios,
                           # only for runners that compile (older files did not record it: shown as before)
                           _fmt(compiled, ".1f") if compiled and compiled >= 0.05 and m.get("compiled", True) else "",

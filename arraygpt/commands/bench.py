@@ -57,7 +57,11 @@ def add_parser(sub):
     p.add_argument("--precision", type=str_list, default=None, metavar="LIST",
                    help="float32 (IEEE float32 products, the default) and/or tf32 (float32 products on NVIDIA "
                         "tensor cores: jax, torch, cupy on gpu); each is its own row, never merged")
-    p.add_argument("--batch-sizes", type=int_list, default=None, metavar="LIST", help="override batch sizes")
+    p.add_argument("--batch-sizes", type=int_list, default=None, metavar="LIST",
+                   help="override the batch sizes of the decode groups (prefill groups keep theirs, unless "
+                        "--new-tokens is also given)")
+    p.add_argument("--prefill-batch-sizes", type=int_list, default=None, metavar="LIST",
+                   help="override the batch sizes of the prefill groups (new_tokens 1)")
     p.add_argument("--prompt-lens", type=int_list, default=None, metavar="LIST", help="override prompt lengths")
     p.add_argument("--new-tokens", type=int_list, default=None, metavar="LIST", help="override new tokens")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per scenario")
@@ -108,7 +112,7 @@ def run(args) -> int:
         backends = [(name, None) for name in usable_backends(SPEED_BACKENDS)]
     overrides = {"model": args.models, "dtype": args.dtypes, "weights": args.weights, "precision": args.precision,
                  "mesh": args.mesh,
-                 "batch": args.batch_sizes,
+                 "batch": args.batch_sizes, "prefill_batch": args.prefill_batch_sizes,
                  "prompt_len": args.prompt_lens, "new_tokens": args.new_tokens, "repeats": args.repeats,
                  "warmup": args.warmup}
     peers = None if args.peer is None else [p for p in args.peer if p != "none"]

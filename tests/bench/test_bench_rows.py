@@ -64,3 +64,25 @@ def test_bench_rows_carry_the_mesh_per_device_memory_and_all_reduce_bytes(tmp_pa
     assert rows["dp=2,tp=2"]["metrics"]["per_device"]["kv_cache"] * 4 == pytest.approx(
         2 * 2 * 2 * 4 * 15 * 32 * 4)  # 2 layers x (k, v) x [B=2, H=4, 15 slots, D=32] float32, over 4 devices
     assert all(r["derived"]["parity_relative"] < 1e-5 for r in rows.values())
+
+
+def test_every_worker_measures_the_float32_bandwidth_whatever_its_rows(tmp_path):
+    """A half-precision-only run: its probes still include float32, so the machine's bandwidth ceiling is
+    the fastest streaming read, and a slow half-precision kernel shows as a low % of it."""
+    from arraygpt.cli import main
+    path = tmp_path / "half.json"
+    assert main(["bench", "--models", "tiny", "--backends", "numpy", "--dtypes", "float16", "--peer", "none",
+                 "--no-parity", "--batch-sizes", "1", "--prompt-lens", "4", "--new-tokens", "4", "--repeats", "1",
+                 "--warmup", "0", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    assert set(doc["probes"]["numpy"]) == {"float32", "float16"}
+    bandwidth = doc["ceilings"]["cpu"]["bandwidth"]
+    assert bandwidth["set_by"] == "numpy float32"
+    assert bandwidth["value"] >= doc["probes"]["numpy"]["float16"]["bandwidth_bytes_s"]
+
+
+def test_a_roofline_over_100_percent_is_never_printed_bare():
+    from benchmarks.report import _percent
+    from benchmarks.tables import roofline_cell
+    assert roofline_cell(0.56) == "56%" and roofline_cell(1.11) == "[red]!111%[/]"
+    assert _percent(0.56) == "56%" and _percent(1.26) == "**!126%**"
