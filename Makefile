@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 EXTRAS ?= test,jax,hub,plot
 
-.PHONY: install test bench clean
+.PHONY: install test bench gpu-check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: install  ## run the test suite
 
 bench: install  ## the main job: the quick suite on every usable backend, beside HF and picoGPT
 	$(VENV)/bin/arraygpt bench $(BENCH_ARGS)
+
+gpu-check:  ## on a GPU machine: the prepared GPU check (benchmarks/gpu/check.sh), 7 minutes; OUT=DIR for its files
+	bash benchmarks/gpu/check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -22,6 +22,20 @@ from .jsonio import write_json_atomic
 from .timing import PARITY_PROMPT_LEN, fixed_prompts
 
 
+TEMP_PREFIX = "arraygpt-bench-"
+
+
+def remove_stale_temporaries() -> None:
+    """Temporary directories of benches that were SIGKILLed (no handler ran): their pid, in the name, is
+    gone. Every other way a bench ends removes its own."""
+    import shutil
+    root = Path(tempfile.gettempdir())
+    for path in root.glob(f"{TEMP_PREFIX}*-*"):
+        pid = path.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def model_configs(scenarios) -> dict:
     """Each model's shape, recorded so that a report can compute floors without the checkpoint."""
     import dataclasses
@@ -62,7 +76,8 @@ class Bench:
             write_json_atomic(self.json_path, self.doc)
 
     def run(self) -> dict:
-        with tempfile.TemporaryDirectory(prefix="arraygpt-bench-") as tmp:
+        remove_stale_temporaries()
+        with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
             tmp = Path(tmp)
             references = []
             if self.parity:

@@ -49,3 +49,10 @@ def small_checkpoint(tmp_path_factory, hf_model):
     return directory
 
 
+
+
+def pytest_collection_modifyitems(items):
+    """`pytest -m gpu` (the GPU check's tests): every case whose id names a GPU device or CuPy."""
+    for item in items:
+        if "gpu" in item.nodeid or "cupy" in item.nodeid or "cuda" in item.nodeid:
+            item.add_marker(pytest.mark.gpu)

@@ -79,6 +79,10 @@ def test_a_worker_dies_with_its_bench_even_when_the_bench_is_killed(tmp_path):
     process.communicate(timeout=60)
     wait_for(lambda: not alive(worker), timeout=30)
     assert json.loads(path.read_text())["complete"] is False
+    assert [p.name for p in tmp.iterdir()][0].startswith(f"arraygpt-bench-{process.pid}-")  # left behind...
+    from helpers import TINY_BENCH, cli
+    assert cli(*TINY_BENCH, "--json", tmp_path / "next.json", env={"TMPDIR": str(tmp)}).returncode == 0
+    assert not list(tmp.iterdir())  # ...and removed by the next bench
 
 
 def test_a_finished_run_is_complete(tmp_path):

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The one command for a GPU window (`make gpu-check`): installs the carried wheels and arraygpt with no
+# network, prints the GPU, driver and library versions, then runs each part under its own time limit,
+# continuing past a failed one: the GPU tests (pytest -m gpu), parity of every GPU backend x dtype on 124M,
+# the gpu-check bench suite (with HF peers on the GPU), and a per-step profile. 7 minutes in all on an
+# H100/H200. Everything goes under $OUT (at most 8 files: the device tool brings 8 back); the summary
+# table is printed last.
+#
+#   OUT=/tmp/out bash benchmarks/gpu/check.sh            # on the GPU machine
+#   GPU_CHECK_DEVICE=cpu OUT=/tmp/dry bash benchmarks/gpu/check.sh   # the dry run (tiny model, seconds;
+#                                                                    # part of `make test`)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT="${OUT:-out/gpu-check}"
+DEVICE="${GPU_CHECK_DEVICE:-gpu}"
+export PY="${PYTHON:-python3}"
+export ARRAYGPT_CACHE="${ARRAYGPT_CACHE:-/tmp/arraygpt-gpu-check-cache}"
+mkdir -p "$OUT"
+: > "$OUT/parts.txt"
+LOG="$OUT/check.log"
+: > "$LOG"
+
+# part NAME LIMIT_SECONDS COMMAND...: run it with a time limit, its output in check.log, its end in parts.txt.
+part() {
+  local name=$1 limit=$2
+  shift 2
+  local start=$SECONDS
+  echo "== $name (limit ${limit} s): $*" | tee -a "$LOG"
+  if declare -F "$1" > /dev/null; then  # a function of this script: timeout runs programs, so via bash
+    timeout --kill-after=10 "$limit" bash -c "$(declare -f "$1"); $*" >> "$LOG" 2>&1
+  else
+    timeout --kill-after=10 "$limit" "$@" >> "$LOG" 2>&1
+  fi
+  local code=$?
+  echo "$name $code $((SECONDS - start))" >> "$OUT/parts.txt"
+  echo "   -> exit $code after $((SECONDS - start)) s" | tee -a "$LOG"
+}
+
+if [ "$DEVICE" = cpu ]; then  # the dry run: the same parts on the CPU, tiny model, no install
+  MODEL=tiny
+  BACKENDS=numpy,jax:cpu,torch:cpu
+  DTYPES=float32
+  BENCH=(--suite gpu-check --models tiny --backends numpy,jax:cpu --peer none --repeats 1 --warmup 0
+         --new-tokens 8 --prompt-lens 8 --prefill-batch-sizes 1)
+  PROFILE=(--model tiny --backends numpy,torch:cpu --steps 4)
+  LIMITS=(30 30 120 90 120 60)
+else
+  MODEL=124M
+  BACKENDS=jax:gpu,jax-loop:gpu,torch:gpu,cupy
+  DTYPES=float32,float16,bfloat16
+  BENCH=(--suite gpu-check)
+  PROFILE=(--model 124M --backends jax:gpu,jax-loop:gpu,torch:gpu,cupy --steps 32)
+  LIMITS=(40 20 100 60 170 30)
+fi
+
+install() {
+  if [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps .whl/*.whl || return 1
+  fi
+  "$PY" -c "import arraygpt" 2> /dev/null || "$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e .
+}
+
+versions() {
+  command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  "$PY" -c "
+import platform; print('python', platform.python_version())
+from benchmarks.environment import library_versions
+for name, version in library_versions().items(): print(name, version)
+from backends import backend_status
+for name, ok, where in backend_status(): print('backend', name, 'usable on' if ok else 'NOT usable:', where)
+"
+}
+
+if [ "$DEVICE" = cpu ]; then
+  echo "install 0 0" >> "$OUT/parts.txt"  # nothing to install: this checkout's environment runs it
+else
+  part install "${LIMITS[0]}" install
+fi
+part versions "${LIMITS[1]}" versions
+versions > "$OUT/versions.txt" 2>&1
+part tests "${LIMITS[2]}" "$PY" -m pytest -q -m gpu -p no:cacheprovider
+part parity "${LIMITS[3]}" "$PY" -m arraygpt parity --model "$MODEL" --backends "$BACKENDS" --dtypes "$DTYPES" \
+  --json "$OUT/parity.json"
+part bench "${LIMITS[4]}" "$PY" -m arraygpt bench "${BENCH[@]}" --json "$OUT/bench.json" --force
+part profile "${LIMITS[5]}" "$PY" -m benchmarks.gpu.step_profile "${PROFILE[@]}" --json "$OUT/profile.json"
+"$PY" -m benchmarks.gpu.summary "$OUT"

@@ -1,0 +1,73 @@
+"""Time per decode step and work launched per step, per backend: `python -m benchmarks.gpu.step_profile`.
+
+For each backend the model decodes `--steps` tokens after a warm-up (which compiles or records), the
+device synchronized around the clock. torch: the kernels (on a GPU) or operators (on a CPU) that its
+profiler sees per step. Other libraries: time only (no launch counter without nsys). One line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from engine import load_model
+
+from ..timing import fixed_prompts
+
+
+def step_time(model, prompts, steps: int) -> float:
+    model.generate(prompts, max_new_tokens=4)  # warm-up: compile, record
+    model.backend.synchronize()
+    start = time.perf_counter()
+    model.generate(prompts, max_new_tokens=steps + 1)
+    model.backend.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def torch_launches(model, prompts, steps: int) -> float | None:
+    try:
+        from torch.profiler import ProfilerActivity, profile
+    except ImportError:
+        return None
+    on_gpu = model.backend.device_key() != "cpu"
+    activity = ProfilerActivity.CUDA if on_gpu else ProfilerActivity.CPU
+    with profile(activities=[activity]) as prof:
+        model.generate(prompts, max_new_tokens=steps + 1)
+    events = [e for e in prof.events() if (e.device_type.name == "CUDA") == on_gpu]
+    return len(events) / steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="124M")
+    parser.add_argument("--backends", default="jax:gpu,jax-loop:gpu,torch:gpu,cupy")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    from backends import BackendError, get_backend
+    rows = []
+    for item in args.backends.split(","):
+        name, _, device = item.partition(":")
+        row = {"backend": item, "dtype": args.dtype, "batch": args.batch}
+        try:
+            model = load_model(args.model, backend=get_backend(name, device=device or None), dtype=args.dtype)
+            prompts = fixed_prompts(args.batch, 16, model.config.vocab_size)
+            row["ms_per_step"] = step_time(model, prompts, args.steps) * 1e3
+            row["launches_per_step"] = torch_launches(model, prompts, args.steps) if name == "torch" else None
+        except (BackendError, Exception) as err:  # a part of the check must not end the others
+            row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+        rows.append(row)
+        launches = row.get("launches_per_step")
+        print(f"{item:14s} {args.dtype:9s} b{args.batch}: " + (row["error"] if "error" in row else
+              f"{row['ms_per_step']:.3f} ms/step" + (f", {launches:.0f} launches/step" if launches else "")),
+              flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

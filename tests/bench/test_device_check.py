@@ -1,0 +1,29 @@
+"""The GPU check script (benchmarks/gpu/check.sh) dry-runs on the CPU, so it cannot rot between GPU windows.
+(This file's name and tests do not say "gpu": `pytest -m gpu`, which the script runs, must not run them.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_device_check_dry_runs_every_part_on_the_cpu(tmp_path):
+    env = os.environ | {"GPU_CHECK_DEVICE": "cpu", "OUT": str(tmp_path), "PYTHON": sys.executable}
+    result = subprocess.run(["bash", "benchmarks/gpu/check.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    parts = dict(line.split()[:2] for line in (tmp_path / "parts.txt").read_text().splitlines())
+    assert list(parts) == ["install", "versions", "tests", "parity", "bench", "profile"]
+    assert set(parts.values()) == {"0"}, (parts, (tmp_path / "check.log").read_text()[-3000:])
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["bench.json", "check.log", "parity.json", "parts.txt", "profile.json", "summary.md",
+                     "versions.txt"]  # 7 files: the device tool brings at most 8 back
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert bench["complete"] is True and {r["dtype"] for r in bench["results"]} == {"float32", "bfloat16"}
+    assert "## GPU check" in result.stdout and "| bench | ok |" in result.stdout  # the table, printed last
+    assert all("ms_per_step" in row for row in json.loads((tmp_path / "profile.json").read_text()))
