@@ -73,7 +73,10 @@ class Bench:
     def save(self):
         derive(self.doc)
         if self.json_path:
-            write_json_atomic(self.json_path, self.doc)
+            try:
+                write_json_atomic(self.json_path, self.doc)
+            except OSError as err:  # a full disk: the CLI says so in one line, naming the file
+                raise OSError(err.errno, err.strerror, str(self.json_path)) from None
 
     def run(self) -> dict:
         remove_stale_temporaries()

@@ -90,3 +90,23 @@ def test_a_finished_run_is_complete(tmp_path):
     path = tmp_path / "run.json"
     assert cli(*TINY_BENCH, "--json", path).returncode == 0
     assert json.loads(path.read_text())["complete"] is True
+
+
+def test_a_full_disk_while_writing_the_result_is_one_line(tmp_path):
+    """ulimit -f makes the result file's write fail (EFBIG) as a full disk does (ENOSPC): one line naming
+    the file, exit 2, the worker ended, no temporary directory or lock left."""
+    import shlex
+    import subprocess
+    import sys
+    from helpers import LONG_BENCH
+    from engine.source import resolve_model
+    resolve_model("tiny")  # the preset exists before the limit: only the result file grows past it
+    path, tmp = tmp_path / "r.json", tmp_path / "tmp"
+    tmp.mkdir()
+    argv = [a if a != "50" else "2" for a in LONG_BENCH] + ["--json", str(path)]
+    command = shlex.join([sys.executable, "-m", "arraygpt", *argv])
+    result = subprocess.run(["bash", "-c", f"ulimit -f 4; exec {command}"], capture_output=True, text=True,
+                            env=os.environ | {"TMPDIR": str(tmp)}, timeout=300)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "File too large" in result.stderr and str(path) in result.stderr
+    assert not list(tmp.iterdir()) and not (tmp_path / ".r.json.lock").exists()
