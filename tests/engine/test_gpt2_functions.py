@@ -6,18 +6,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
 from engine import gpt2
 
 RNG = np.random.default_rng(0)
-
-
-@pytest.fixture(params=["numpy", "strict"])
-def xp(request):
-    if request.param == "numpy":
-        return np
-    return pytest.importorskip("array_api_strict")
 
 
 def arr(xp, value, dtype="float32"):

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from engine import kv_cache, sampling
 from engine.config import GPTConfig
 
 RNG = np.random.default_rng(1)
-
-
-@pytest.fixture(params=["numpy", "strict"])
-def xp(request):
-    if request.param == "numpy":
-        return np
-    return pytest.importorskip("array_api_strict")
 
 
 def test_cache_writes_land_in_their_slots(xp):
