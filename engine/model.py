@@ -91,7 +91,7 @@ class Model:
                 f"on {self.backend.name} {self.dtype_name}{weights}, {where}>")
 
 
-def check_fits_memory(config: GPTConfig, weights: str, dtype: str, where) -> None:
+def check_fits_memory(config: GPTConfig, weights: str, where) -> None:
     """Refuse, before a byte is converted, a model whose parameters alone exceed this machine's memory."""
     import os
     try:
@@ -120,7 +120,7 @@ def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = 
                               f"use weights of {dtype} or narrower (bfloat16, float16)")
     source = resolve_model(spec, seed=seed, progress=progress)
     config, tensors = load_checkpoint(source.directory)
-    check_fits_memory(config, weights, dtype, source.directory)
+    check_fits_memory(config, weights, source.directory)
     try:
         shapes = Shapes.for_backend(config, backend)
     except ValueError as err:

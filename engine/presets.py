@@ -90,8 +90,9 @@ def preset_directory(preset: str, seed: int = 0, progress=None) -> Path:
                                              "rebuilding it from its seed"), stacklevel=2)
             write_synthetic_checkpoint(preset, directory, seed=seed, progress=progress, replace=True)
     except OSError as err:
-        if directory.exists() and verify(directory) is not None:
-            raise CheckpointError(f"the cached preset {directory} is damaged ({verify(directory)}) and cannot be "
+        problem = verify(directory) if directory.exists() else None
+        if problem is not None:
+            raise CheckpointError(f"the cached preset {directory} is damaged ({problem}) and cannot be "
                                   f"rebuilt there ({err.strerror or err}); delete it, or set ARRAYGPT_CACHE to a "
                                   "writable directory") from None
         if err.errno in (errno.ENOSPC, errno.EDQUOT):

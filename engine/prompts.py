@@ -8,11 +8,14 @@ from typing import Sequence
 from .errors import GenerationError
 
 
-def as_token_id(value):
-    """A token id as a plain int: Python and NumPy integers, anything operator.index takes; never a bool."""
+def plain_int(value) -> int:
+    """A plain int from Python and NumPy integers, anything operator.index takes; never a bool (TypeError)."""
     if isinstance(value, bool) or type(value).__name__ in ("bool_", "bool"):
-        raise TypeError("a bool is not a token id")
+        raise TypeError("a bool is not an integer here")
     return operator.index(value)
+
+
+as_token_id = plain_int  # a token id is a plain int
 
 
 def _is_token_id(value) -> bool:
@@ -67,9 +70,7 @@ def check_seed(seed):
     if seed is None:
         return None
     try:
-        if isinstance(seed, bool) or type(seed).__name__ == "bool_":
-            raise TypeError
-        seed = operator.index(seed)
+        seed = plain_int(seed)
     except TypeError:
         raise GenerationError(f"seed must be an integer >= 0 (or None), got {seed!r}") from None
     if seed < 0:

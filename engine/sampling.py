@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import operator
 
 from .errors import GenerationError
 from .gpt2 import softmax
 from .namespace import array_namespace
+from .prompts import plain_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,9 +30,7 @@ class Sampling:
         object.__setattr__(self, "top_p", None if self.top_p is None else _real(self.top_p, "top_p"))
         if self.top_k is not None:
             try:
-                if isinstance(self.top_k, bool) or type(self.top_k).__name__ == "bool_":
-                    raise TypeError
-                object.__setattr__(self, "top_k", operator.index(self.top_k))
+                object.__setattr__(self, "top_k", plain_int(self.top_k))
             except TypeError:
                 raise GenerationError(f"top_k must be an integer >= 1, got {self.top_k!r}") from None
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
@@ -98,27 +96,27 @@ def tempered(logits, temperature):  # [B, V] finite logits -> [B, V] (logits - m
     return (logits - xp.max(logits, axis=-1, keepdims=True)) * inverse
 
 
-def choose(logits, uniforms, sampling: Sampling):  # [B, V] float32 logits, [B] uniforms -> [B] int32 ids, ok
-    """The chosen ids, and per row whether what was sampled from is a distribution (finite, with mass)."""
+def choose(logits, uniforms, sampling: Sampling):  # [B, V] float32 logits, [B] uniforms -> [B] int32 ids
     xp = array_namespace(logits)
     if sampling.greedy:
-        return xp.astype(xp.argmax(logits, axis=-1), xp.int32), xp.isfinite(xp.max(logits, axis=-1))
+        return xp.astype(xp.argmax(logits, axis=-1), xp.int32)
     logits = tempered(logits, sampling.temperature)
     if sampling.top_k is not None:
         logits = keep_top_k(logits, sampling.top_k)
     probs = softmax(logits)
     if sampling.top_p is not None and sampling.top_p < 1:
         probs = keep_top_p(probs, sampling.top_p)
-    mass = xp.sum(probs, axis=-1)
-    return draw(probs, uniforms), xp.isfinite(mass) & (mass > 0)
+    return draw(probs, uniforms)
 
 
 def sample(logits, uniforms, sampling: Sampling):  # [B, V] logits, [B] uniforms -> [B] int32 ids
-    """The next id of every row, or NON_FINITE where the row's logits, or the distribution sampled from
-    after temperature and filtering, are not all finite."""
+    """The next id of every row, or NON_FINITE where the row's logits are not all finite.
+
+    That one check covers what is sampled from: for finite logits, tempered() leaves each row's max at
+    exactly 0 and every other value finite or -inf, so the softmax has a denominator >= 1 and finite
+    probabilities, and top-k / top-p always keep the likeliest token (the row has mass)."""
     xp = array_namespace(logits)
     logits = xp.astype(logits, xp.float32)  # half-precision cumulative sums over 50k entries drift
     finite = xp.isfinite(xp.max(logits, axis=-1))  # NaN and +-inf all show in the row's max (or min)
     finite = finite & xp.isfinite(xp.min(logits, axis=-1))
-    ids, sound = choose(logits, uniforms, sampling)
-    return xp.where(finite & sound, ids, NON_FINITE)
+    return xp.where(finite, choose(logits, uniforms, sampling), NON_FINITE)
