@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 
 install: $(VENV)/.installed  ## create .venv and install arraygpt with its test, jax, hub and plot extras
 
-test: install  ## run the test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: install  ## run the test suite: on both cores, then alone the tests that measure the machine's load
+	$(PY) -m pytest $(PYTEST_ARGS) -m "not solo"
+	$(PY) -m pytest -m solo
 
 bench: install  ## the main job: the quick suite on every usable backend, beside HF and picoGPT
 	$(VENV)/bin/arraygpt bench $(BENCH_ARGS)

@@ -158,6 +158,16 @@ class ArrayBackend:
     def random(self, seed: int | None) -> HostRandom:
         return HostRandom(seed)
 
+    def limit_threads(self, threads: int) -> None:
+        """Compute with at most `threads` CPU threads: the BLAS and OpenMP pools loaded in this process,
+        through threadpoolctl (the worker has already pinned the process to that many cores)."""
+        from threadpoolctl import threadpool_limits
+        self._thread_limit = threadpool_limits(limits=threads)  # kept: the limit lasts while it lives
+
+    def threads(self) -> int | None:
+        """The library's own count of compute threads, where it has one."""
+        return None
+
     def device_name(self) -> str:
         return str(self.device)
 

@@ -59,6 +59,13 @@ class TorchBackend(ArrayBackend):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def limit_threads(self, threads: int) -> None:
+        super().limit_threads(threads)
+        torch.set_num_threads(threads)  # torch's intra-op pool is its own
+
+    def threads(self) -> int:
+        return torch.get_num_threads()
+
     def memory_in_use(self):
         return torch.cuda.memory_allocated(self.device) if self.device.type == "cuda" else None
 

@@ -31,6 +31,8 @@ class Comparison:
     detectable: float | None = None        # the smallest change this interval could have called (a fraction)
     parity: tuple[float | None, float | None] = (None, None)  # base and new relative parity
     numerics: str = "ok"                   # "ok", "worse" (past the budget), "unknown" (no parity recorded)
+    agreement: tuple[float | None, float | None] = (None, None)  # greedy tokens that match the reference's
+    validity: tuple[str, str] = ("unmeasured", "unmeasured")      # each side's worst row validity
 
     def to_json(self):
         return dataclasses.asdict(self)
@@ -55,6 +57,16 @@ class NumericsBudget:
 
 def parity_of(result) -> float | None:
     return result.get("derived", {}).get("parity_relative")
+
+
+def agreement_of(result) -> float | None:
+    return result.get("derived", {}).get("token_agreement")
+
+
+def validity_of(results) -> str:
+    """The worst validity among a side's runs of one scenario."""
+    statuses = [r.get("validity", {}).get("status", "unmeasured") for r in results]
+    return next((s for s in ("invalid", "unsteady", "unmeasured") if s in statuses), "valid")
 
 
 def headline_metric(result) -> str:
@@ -85,9 +97,10 @@ def pooled_results(docs) -> dict:
         for r in doc.get("results", []):
             if r.get("status") == "ok":
                 if r["id"] in pooled:
-                    pooled[r["id"]] = pooled[r["id"]] | {"repeats": pooled[r["id"]]["repeats"] + r["repeats"]}
+                    pooled[r["id"]] = pooled[r["id"]] | {"repeats": pooled[r["id"]]["repeats"] + r["repeats"],
+                                                         "runs": pooled[r["id"]]["runs"] + [r]}
                 else:
-                    pooled[r["id"]] = r
+                    pooled[r["id"]] = r | {"runs": [r]}
     return pooled
 
 
@@ -131,8 +144,13 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False, m
         # the ratio must move before that can happen.
         detectable = None if verdict == "too few repeats" else threshold + (high - low) / 2
         parity = (parity_of(base[sid]), parity_of(new[sid]))
+        agreement = (agreement_of(base[sid]), agreement_of(new[sid]))
+        # Worse numerics: parity past the budget, or fewer greedy tokens agreeing with the reference than before
+        dropped = None not in agreement and agreement[1] < agreement[0]
         numerics = ("unknown" if parity[1] is None else
-                    "worse" if budget.worse(parity[0], parity[1], new[sid].get("numerics", new[sid]["dtype"])) else "ok")
+                    "worse" if dropped or budget.worse(parity[0], parity[1], new[sid].get("numerics", new[sid]["dtype"]))
+                    else "ok")
         rows.append(Comparison(sid, metric, float(np.median(b)), float(np.median(n)), ratio, low, high, verdict,
-                               (len(b), len(n)), detectable, parity, numerics))
+                               (len(b), len(n)), detectable, parity, numerics, agreement,
+                               (validity_of(base[sid]["runs"]), validity_of(new[sid]["runs"]))))
     return rows, sorted(set(base) - set(new)), sorted(set(new) - set(base))

@@ -19,6 +19,7 @@ from engine.config import PRESETS, GPTConfig
 from .roofline import allreduce_bytes_per_step, decode_floor_tps, prefill_ceiling_tps
 from .runners import PEERS
 from .scenarios import numerics_label, product_key, where_label, worker_label
+from .validity import judge
 
 SCHEMA = 2
 
@@ -81,7 +82,7 @@ def upgrade(doc: dict) -> dict:
 
 def result_label(r: dict) -> str:
     """The worker a result came from (how probes and parity are keyed)."""
-    return worker_label(r["runner"], r.get("device"), r.get("mesh"), r.get("precision", "float32"))
+    return worker_label(r["runner"], r.get("device"), r.get("mesh"), r.get("precision", "float32"), r.get("threads"))
 
 
 def machine_ceilings(doc: dict) -> dict:
@@ -110,7 +111,8 @@ def model_config(doc: dict, spec: str) -> GPTConfig | None:
 
 
 def _peer_key(r: dict, numerics: str) -> tuple:
-    return (r["model"], numerics, r["batch"], r["prompt_len"], r["new_tokens"], r.get("device_key", "cpu"))
+    return (r["model"], numerics, r["batch"], r["prompt_len"], r["new_tokens"], r.get("device_key", "cpu"),
+            r.get("threads"))
 
 
 def derive(doc: dict) -> None:
@@ -159,4 +161,7 @@ def derive(doc: dict) -> None:
         parity = doc.get("parity", {}).get(result_label(r), {}).get(f"{r['model']}/{r['numerics']}", {})
         if "relative" in parity:
             derived["parity_relative"] = parity["relative"]
+        if "token_agreement" in parity:
+            derived["token_agreement"] = parity["token_agreement"]
         r["derived"] = derived
+    judge(doc)

@@ -15,10 +15,11 @@ from .derive import derive
 from .runners import PEERS
 
 FORMATS = ("csv", "jsonl", "md")
-COLUMNS = ["run", "id", "runner", "device", "device_key", "mesh", "numerics", "model", "batch", "prompt_len",
-           "new_tokens", "status", "prefill_tps", "ttft_s", "decode_tps", "decode_tps_iqr", "latency_p50_s",
-           "latency_p90_s", "latency_p99_s", "e2e_s", "compile_s", "rss_peak_bytes", "device_bytes", "roofline",
-           "parity_relative"] + [f"vs_{peer}" for peer in PEERS] + ["message"]
+COLUMNS = ["run", "id", "runner", "device", "device_key", "mesh", "threads", "numerics", "model", "batch",
+           "prompt_len", "new_tokens", "status", "validity", "prefill_tps", "ttft_s", "decode_tps", "decode_tps_iqr",
+           "ci95_low", "ci95_high", "repeats", "latency_p50_s", "latency_p90_s", "latency_p99_s", "e2e_s", "compile_s",
+           "rss_peak_bytes", "device_bytes", "roofline", "parity_relative", "token_agreement", "joules_per_token",
+           "watts", "other_cores", "steal"] + [f"vs_{peer}" for peer in PEERS] + ["validity_reasons", "message"]
 
 
 def _median(metrics: dict, key: str):
@@ -32,18 +33,24 @@ def flat_rows(doc: dict, run: str = "") -> list[dict]:
     for r in doc.get("results", []):
         m, d = r.get("metrics", {}), r.get("derived", {})
         metric = "decode" if "decode_tps" in m else "prefill"
-        latency = m.get("token_latency_s", {})
+        latency, load, energy = m.get("token_latency_s", {}), m.get("load", {}), m.get("energy", {})
+        interval = (m.get(f"{metric}_tps") or {}).get("ci95") or {}
+        validity = r.get("validity", {})
         row = {"run": run, "id": r["id"], "runner": r["runner"], "device": r.get("device"),
-               "device_key": r.get("device_key"), "mesh": r.get("mesh"), "numerics": r.get("numerics", r["dtype"]),
+               "device_key": r.get("device_key"), "mesh": r.get("mesh"), "threads": r.get("threads"), "numerics": r.get("numerics", r["dtype"]),
                "model": r["model"], "batch": r["batch"], "prompt_len": r["prompt_len"], "new_tokens": r["new_tokens"],
-               "status": r["status"], "prefill_tps": _median(m, "prefill_tps"), "ttft_s": _median(m, "ttft_s"),
+               "status": r["status"], "validity": validity.get("status"), "prefill_tps": _median(m, "prefill_tps"), "ttft_s": _median(m, "ttft_s"),
                "decode_tps": _median(m, "decode_tps"), "decode_tps_iqr": (m.get("decode_tps") or {}).get("iqr"),
+               "ci95_low": interval.get("low"), "ci95_high": interval.get("high"),
+               "repeats": len(r["repeats"]) if isinstance(r.get("repeats"), list) else None,
                "latency_p50_s": latency.get("p50"), "latency_p90_s": latency.get("p90"),
                "latency_p99_s": latency.get("p99"), "e2e_s": _median(m, "e2e_s"),
                "compile_s": m.get("compile_s") if m.get("compiled", True) else None,
                "rss_peak_bytes": m.get("rss_peak_bytes"), "device_bytes": m.get("device_bytes"),
                "roofline": d.get(f"{metric}_roofline"), "parity_relative": d.get("parity_relative"),
-               "message": r.get("message")}
+               "token_agreement": d.get("token_agreement"), "joules_per_token": energy.get("joules_per_token"),
+               "watts": energy.get("watts"), "other_cores": load.get("other_cores"), "steal": load.get("steal"),
+               "validity_reasons": "; ".join(validity.get("reasons", [])) or None, "message": r.get("message")}
         row |= {f"vs_{peer}": d.get(f"{metric}_tps_vs_{peer}") for peer in PEERS}
         rows.append(row)
     return rows

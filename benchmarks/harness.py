@@ -61,13 +61,15 @@ def reference_logits(model_spec: str, path: Path) -> dict:
 
 
 class Bench:
-    def __init__(self, scenarios, suite: dict, json_path=None, roofline=True, parity=True, on_event=None):
+    def __init__(self, scenarios, suite: dict, json_path=None, roofline=True, parity=True, on_event=None,
+                 target_ci: float | None = None, ci_budget_s: float = 60.0):
         self.scenarios, self.json_path = scenarios, json_path
         self.roofline, self.parity = roofline, parity
+        self.target_ci, self.ci_budget_s = target_ci, ci_budget_s
         self.on_event = on_event or (lambda event: None)
         self.doc = {"kind": "arraygpt-bench", "schema": SCHEMA, "environment": environment(),
                     "suite": suite, "scenarios": [s.to_json() for s in scenarios], "models": model_configs(scenarios),
-                    "probes": {}, "parity": {}, "results": [], "complete": False}
+                    "probes": {}, "parity": {}, "drift": [], "results": [], "complete": False}
         self.logs: dict[str, str] = {}
 
     def save(self):
@@ -87,10 +89,15 @@ class Bench:
                 for index, model in enumerate(dict.fromkeys(s.model for s in self.scenarios)):
                     self.on_event({"event": "reference", "model": model})
                     references.append(reference_logits(model, tmp / f"reference-{index}.npy"))
-            # One worker process per runner, device and precision; ours first, then the peers.
+            # One worker process per runner, device, threads and precision; ours first, then the peers. The
+            # machine's speed is probed before the first, between each two and after the last (validity).
             ordered = sorted(self.scenarios, key=lambda s: (s.is_peer, s.label))
+            previous = None
             for label, group in itertools.groupby(ordered, key=lambda s: s.label):
+                self.probe_machine(after=previous, before=label)
                 self.run_worker(label, list(group), references, tmp)
+                previous = label
+            self.probe_machine(after=previous, before=None)
         # Complete: every scenario has a result and none ended in an error (a crashed or killed worker's
         # scenarios are errors). Skipped runners (not installed here) do not make a run incomplete.
         finished = {r["id"] for r in self.doc["results"] if r["status"] in ("ok", "skipped")}
@@ -98,12 +105,19 @@ class Bench:
         self.save()
         return self.doc
 
+    def probe_machine(self, after: str | None, before: str | None) -> None:
+        """The cheap machine probe (validity.machine_probe) between two workers, recorded in order."""
+        from .validity import machine_probe
+        self.on_event({"event": "drift_probe"})
+        self.doc["drift"].append({"after": after, "before": before, **machine_probe()})
+
     def run_worker(self, label, scenarios, references, tmp: Path):
         first = scenarios[0]
         stem = "".join(c if c.isalnum() or c == "-" else "-" for c in label)
         job = tmp / f"job-{stem}.json"
         job.write_text(json.dumps({"parent": os.getpid(), "runner": first.runner, "device": first.device, "precision": first.precision,
-                                   "mesh": first.mesh,
+                                   "mesh": first.mesh, "threads": first.threads, "target_ci": self.target_ci,
+                                   "ci_budget_s": self.ci_budget_s,
                                    # a mesh's probes would multiply the work by its devices: measured on one
                                    "roofline": self.roofline and first.mesh is None, "references": references,
                                    "scenarios": [s.to_json() for s in scenarios]}))

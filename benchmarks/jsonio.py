@@ -95,6 +95,13 @@ def check_bench_file(doc, path) -> None:
             _fail(path, f"parity.{label}", "is not an object of parity cells")
         for key, cell in cells.items():
             _check_figures(path, f"parity.{label}.{key}", {k: cell[k] for k in ("max_abs", "relative") if k in cell})
+    drift = doc.get("drift", [])
+    if not isinstance(drift, list) or not all(isinstance(p, dict) for p in drift):
+        _fail(path, "drift", "is not a list of machine probes")
+    for i, p in enumerate(drift):
+        for field in ("bandwidth_bytes_s", "matmul_flops_s"):
+            if not (_is_number(p.get(field)) and p[field] > 0 and p[field] != float("inf")):
+                _fail(path, f"drift[{i}].{field}", f"is {p.get(field)!r}: not a positive rate")
     results = doc.get("results")
     if not isinstance(results, list):
         _fail(path, "results", "is not a list")

@@ -11,7 +11,6 @@ import collections
 
 from engine.errors import ArrayGPTError
 
-from .derive import upgrade
 from .runners import PEERS
 from .scenarios import row_label
 
@@ -25,7 +24,8 @@ def _lines(results, x_key, fixed_keys):
     lines = collections.defaultdict(list)
     for r in decode:
         if tuple(r[k] for k in fixed_keys) == common:
-            lines[row_label(r)].append((x_key(r), r["metrics"]["decode_tps"]["median"]))
+            trusted = r.get("validity", {}).get("status", "valid") in ("valid", "unmeasured")
+            lines[row_label(r)].append((x_key(r), r["metrics"]["decode_tps"]["median"], trusted))
     return {k: sorted(v) for k, v in lines.items()}, dict(zip(fixed_keys, common))
 
 
@@ -52,7 +52,8 @@ def plot_results(doc: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    upgrade(doc)
+    from .derive import derive
+    derive(doc)  # upgrades an old file; judges each row's validity
     results = doc.get("results", [])
     by_batch, fixed_b = _lines(results, lambda r: r["batch"], ("model", "prompt_len", "new_tokens"))
     by_context, fixed_c = _lines(results, lambda r: r["prompt_len"] + r["new_tokens"] / 2, ("model", "batch"))
@@ -65,10 +66,17 @@ def plot_results(doc: dict, path) -> None:
         markers = "os^vD<>ph*"
         for ax, lines, fixed, xlabel in ((axes[0], by_batch, fixed_b, "batch size"),
                                          (axes[1], by_context, fixed_c, "mean context length (tokens)")):
+            doubtful = False
             for i, (label, points) in enumerate(sorted(lines.items())):
-                xs, ys = zip(*points)
+                xs, ys, trusted = zip(*points)
                 ax.plot(xs, ys, marker=markers[i // 10 % len(markers)], label=label, color=colours[label],
                         linestyle="--" if label in peers else "-")
+                ringed = [(x, y) for x, y, ok in points if not ok]
+                if ringed:  # an unsteady or invalid figure is ringed in red, never drawn as sure as the rest
+                    doubtful = True
+                    ax.scatter(*zip(*ringed), s=160, facecolors="none", edgecolors="red", linewidths=1.5, zorder=3)
+            if doubtful:
+                ax.scatter([], [], s=160, facecolors="none", edgecolors="red", label="not valid (unsteady or invalid)")
             ax.set_xlabel(xlabel)
             ax.set_ylabel("decode tokens/s")
             ax.set_title(", ".join(f"{k} {v}" for k, v in fixed.items()) + "; dashed: peers", fontsize=9)

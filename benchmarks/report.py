@@ -30,6 +30,7 @@ class Row:
     roofline: float | None
     vs_peers: dict            # peer -> ratio
     parity: float | None
+    validity: str = "valid"   # valid, unsteady, invalid, or unmeasured (a run from before validity)
 
     @property
     def is_peer(self) -> bool:
@@ -55,12 +56,13 @@ def collect(docs: list[dict]) -> list[Row]:
             m, d = r["metrics"], r.get("derived", {})
             metric = "decode" if "decode_tps" in m else "prefill"
             rows.append(Row(workload=(r["model"], r["batch"], r["prompt_len"], r["new_tokens"]), metric=metric,
-                            run=label, runner=where_label(r["runner"], mesh=r.get("mesh")),
+                            run=label, runner=where_label(r["runner"], mesh=r.get("mesh"), threads=r.get("threads")),
                             device=r.get("device_key", "cpu"),
                             numerics=r.get("numerics", r["dtype"]), tps=m[f"{metric}_tps"]["median"],
                             roofline=d.get(f"{metric}_roofline"),
                             vs_peers={p: d[f"{metric}_tps_vs_{p}"] for p in PEERS if f"{metric}_tps_vs_{p}" in d},
-                            parity=d.get("parity_relative")))
+                            parity=d.get("parity_relative"),
+                            validity=r.get("validity", {}).get("status", "unmeasured")))
     return rows
 
 
@@ -95,7 +97,8 @@ def markdown(docs: list[dict], sources: list[str]) -> str:
         raise ArrayGPTError("the files hold no successful scenario to report")
     peers = [p for p in PEERS if any(p in r.vs_peers for r in rows)]
     labels = disambiguate([run_label(doc) for doc in docs])
-    lines = ["Runs: " + "; ".join(f"**{label}** (`{source}`, commit {str(doc['environment'].get('commit'))[:7]})"
+    lines = ["Runs: " + "; ".join(f"**{label}** (`{source}`, commit {str(doc['environment'].get('commit'))[:7]}; "
+                                  f"{doc.get('validity', {}).get('line', 'validity: not judged')})"
                                   for label, source, doc in zip(labels, sources, docs)), ""]
     for workload, metric, group in _sorted_groups(rows):
         lines += [f"#### {_workload_title(workload, metric)}", "",
@@ -105,14 +108,20 @@ def markdown(docs: list[dict], sources: list[str]) -> str:
         for r in sorted(group, key=lambda r: (labels.index(r.run), r.numerics, r.is_peer, -r.tps)):
             ratios = [f"{r.vs_peers[p]:.2f}x" if p in r.vs_peers else "" for p in peers]
             lines.append(f"| {r.run} | {r.runner}{' (peer)' if r.is_peer else ''} | {r.device} | {r.numerics} | "
-                         f"{_tps(r.tps)} | {_percent(r.roofline)} | "
+                         f"{_tps(r.tps)}{_mark(r.validity)} | {_percent(r.roofline)} | "
                          + " | ".join(ratios) + (" | " if peers else "")
                          + f"{'' if r.parity is None else f'{r.parity:.0e}'} |")
         lines.append("")
     lines.append("% roofline: of the floor set by the best bandwidth (decode) or matmul rate (prefill) measured on "
                  "that device in that run (**!** over 100%: that ceiling is wrong for the row); x peer: ratio to the peer in the same run, device and numerics; parity: "
-                 "max |logit - float64 reference| / max |reference logit|.")
+                 "max |logit - float64 reference| / max |reference logit|; (unsteady), (invalid): the run's validity "
+                 "check found that row disturbed or too short (its JSON says why).")
     return "\n".join(lines) + "\n"
+
+
+def _mark(validity: str) -> str:
+    """' (unsteady)', ' (invalid)': a figure not to be trusted says so beside itself."""
+    return f" ({validity})" if validity in ("unsteady", "invalid") else ""
 
 
 def _percent(fraction: float | None) -> str:

@@ -61,15 +61,16 @@ def prefill_ceiling_tps(config, batch, prompt_len, flops_s) -> float:
     return batch * prompt_len * flops_s / prefill_flops(config, batch, prompt_len)
 
 
-def _median_time(fn, repeats=5):
-    """fn must block until its work is done (it synchronizes the device itself)."""
+def _median_time(fn, repeats=5, pick=np.median):
+    """The median (or `pick`) of `repeats` timed calls after one untimed; fn must block until its work is
+    done (it synchronizes the device itself)."""
     fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(pick(times))
 
 
 def _gemv_time(xp, device, dtype, sync, product, rng, rows, cols) -> float:

@@ -26,14 +26,15 @@ from .runners import PEERS as RUNNER_PEERS
 
 SUITES_DIR = Path(__file__).parent / "suites"
 PEERS = tuple(RUNNER_PEERS)
-_AXES = ("model", "dtype", "precision", "weights", "mesh", "batch", "prompt_len", "new_tokens")
+_AXES = ("model", "dtype", "precision", "weights", "mesh", "threads", "batch", "prompt_len", "new_tokens")
 _KNOWN = set(_AXES) | {"name", "warmup", "repeats", "peers", "backends"}
-_AXIS_DEFAULTS = {"precision": "float32", "weights": None, "mesh": None}
+_AXIS_DEFAULTS = {"precision": "float32", "weights": None, "mesh": None, "threads": None}
 
 
-def where_label(runner: str, device: str | None = None, mesh: str | None = None) -> str:
-    """'jax', 'jax:gpu', 'jax[dp=2,tp=4]': a runner, its device and its mesh, as ids and tables show them."""
-    return runner + (f":{device}" if device else "") + (f"[{mesh}]" if mesh else "")
+def where_label(runner: str, device: str | None = None, mesh: str | None = None, threads: int | None = None) -> str:
+    """'jax', 'jax:gpu', 'jax[dp=2,tp=4]', 'numpy@1t': a runner, its device, its mesh and its CPU threads
+    (where the scenario sets them), as ids and tables show them."""
+    return runner + (f":{device}" if device else "") + (f"[{mesh}]" if mesh else "") + (f"@{threads}t" if threads else "")
 
 
 def row_label(result: dict) -> str:
@@ -41,13 +42,14 @@ def row_label(result: dict) -> str:
     line or bar (a record of any schema: numerics from its dtype, precision and weights where absent)."""
     numerics = result.get("numerics") or numerics_label(result["dtype"], result.get("precision") or "float32",
                                                         result.get("weights"))
-    return f"{where_label(result['runner'], result.get('device'), result.get('mesh'))} {numerics}"
+    return f"{where_label(result['runner'], result.get('device'), result.get('mesh'), result.get('threads'))} {numerics}"
 
 
-def worker_label(runner: str, device: str | None = None, mesh: str | None = None, precision: str = "float32") -> str:
-    """The worker a scenario runs in (one process per runner, device, mesh and precision); probes and
-    parity are keyed by it."""
-    return where_label(runner, device, mesh) + ("+tf32" if precision == "tf32" else "")
+def worker_label(runner: str, device: str | None = None, mesh: str | None = None, precision: str = "float32",
+                 threads: int | None = None) -> str:
+    """The worker a scenario runs in (one process per runner, device, mesh, threads and precision); probes
+    and parity are keyed by it."""
+    return where_label(runner, device, mesh, threads) + ("+tf32" if precision == "tf32" else "")
 
 
 def numerics_label(dtype: str, precision: str = "float32", weights: str | None = None) -> str:
@@ -81,6 +83,7 @@ class Scenario:
     precision: str = "float32"
     weights: str | None = None  # None: the weights are stored in dtype
     mesh: str | None = None     # 'dp=2,tp=4': the model split over a JAX device mesh (jax, jax-loop)
+    threads: int | None = None  # CPU threads (cores) the runner may use; None: the library's default
 
     @property
     def numerics(self) -> str:
@@ -93,8 +96,8 @@ class Scenario:
 
     @property
     def where(self) -> str:
-        """'jax', 'jax:gpu', 'jax[dp=2,tp=4]': the runner, its device and its mesh."""
-        return where_label(self.runner, self.device, self.mesh)
+        """'jax', 'jax:gpu', 'jax[dp=2,tp=4]', 'numpy@1t': the runner, its device, mesh and threads."""
+        return where_label(self.runner, self.device, self.mesh, self.threads)
 
     @property
     def id(self) -> str:
@@ -106,7 +109,7 @@ class Scenario:
 
     @property
     def label(self) -> str:
-        return worker_label(self.runner, self.device, self.mesh, self.precision)
+        return worker_label(self.runner, self.device, self.mesh, self.precision, self.threads)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self) | {"id": self.id, "numerics": self.numerics}
@@ -138,7 +141,7 @@ def load_suite(name_or_path: str) -> dict:
 # What each suite field holds: (the type of one value, the smallest allowed, whether a list may be given).
 _FIELD_TYPES = {"model": (str, None, True), "dtype": (str, None, True), "precision": (str, None, True),
                 "weights": (str, None, True), "mesh": (str, None, True), "batch": (int, 1, True),
-                "prompt_len": (int, 1, True), "new_tokens": (int, 1, True), "warmup": (int, 0, False),
+                "prompt_len": (int, 1, True), "new_tokens": (int, 1, True), "threads": (int, 1, True), "warmup": (int, 0, False),
                 "repeats": (int, 1, False), "name": (str, None, False), "prefill_batch": (int, 1, True), "peers": (str, None, True),
                 "backends": (str, None, True)}
 
@@ -156,8 +159,8 @@ def check_values(table: dict, where: str = "") -> None:
             raise ArrayGPTError(f"{where}{field} is an empty list")
         for v in values:
             good = isinstance(v, kind) and not isinstance(v, bool) and (least is None or v >= least)
-            if field == "mesh" and v in ("", None):
-                good = True
+            if field in ("mesh", "threads") and v in ("", None, 0):
+                good = True  # one device; the library's own thread count
             if not good:
                 want = f"an integer >= {least}" if kind is int else "a string"
                 raise ArrayGPTError(f"{where}{field} must be {want}{' or a list of them' if listable else ''}, got {v!r}")
@@ -175,6 +178,9 @@ def check_suite(suite: dict, path) -> None:
     defaults = suite.get("defaults", {})
     if not isinstance(defaults, dict):
         raise ArrayGPTError(f"{path}: [defaults] must be a table")
+    if "validity" in suite:
+        from .validity import check_rules
+        check_rules(suite["validity"], f"{path}: ")
     for where, table in [("[defaults]", defaults)] + [(f"group '{g.get('name', i)}'", g) for i, g in enumerate(groups)]:
         unknown = set(table) - _KNOWN
         if unknown:
@@ -225,9 +231,10 @@ def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict 
         mine = [(name, device) for name, device in backends
                 if "backends" not in spec or name in _as_list(spec["backends"])]
         runners = mine + [(peer, device) for peer in group_peers for device in peer_devices]
-        for (runner, device), model, dtype, precision, weights, mesh, batch, prompt_len, new_tokens in itertools.product(
-                runners, *(_as_list(spec[axis]) for axis in _AXES)):
+        for (runner, device), model, dtype, precision, weights, mesh, threads, batch, prompt_len, new_tokens in \
+                itertools.product(runners, *(_as_list(spec[axis]) for axis in _AXES)):
             mesh = mesh or None  # "" in a list means one device
+            threads = int(threads) if threads else None
             if weights == dtype:
                 weights = None
             if weights and ITEMSIZE.get(weights, 0) > ITEMSIZE.get(dtype, 0):
@@ -240,7 +247,7 @@ def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict 
                                       device=device, dtype=dtype, batch=int(batch), prompt_len=int(prompt_len),
                                       new_tokens=int(new_tokens), warmup=int(spec.get("warmup", 1)),
                                       repeats=int(spec.get("repeats", 3)), precision=precision, weights=weights,
-                                      mesh=mesh))
+                                      mesh=mesh, threads=threads))
     scenarios = list({s.id: s for s in reversed(scenarios)}.values())[::-1]  # overrides can make groups coincide
     for s in scenarios:
         if min(s.batch, s.prompt_len, s.new_tokens, s.repeats) < 1 or s.warmup < 0:

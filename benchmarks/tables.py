@@ -50,11 +50,20 @@ def results_table(doc: dict) -> Table:
                   "ceiling is wrong for it (a probe disturbed by other load); xPEER = ratio to that peer on the same "
                   "workload, numerics and device; compile = first call minus a steady one (compiling runners only)",
                   caption_justify="left")
+    ok = [r for r in doc["results"] if r["status"] == "ok"]
+    with_ci = any(headline_interval(r) for r in ok)
+    with_energy = any(r["metrics"].get("energy", {}).get("joules_per_token") is not None for r in ok)
+    with_validity = any(r.get("validity", {}).get("status", "valid") != "valid" for r in ok)
     columns = [("runner", "left"), ("prefill tok/s", "right"), ("TTFT ms", "right"), ("decode tok/s", "right"),
                ("ms/token p50/p99", "right"), ("roof", "right")] + [(f"x{p}", "right") for p in peers_here] + [
               ("compile s", "right"), ("RSS MB", "right"), ("device MB", "right"), ("parity", "right")]
+    columns += [("95% CI", "right")] * with_ci + [("J/token", "right")] * with_energy + [("validity", "left")] * with_validity
     for name, justify in columns:
         table.add_column(name, justify=justify)
+    if with_ci:
+        table.caption += "; 95% CI: distribution-free interval of the headline median (6 repeats or more)"
+    if with_validity:
+        table.caption += "; validity: why a row is not to be trusted (the run's validity line says more)"
     if any(r.get("mesh") for r in doc["results"]):
         table.caption += ("; \\[mesh] rows: the model split over a JAX device mesh; on simulated CPU devices the "
                           "devices share this machine's cores, so their tokens/s say nothing about scaling (no "
@@ -65,7 +74,7 @@ def results_table(doc: dict) -> Table:
         table.add_section()
         table.add_row(f"[bold]{model} {numerics} batch {batch}, prompt {prompt_len}, {new_tokens} new[/]")
         for r in sorted(rows, key=lambda r: (r["runner"] in PEERS, r["runner"], str(r.get("device")))):
-            runner = escape(where_label(r["runner"], r.get("device"), r.get("mesh")))
+            runner = escape(where_label(r["runner"], r.get("device"), r.get("mesh"), r.get("threads")))
             if r["status"] != "ok":
                 table.add_row(runner, f"[red]{r['status']}[/]: {escape(r.get('message', ''))[:90]}")
                 continue
@@ -86,8 +95,34 @@ def results_table(doc: dict) -> Table:
                           # only for runners that compile (older files did not record it: shown as before)
                           _fmt(compiled, ".1f") if compiled and compiled >= 0.05 and m.get("compiled", True) else "",
                           _fmt(m.get("rss_peak_bytes", 0) / 1e6, ".0f"),
-                          _fmt(device_bytes and device_bytes / 1e6, ".0f"), _fmt(d.get("parity_relative"), ".0e"))
+                          _fmt(device_bytes and device_bytes / 1e6, ".0f"), _fmt(d.get("parity_relative"), ".0e"),
+                          *[interval_cell(r)] * with_ci, *[energy_cell(m)] * with_energy,
+                          *[validity_cell(r)] * with_validity)
     return table
+
+
+def headline_interval(r: dict) -> dict | None:
+    m = r.get("metrics", {})
+    return (m.get("decode_tps") if "decode_tps" in m else m.get("prefill_tps", {})).get("ci95")
+
+
+def interval_cell(r: dict) -> str:
+    interval = headline_interval(r)
+    return f"±{interval['half_width']:.1%}" if interval else ""
+
+
+def energy_cell(m: dict) -> str:
+    energy = m.get("energy", {})
+    return _fmt(energy.get("joules_per_token"), ".3g", "no meter")
+
+
+def validity_cell(r: dict) -> str:
+    """'' for a valid row; 'unsteady: other load 1.93 cores > 0.25' (the first reason) otherwise."""
+    validity = r.get("validity", {})
+    if validity.get("status", "valid") == "valid":
+        return ""
+    colour = "yellow" if validity["status"] == "unsteady" else "red"
+    return f"[{colour}]{validity['status']}[/]: {escape(validity['reasons'][0])}"
 
 
 def probes_table(doc: dict) -> Table:

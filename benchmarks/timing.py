@@ -6,8 +6,10 @@ exactly new_tokens tokens (no early stop) from a fixed random prompt and records
 
 from __future__ import annotations
 
+import math
 import resource
 import threading
+import time
 
 import numpy as np
 
@@ -81,19 +83,69 @@ def aggregate(repeats: list[dict]) -> dict:
     return out
 
 
+def median_interval(values, confidence: float = 0.95) -> dict | None:
+    """A distribution-free interval for the median: the order statistics (x_(k), x_(n-k+1)) whose binomial
+    coverage is at least `confidence`. None when no such pair exists (fewer than 6 values at 95%): a
+    handful of repeats bounds nothing."""
+    x, n = sorted(values), len(values)
+    tail, k = 0.0, 0
+    while k < n and tail + math.comb(n, k) / 2**n <= (1 - confidence) / 2:
+        tail += math.comb(n, k) / 2**n
+        k += 1
+    if k == 0:
+        return None
+    median = float(np.median(x))
+    low, high = float(x[k - 1]), float(x[n - k])
+    return {"low": low, "high": high, "coverage": 1 - 2 * tail,
+            "half_width": max(median - low, high - median) / median if median else math.inf}
+
+
+def headline(scenario) -> str:
+    """The figure a scenario is judged by: decode tokens/s, or prefill tokens/s for a single new token."""
+    return "decode_tps" if scenario["new_tokens"] > 1 else "prefill_tps"
+
+
+def tokens_of(scenario) -> int:
+    """Tokens one repeat produces, the unit of energy per token: new tokens, or prompt tokens for a prefill."""
+    return scenario["batch"] * (scenario["new_tokens"] if scenario["new_tokens"] > 1 else scenario["prompt_len"])
+
+
 def run_repeats(one_run, scenario) -> dict:
-    """Warm-up runs (the first one kept as first_call_s: it includes compilation), then timed repeats."""
+    """Warm-up runs (the first one kept as first_call_s: it includes compilation), then timed repeats: the
+    scenario's count, then more while scenario["target_ci"] is set and the 95% interval of the headline's
+    median is wider than it (half-width / median), until scenario["ci_budget_s"] of timed work is spent.
+    What else ran meanwhile (validity.MachineLoad) and the energy used (energy.EnergyMeter) are recorded."""
+    from .energy import EnergyMeter
+    from .validity import MachineLoad
     first = None
     for _ in range(scenario["warmup"]):
         run = one_run()
         first = first if first is not None else run
-    with PeakRSS() as rss:
+    metric, target, budget = headline(scenario), scenario.get("target_ci"), scenario.get("ci_budget_s", 60.0)
+
+    def width(repeats):
+        interval = median_interval([r[metric] for r in repeats if metric in r])
+        return math.inf if interval is None else interval["half_width"]
+
+    with PeakRSS() as rss, MachineLoad() as load, EnergyMeter(scenario.get("device_key", "cpu")) as energy:
+        start = time.monotonic()
         repeats = [one_run() for _ in range(scenario["repeats"])]
+        while target and width(repeats) > target and time.monotonic() - start < budget:
+            repeats.append(one_run())
     metrics = aggregate(repeats)
+    interval = median_interval([r[metric] for r in repeats if metric in r])
+    if interval and metric in metrics:
+        metrics[metric]["ci95"] = interval
+    if target:
+        achieved = width(repeats)
+        metrics["target_ci"] = {"target": target, "achieved": None if math.isinf(achieved) else achieved,
+                                "met": achieved <= target, "budget_s": budget, "repeats": len(repeats)}
     if first is not None:
         metrics["first_call_s"] = first["e2e_s"]
         metrics["compile_s"] = max(0.0, first["e2e_s"] - metrics["e2e_s"]["median"])
     metrics["rss_peak_bytes"] = rss.peak
+    metrics["load"] = load.record
+    metrics["energy"] = energy.result(tokens_of(scenario) * len(repeats))
     for r in repeats:
         r["step_s"] = [round(s, 7) for s in r["step_s"]]
     return {"metrics": metrics, "repeats": repeats}

@@ -27,6 +27,23 @@ def end_with_parent(parent: int | None) -> None:
         os._exit(1)
 
 
+def pin_cores(threads: int) -> None:
+    """Run on the first `threads` cores this process may use, and tell the libraries not loaded yet
+    (OpenMP, OpenBLAS, MKL read these when they load)."""
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, cores[:threads])
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+
+def threads_in_use(backend) -> dict:
+    """What the worker runs on, asked of the OS and of each library: the cores it may use, each BLAS or
+    OpenMP pool threadpoolctl finds, and the library's own count where it has one."""
+    from threadpoolctl import threadpool_info
+    pools = {f"{p['internal_api']}:{p.get('prefix', '')}": p["num_threads"] for p in threadpool_info()}
+    return {"cores": len(os.sched_getaffinity(0)), "pools": pools, "library": backend.threads()}
+
+
 def main(job_path: str) -> int:
     job = json.loads(open(job_path).read())
     end_with_parent(job.get("parent"))
@@ -39,14 +56,22 @@ def main(job_path: str) -> int:
         protocol.flush()
 
     from .runners import make_runner
+    threads = job.get("threads")
+    if threads:
+        pin_cores(threads)  # before the runner loads its library: XLA sizes its pool from the affinity
     try:
         runner, probe_backend = make_runner(job["runner"], job["device"], job.get("precision", "float32"),
                                             job.get("mesh"))
+        if threads:
+            probe_backend.limit_threads(threads)
     except Exception as err:  # BackendUnavailable and friends: the parent marks the scenarios
         emit(event="fatal", message=f"{type(err).__name__}: {err}")
         return 0
-    scenarios = job["scenarios"]
     device_key = probe_backend.device_key()
+    # What every scenario's timing needs to know besides itself: its device (for the energy meter) and
+    # the adaptive repeats' target and budget.
+    scenarios = [s | {"device_key": device_key, "target_ci": job.get("target_ci"),
+                      "ci_budget_s": job.get("ci_budget_s", 60.0)} for s in job["scenarios"]]
     precision = job.get("precision", "float32")
     if job.get("roofline"):
         from .roofline import probe
@@ -69,8 +94,10 @@ def main(job_path: str) -> int:
                 expected = np.load(reference["path"])
                 got = runner.parity_logits(reference["model"], s["dtype"], reference["prompt"], s.get("weights"))
                 max_abs = float(np.abs(got - expected).max())
+                # the greedy token at each prompt position, ours against the reference's
+                agreement = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
                 emit(event="parity", model=reference["model"], numerics=label, max_abs=max_abs,
-                     relative=max_abs / float(np.abs(expected).max()))
+                     relative=max_abs / float(np.abs(expected).max()), token_agreement=agreement)
             except Exception as err:
                 emit(event="parity_error", model=reference["model"], numerics=label,
                      message=f"{type(err).__name__}: {err}")
@@ -78,6 +105,8 @@ def main(job_path: str) -> int:
         emit(event="start", id=scenario["id"])
         try:
             result = runner.measure(scenario)
+            if threads:
+                result["metrics"]["threads"] = threads_in_use(probe_backend)
             emit(event="result", id=scenario["id"], status="ok", device_key=device_key, **result)
         except Exception as err:
             emit(event="result", id=scenario["id"], status="error", device_key=device_key,

@@ -82,6 +82,12 @@ class Backend(Protocol):
     def first_device_bytes(self, arrays: Sequence[Any]) -> int:
         """Bytes of these arrays that the first device holds (all of them, without a mesh)."""
 
+    def limit_threads(self, threads: int) -> None:
+        """Compute with at most this many CPU threads, through the library's own controls."""
+
+    def threads(self) -> int | None:
+        """The library's own count of compute threads, where it has one."""
+
     def shard_bytes(self, shape: Sequence[int], axes: Sequence[str | None], itemsize: int) -> int:
         """Bytes one device holds of an array of this shape and logical axes."""
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime
 import time
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.errors import ArrayGPTError
 
-from .options import report_console, stderr
+from .options import fraction, report_console, stderr
 from .parity import parse_backend_list
 
 
@@ -64,7 +65,18 @@ def add_parser(sub):
                    help="override the batch sizes of the prefill groups (new_tokens 1)")
     p.add_argument("--prompt-lens", type=int_list, default=None, metavar="LIST", help="override prompt lengths")
     p.add_argument("--new-tokens", type=int_list, default=None, metavar="LIST", help="override new tokens")
+    p.add_argument("--threads", type=int_list, default=None, metavar="LIST",
+                   help="CPU threads as a scenario axis, such as 1,2: each runner's process is pinned to that many "
+                        "cores and each library told through its own control (BLAS and OpenMP pools, torch's "
+                        "set_num_threads; XLA sizes its pool from the cores); in the scenario id as numpy@1t "
+                        "(default: each library's own choice)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per scenario")
+    p.add_argument("--target-ci", default=None, metavar="PCT",
+                   help="adaptive repeats: after --repeats, repeat each scenario until the 95%% interval of its "
+                        "headline median is within +-PCT (such as 3%%), or --ci-budget runs out; the width reached "
+                        "is recorded, and a row that missed it is marked unsteady")
+    p.add_argument("--ci-budget", type=float, default=60.0, metavar="SECONDS",
+                   help="timed seconds per scenario that --target-ci may spend (default: 60)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs per scenario (the first includes compiling)")
     p.add_argument("--peer", type=str_list, default=None, metavar="LIST",
                    help="peer rows: hf (transformers eager), hf-static (transformers generate() with a static "
@@ -110,8 +122,11 @@ def run(args) -> int:
         backends = parse_backend_list(args.backends)
     else:
         backends = [(name, None) for name in usable_backends(SPEED_BACKENDS)]
+    target_ci = None if args.target_ci is None else fraction(args.target_ci, "--target-ci", "3%")
+    if target_ci == 0 or not args.ci_budget > 0:
+        raise ArrayGPTError("--target-ci must be above 0% and --ci-budget above 0 seconds")
     overrides = {"model": args.models, "dtype": args.dtypes, "weights": args.weights, "precision": args.precision,
-                 "mesh": args.mesh,
+                 "mesh": args.mesh, "threads": args.threads,
                  "batch": args.batch_sizes, "prefill_batch": args.prefill_batch_sizes,
                  "prompt_len": args.prompt_lens, "new_tokens": args.new_tokens, "repeats": args.repeats,
                  "warmup": args.warmup}
@@ -131,10 +146,10 @@ def run(args) -> int:
     json_path = check_json_output(args.json or f"out/bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json",
                                   "arraygpt-bench", replace=args.force)
     with exclusive_output(json_path):
-        return _run_locked(args, suite, scenarios, overrides, json_path)
+        return _run_locked(args, suite, scenarios, overrides, json_path, target_ci)
 
 
-def _run_locked(args, suite, scenarios, overrides, json_path) -> int:
+def _run_locked(args, suite, scenarios, overrides, json_path, target_ci) -> int:
     from benchmarks.harness import Bench
     from benchmarks.tables import probes_table, results_table
 
@@ -150,6 +165,8 @@ def _run_locked(args, suite, scenarios, overrides, json_path) -> int:
                 progress.update(task, description=f"float64 reference for {event['model']}")
             elif kind == "probe":
                 progress.update(task, description=f"{event['runner']}: roofline probes")
+            elif kind == "drift_probe":
+                progress.update(task, description="machine probe (validity)")
             elif kind == "parity":
                 progress.update(task, description=f"{event['runner']}: parity")
             elif kind == "start":
@@ -163,10 +180,12 @@ def _run_locked(args, suite, scenarios, overrides, json_path) -> int:
                 elif event["status"] != "ok":
                     progress.console.print(f"[yellow]{event['id']}: {event['status']}[/]")
 
+        from benchmarks.validity import RULES
         bench = Bench(scenarios, {"name": suite["name"], "description": suite.get("description", ""),
-                                  "overrides": {k: v for k, v in overrides.items() if v is not None}},
+                                  "overrides": {k: v for k, v in overrides.items() if v is not None},
+                                  "validity": RULES | suite.get("validity", {})},
                       json_path=json_path, roofline=not args.no_roofline, parity=not args.no_parity,
-                      on_event=on_event)
+                      on_event=on_event, target_ci=target_ci, ci_budget_s=args.ci_budget)
         try:
             doc = bench.run()
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the worker is ended, the rows so far are kept
@@ -183,5 +202,13 @@ def _run_locked(args, suite, scenarios, overrides, json_path) -> int:
         from benchmarks.report import run_label
         print(render(flat_rows(doc, run_label(doc)), args.format), end="")
     stderr.print(f"results: {json_path}")
+    ok = [r for r in doc["results"] if r["status"] == "ok"]
+    meters = [r["metrics"].get("energy", {}) for r in ok]
+    if ok and not any(m.get("meter") for m in meters):
+        reason = next((m["reason"] for m in meters if m.get("reason")), "no meter")
+        stderr.print(f"energy: not measured ({escape(reason)})", highlight=False)
+    validity = doc.get("validity", {})
+    colour = {"valid": "green", "unsteady": "yellow"}.get(validity.get("status"), "red")
+    stderr.print(f"[{colour}]{escape(validity.get('line', 'validity: not judged'))}[/]", highlight=False)
     failed = [r for r in doc["results"] if r["status"] == "error"]
     return 1 if failed else 0

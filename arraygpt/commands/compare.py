@@ -6,17 +6,7 @@ from rich.table import Table
 
 from engine.errors import ArrayGPTError
 
-from .options import report_console, stderr
-
-
-def threshold(text: str) -> float:
-    try:
-        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-    except ValueError:
-        raise ArrayGPTError(f"--threshold takes a fraction or a percentage such as 10%, got '{text}'") from None
-    if not 0 <= value < 1:
-        raise ArrayGPTError(f"--threshold must be between 0% and 100%, got '{text}'")
-    return value
+from .options import fraction, report_console, stderr
 
 
 def confidence(text: str) -> float:
@@ -36,7 +26,9 @@ def add_parser(sub):
                                    "confidence interval from the repeats, the smallest change it could detect, and a "
                                    "verdict; and each scenario's parity with the float64 reference. Exit 1 when a "
                                    "scenario is slower beyond the threshold with confidence or its numerics got "
-                                   "worse than the budget, 0 otherwise.")
+                                   "worse than the budget (parity past it, or fewer greedy tokens agreeing with the "
+                                   "reference than the base), 0 otherwise. Each side's validity (unsteady, invalid) "
+                                   "is shown beside the verdict.")
     p.add_argument("base", metavar="BASE.json", help="a result file, or several runs of the base commit "
                    "comma-separated (their repeats are pooled, so drift between runs counts as noise)")
     p.add_argument("new", metavar="NEW.json", help="the same for the new commit")
@@ -63,7 +55,7 @@ def run(args) -> int:
     from benchmarks.jsonio import check_bench_file, read_json, write_json_atomic
     from benchmarks.outputs import check_json_output
 
-    limit = threshold(args.threshold)
+    limit = fraction(args.threshold, "--threshold", "10%")
     json_path = check_json_output(args.json, "arraygpt-compare", replace=True) if args.json else None
     sides = {}
     for side, paths in (("BASE", args.base), ("NEW", args.new)):
@@ -87,15 +79,17 @@ def run(args) -> int:
     table = Table(title=f"{args.new} against {args.base} (threshold {limit:.0%}, {args.confidence:.0%} interval)",
                   title_justify="left")
     for name in ("scenario", "metric", "base tok/s", "new tok/s", "ratio", "interval", "detectable", "repeats",
-                 "verdict", "parity base/new", "numerics"):
-        table.add_column(name, justify="left" if name in ("scenario", "metric", "verdict", "numerics") else "right")
+                 "verdict", "parity base/new", "numerics", "validity base/new"):
+        table.add_column(name, justify="left" if name in ("scenario", "metric", "verdict", "numerics", "validity base/new")
+                         else "right")
     colour = {"slower": "red", "faster": "green", "no change": "dim", "too few repeats": "yellow"}
     for r in rows:
         parity = "/".join("-" if v is None else f"{v:.0e}" for v in r.parity)
         numerics = {"ok": "[dim]ok[/]", "worse": "[red]worse[/]", "unknown": "[dim]not measured[/]"}[r.numerics]
         table.add_row(r.id, r.metric, f"{r.base:.1f}", f"{r.new:.1f}", f"{r.ratio:.3f}",
                       f"{r.low:.3f}-{r.high:.3f}", "-" if r.detectable is None else f"±{r.detectable:.0%}", f"{r.repeats[0]}/{r.repeats[1]}",
-                      f"[{colour[r.verdict]}]{r.verdict}[/]", parity, numerics)
+                      f"[{colour[r.verdict]}]{r.verdict}[/]", parity, numerics,
+                      "/".join(v if v == "valid" else f"[yellow]{v}[/]" for v in r.validity))
     console = report_console()
     console.print(table)
     for label, ids in (("only in BASE", only_base), ("only in NEW", only_new)):
@@ -114,4 +108,8 @@ def run(args) -> int:
                  f"{sum(r.verdict == 'no change' for r in rows)} unchanged"
                  + (f", {len(few)} without a verdict (fewer than {args.min_repeats} repeats a side)" if few else "")
                  + f"; numerics: {len(worse)} worse than the budget")
+    doubtful = [r for r in rows if {"unsteady", "invalid"} & set(r.validity)]
+    if doubtful:
+        stderr.print(f"[yellow]note:[/] {len(doubtful)} scenario(s) compared from unsteady or invalid runs (see the "
+                     "validity column): a verdict there may be the machine's, not the code's")
     return 1 if slower or worse else 0

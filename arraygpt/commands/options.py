@@ -10,8 +10,20 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from backends import BACKENDS
 from engine.config import PRESETS
+from engine.errors import ArrayGPTError
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fraction(text: str, option: str, example: str) -> float:
+    """'10%' or '0.1' -> 0.1, between 0% and 100% (exclusive), or one line naming the option."""
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise ArrayGPTError(f"{option} takes a fraction or a percentage such as {example}, got '{text}'") from None
+    if not 0 <= value < 1:
+        raise ArrayGPTError(f"{option} must be between 0% and 100%, got '{text}'")
+    return value
 
 
 def report_console() -> Console:

@@ -1,0 +1,219 @@
+"""Whether a bench run can be trusted on a shared machine.
+
+Three kinds of evidence, each recorded in the run's JSON as it is measured, and judged afterwards
+(judge(), called by derive) against the suite's rules (`[validity]` in a suite file):
+
+- what else ran while a scenario was timed (MachineLoad, in the worker around the timed repeats): cores
+  busy with other processes, from /proc/stat less the worker's own CPU time, and the share of time the
+  hypervisor stole (a noisy neighbour on a shared VM shows there and nowhere else);
+- how the machine's speed drifted: a cheap probe (machine_probe, NumPy float32 matrix x vector over 256
+  MiB and a 1024^3 product) before the suite, between runners and after it;
+- the work behind a figure: at least `min_repeats` timed repeats and `min_seconds` of timed work
+  (MLPerf-style minimums), and, with --target-ci, whether the headline's confidence interval got that narrow.
+
+A scenario is `invalid` when it ran less than the minimums (its figure is not a measurement), `unsteady`
+when the machine was disturbed or drifted while it ran, or its roofline is over 100% (the ceiling was taken
+under other load), and `valid` otherwise. A run is valid when every scenario is.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+# The rules a suite may set in [validity]; these defaults are what a run is judged by otherwise.
+RULES = {
+    "min_repeats": 3,         # timed repeats below this: invalid (a point is not a distribution)
+    "min_seconds": 0.0,       # timed work below this many seconds: invalid
+    "max_other_cores": 0.25,  # other processes busy on average more than this many cores: unsteady
+    "max_steal": 0.10,        # the hypervisor stole more than this share of the CPUs' time: unsteady (a
+                              # runner that lost 10% of its CPU may be 10% slow: compare's threshold)
+    "max_drift": 0.25,        # the machine probe around the runner off the run's median by more: unsteady
+                              # (10 back-to-back probes on a quiet 2-core VM spread 21.5-27.7 GB/s, 160-224 GFLOP/s)
+}
+STATUSES = ("valid", "unsteady", "invalid")
+
+
+def check_rules(table, where: str) -> dict:
+    """A suite's [validity] table: known fields, non-negative numbers (min_repeats a whole number)."""
+    from engine.errors import ArrayGPTError
+    if not isinstance(table, dict):
+        raise ArrayGPTError(f"{where}[validity] must be a table")
+    unknown = set(table) - set(RULES)
+    if unknown:
+        raise ArrayGPTError(f"{where}[validity] has unknown field(s) {sorted(unknown)} (fields: {', '.join(RULES)})")
+    for key, value in table.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not value >= 0 or (key == "min_repeats" and not isinstance(value, int)):
+            raise ArrayGPTError(f"{where}[validity] {key} must be a {'whole ' if key == 'min_repeats' else ''}"
+                                f"number >= 0, got {value!r}")
+    return RULES | table
+
+
+# ---- what else ran: /proc/stat and the worker's own CPU time ----
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _system_ticks() -> tuple[int, int, int]:
+    """(busy, stolen, total) CPU ticks of the whole machine since boot (/proc/stat's first line)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields + [0] * (8 - len(fields))
+    busy = user + nice + system + irq + softirq
+    return busy, steal, busy + idle + iowait + steal
+
+
+def _own_ticks() -> int:
+    """This process's CPU ticks, every thread, and its waited-for children's."""
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+
+
+class MachineLoad:
+    """Context manager around timed work: `record` is {"other_cores", "own_cores", "steal", "wall_s"}
+    (cores busy on average with other processes and with this one, the share of CPU time stolen), or
+    {"unmeasured": reason} where the machine has no /proc."""
+
+    def __enter__(self):
+        try:
+            self._start = (time.monotonic(), _system_ticks(), _own_ticks())
+        except (OSError, ValueError, IndexError) as err:
+            self._start, self.record = None, {"unmeasured": f"no CPU accounting here ({type(err).__name__})"}
+        return self
+
+    def __exit__(self, *exc):
+        if self._start is None:
+            return
+        wall0, (busy0, steal0, total0), own0 = self._start
+        wall = max(time.monotonic() - wall0, 1e-9)
+        busy, steal, total = _system_ticks()
+        own = _own_ticks() - own0
+        # Each CPU's counters tick every 1/_TICK s, so each sum is uncertain by about a tick per CPU: the
+        # figures keep the ticks they come from, and judge() takes that much off before it compares.
+        other = max(0, (busy - busy0) - own)
+        self.record = {"other_cores": other / _TICK / wall, "own_cores": own / _TICK / wall,
+                       "steal": (steal - steal0) / (total - total0) if total > total0 else 0.0, "wall_s": wall,
+                       "ticks": {"other": other, "steal": steal - steal0, "total": total - total0,
+                                 "cpus": os.cpu_count() or 1, "per_s": _TICK}}
+
+
+# ---- how the machine drifted: a cheap probe between runners ----
+
+def machine_probe(repeats: int = 7) -> dict:
+    """The machine's speed now, cheaply (~0.3 s): NumPy float32 matrix x vector over 256 MiB (more than any
+    last-level cache here) and a 1024^3 product, the best of `repeats` each (a lone hiccup must not read as
+    drift; a disturbance that lasts lowers them all). Taken in the bench's own process while no worker runs."""
+    start = time.monotonic()
+    matrix = np.full((8192, 8192), 0.5, dtype=np.float32)
+    vector = np.full(8192, 0.25, dtype=np.float32)
+    square = np.full((1024, 1024), 0.5, dtype=np.float32)
+
+    from .roofline import _median_time
+    bandwidth = matrix.nbytes / _median_time(lambda: matrix @ vector, repeats, pick=min)
+    matmul = 2 * 1024**3 / _median_time(lambda: square @ square, repeats, pick=min)
+    return {"bandwidth_bytes_s": bandwidth, "matmul_flops_s": matmul, "seconds": time.monotonic() - start}
+
+
+def drift_of(probes: list[dict]) -> dict:
+    """Each probe's distance from the run's median (the larger of bandwidth and matmul), and the spread."""
+    if not probes:
+        return {}
+    medians = {k: float(np.median([p[k] for p in probes])) for k in ("bandwidth_bytes_s", "matmul_flops_s")}
+    for p in probes:
+        p["drift"] = max(abs(p[k] / medians[k] - 1) for k in medians)
+    return {"median": medians, "max_drift": max(p["drift"] for p in probes),
+            "bandwidth_range": (min(p["bandwidth_bytes_s"] for p in probes), max(p["bandwidth_bytes_s"] for p in probes))}
+
+
+def worker_drift(probes: list[dict], label: str) -> float | None:
+    """The drift of the probes taken just before and just after a worker ran."""
+    around = [p["drift"] for p in probes if label in (p.get("before"), p.get("after")) and "drift" in p]
+    return max(around) if around else None
+
+
+# ---- the judgement ----
+
+def sure_load(load: dict) -> tuple[float | None, float | None]:
+    """(other cores, stolen share) with the counters' resolution taken off (a tick per CPU): what the
+    load certainly was. A 0.2 s scenario on 2 CPUs spans ~40 ticks, so one stolen tick is not 2.5% steal."""
+    ticks = load.get("ticks")
+    if not ticks:
+        return load.get("other_cores"), load.get("steal")
+    slack = ticks["cpus"]
+    other = max(0, ticks["other"] - slack) / ticks["per_s"] / max(load["wall_s"], 1e-9)
+    steal = max(0, ticks["steal"] - slack) / ticks["total"] if ticks["total"] else 0.0
+    return other, steal
+
+
+def judge_result(r: dict, rules: dict, probes: list[dict], label: str) -> dict:
+    """{"status": valid|unsteady|invalid, "reasons": [...]} for one ok result."""
+    m, reasons_invalid, reasons_unsteady = r.get("metrics", {}), [], []
+    repeats = len(r.get("repeats", []))
+    if repeats < rules["min_repeats"]:
+        reasons_invalid.append(f"{repeats} timed repeat{'s' * (repeats != 1)} < {rules['min_repeats']}")
+    timed = sum(x.get("e2e_s", 0) for x in r.get("repeats", []))
+    if timed < rules["min_seconds"]:
+        reasons_invalid.append(f"{timed:.2f} s timed < {rules['min_seconds']:g} s")
+    load = m.get("load") or {}
+    other, steal = sure_load(load)
+    if other is not None and other > rules["max_other_cores"]:
+        reasons_unsteady.append(f"other load {load['other_cores']:.2f} cores > {rules['max_other_cores']:g}")
+    if steal is not None and steal > rules["max_steal"]:
+        reasons_unsteady.append(f"{load['steal']:.0%} of CPU time stolen > {rules['max_steal']:.0%}")
+    drift = worker_drift(probes, label)
+    if drift is not None and drift > rules["max_drift"]:
+        reasons_unsteady.append(f"machine drifted {drift:.0%} around this runner > {rules['max_drift']:.0%}")
+    target = m.get("target_ci")
+    if target and not target.get("met"):
+        width = target.get("achieved")
+        reasons_unsteady.append(f"95% CI ±{width:.1%} > target ±{target['target']:.1%} within {target['budget_s']:g} s"
+                                if width is not None else f"no 95% CI within {target['budget_s']:g} s "
+                                f"({repeats} repeats; 6 are needed)")
+    derived = r.get("derived", {})
+    roof = derived.get("decode_roofline") if "decode_tps" in m else derived.get("prefill_roofline")
+    if roof is not None and roof > 1:
+        reasons_unsteady.append(f"{roof:.0%} of roofline: the run's ceiling is below what the row reached")
+    status = "invalid" if reasons_invalid else "unsteady" if reasons_unsteady else "valid"
+    return {"status": status, "reasons": reasons_invalid + reasons_unsteady}
+
+
+def judge(doc: dict) -> None:
+    """Set each ok result's "validity" and the run's doc["validity"] (status and its one line). A run
+    recorded before validity was measured (no probes, no load) is "unmeasured"."""
+    from .derive import result_label
+    rules = RULES | (doc.get("suite", {}).get("validity") or {})
+    probes = doc.get("drift", [])
+    drift = drift_of(probes)
+    ok = [r for r in doc.get("results", []) if r.get("status") == "ok"]
+    measured = bool(probes) or any("load" in r.get("metrics", {}) for r in ok)
+    if not measured:
+        doc["validity"] = {"status": "unmeasured", "line": "validity: not measured (a run from before validity "
+                           "was recorded)"}
+        return
+    for r in ok:
+        r["validity"] = judge_result(r, rules, probes, result_label(r))
+    counts = {s: sum(r["validity"]["status"] == s for r in ok) for s in STATUSES}
+    loads = [r["metrics"]["load"] for r in ok if "other_cores" in r["metrics"].get("load", {})]
+    evidence = []
+    if loads:
+        evidence.append(f"other load at most {max(x['other_cores'] for x in loads):.2f} cores, "
+                        f"steal at most {max(x['steal'] for x in loads):.1%}")
+    if drift:
+        low, high = drift["bandwidth_range"]
+        evidence.append(f"machine drift {drift['max_drift']:.0%} over {len(probes)} probes (bandwidth "
+                        f"{low / 1e9:.1f}-{high / 1e9:.1f} GB/s)")
+    errors = sum(r.get("status") == "error" for r in doc.get("results", []))
+    if counts["invalid"] or counts["unsteady"] or errors:
+        worst = [r for r in ok if r["validity"]["status"] != "valid"]
+        parts = [f"{counts[s]} {s}" for s in ("invalid", "unsteady") if counts[s]] + [f"{errors} failed"] * bool(errors)
+        example = f" ({worst[0]['id']}: {worst[0]['validity']['reasons'][0]})" if worst else ""
+        status = "invalid" if counts["invalid"] or errors else "unsteady"
+        line = f"not valid: {', '.join(parts)} of {len(doc.get('results', []))} scenarios{example}"
+    else:
+        status, line = "valid", f"valid: {len(ok)} scenarios"
+    doc["validity"] = {"status": status, "counts": counts, "rules": rules, "drift": drift,
+                       "line": "; ".join([line] + evidence)}
