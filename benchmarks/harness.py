@@ -19,7 +19,7 @@ import numpy as np
 from .derive import SCHEMA, derive
 from .environment import environment
 from .jsonio import write_json_atomic
-from .timing import PARITY_PROMPT_LEN, fixed_prompts
+from .timing import PARITY_PROMPT_LEN, fixed_prompts, headline, pool_rounds
 
 
 TEMP_PREFIX = "arraygpt-bench-"
@@ -62,9 +62,9 @@ def reference_logits(model_spec: str, path: Path) -> dict:
 
 class Bench:
     def __init__(self, scenarios, suite: dict, json_path=None, roofline=True, parity=True, on_event=None,
-                 target_ci: float | None = None, ci_budget_s: float = 60.0):
+                 target_ci: float | None = None, ci_budget_s: float = 60.0, rounds: int = 1):
         self.scenarios, self.json_path = scenarios, json_path
-        self.roofline, self.parity = roofline, parity
+        self.roofline, self.parity, self.rounds = roofline, parity, rounds
         self.target_ci, self.ci_budget_s = target_ci, ci_budget_s
         self.on_event = on_event or (lambda event: None)
         self.doc = {"kind": "arraygpt-bench", "schema": SCHEMA, "environment": environment(),
@@ -91,16 +91,20 @@ class Bench:
                     references.append(reference_logits(model, tmp / f"reference-{index}.npy"))
             # One worker process per runner, device, threads and precision; ours first, then the peers. The
             # machine's speed is probed before the first, between each two and after the last (validity).
+            # With rounds, the runners go again, in the opposite order each time (ABC CBA ABC: drift over the
+            # run falls on every runner alike), each round with its share of the repeats, which are pooled.
             ordered = sorted(self.scenarios, key=lambda s: (s.is_peer, s.label))
+            groups = [(label, list(group)) for label, group in itertools.groupby(ordered, key=lambda s: s.label)]
             previous = None
-            for label, group in itertools.groupby(ordered, key=lambda s: s.label):
-                self.probe_machine(after=previous, before=label)
-                self.run_worker(label, list(group), references, tmp)
-                previous = label
+            for round_index in range(self.rounds):
+                for label, group in groups[::-1] if round_index % 2 else groups:
+                    self.probe_machine(after=previous, before=label)
+                    self.run_worker(label, group, references if round_index == 0 else [], tmp, round_index)
+                    previous = label
             self.probe_machine(after=previous, before=None)
         # Complete: every scenario has a result and none ended in an error (a crashed or killed worker's
         # scenarios are errors). Skipped runners (not installed here) do not make a run incomplete.
-        finished = {r["id"] for r in self.doc["results"] if r["status"] in ("ok", "skipped")}
+        finished = {r["id"] for r in self.doc["results"] if r["status"] in ("ok", "skipped") and not r.get("round_errors")}
         self.doc["complete"] = all(s.id in finished for s in self.scenarios)
         self.save()
         return self.doc
@@ -111,16 +115,28 @@ class Bench:
         self.on_event({"event": "drift_probe"})
         self.doc["drift"].append({"after": after, "before": before, **machine_probe()})
 
-    def run_worker(self, label, scenarios, references, tmp: Path):
+    def round_share(self, scenario, round_index: int) -> dict:
+        """What a worker gets of a scenario in a round: its share of the repeats (at least one), and in the
+        last round, for --target-ci, the headline figures of the rounds before."""
+        job = scenario.to_json() | {"repeats": max(1, -(-scenario.repeats // self.rounds))}
+        earlier = self.results_by_id.get(scenario.id)
+        if round_index == self.rounds - 1 and earlier and earlier["status"] == "ok":
+            metric = headline(scenario.to_json())
+            job["prior"] = [r[metric] for r in earlier["repeats"] if metric in r]
+        return job
+
+    def run_worker(self, label, scenarios, references, tmp: Path, round_index: int = 0):
         first = scenarios[0]
-        stem = "".join(c if c.isalnum() or c == "-" else "-" for c in label)
+        stem = "".join(c if c.isalnum() or c == "-" else "-" for c in label) + f"-{round_index}"
         job = tmp / f"job-{stem}.json"
         job.write_text(json.dumps({"parent": os.getpid(), "runner": first.runner, "device": first.device, "precision": first.precision,
-                                   "mesh": first.mesh, "threads": first.threads, "target_ci": self.target_ci,
-                                   "ci_budget_s": self.ci_budget_s,
-                                   # a mesh's probes would multiply the work by its devices: measured on one
-                                   "roofline": self.roofline and first.mesh is None, "references": references,
-                                   "scenarios": [s.to_json() for s in scenarios]}))
+                                   "mesh": first.mesh, "threads": first.threads, "ci_budget_s": self.ci_budget_s,
+                                   "target_ci": self.target_ci if round_index == self.rounds - 1 else None,
+                                   # a mesh's probes would multiply the work by its devices: measured on one;
+                                   # the roofline probes and parity once, in the first round
+                                   "roofline": self.roofline and first.mesh is None and round_index == 0,
+                                   "references": references,
+                                   "scenarios": [self.round_share(s, round_index) for s in scenarios]}))
         log = tmp / f"log-{stem}.txt"
         pending = {s.id: s for s in scenarios}
         with open(log, "w") as log_file:
@@ -139,14 +155,16 @@ class Bench:
         self.logs[label] = log.read_text()
         for scenario in pending.values():  # the worker died before reaching these
             tail = " | ".join(self.logs[label].strip().splitlines()[-3:])
-            self.add_result(scenario.to_json() | {"status": "error",
-                                                  "message": f"worker exited with code {process.returncode}: {tail}"})
+            self.add_error(scenario, f"worker exited with code {process.returncode}: {tail}")
 
     def handle(self, label, event, pending):
         kind = event.pop("event")
         if kind == "fatal":
             for scenario in list(pending.values()):
-                self.add_result(scenario.to_json() | {"status": "skipped", "message": event["message"]})
+                if scenario.id in self.results_by_id and self.results_by_id[scenario.id]["status"] == "ok":
+                    self.add_error(scenario, event["message"])  # measured in an earlier round, not now
+                else:
+                    self.add_result(scenario.to_json() | {"status": "skipped", "message": event["message"]})
             pending.clear()
         elif kind in ("probe", "probe_error"):
             self.doc["probes"].setdefault(label, {})[event["key"]] = event
@@ -154,10 +172,33 @@ class Bench:
             self.doc["parity"].setdefault(label, {})[f"{event['model']}/{event['numerics']}"] = event
         elif kind == "result":
             scenario = pending.pop(event.pop("id"))
-            self.add_result(scenario.to_json() | event)
+            earlier = self.results_by_id.get(scenario.id)
+            if earlier is None or earlier["status"] != "ok":
+                self.add_result(scenario.to_json() | event)
+            elif event["status"] == "ok":  # a later round: pooled into the first's record
+                earlier.update(pool_rounds(earlier, event, scenario.to_json()))
+                self.save()
+                self.on_event({"event": "done", "id": scenario.id, "status": "ok"})
+            else:
+                self.add_error(scenario, event["message"])
         self.on_event({"event": kind, "runner": label, **{k: v for k, v in event.items() if k in ("id", "status")}})
 
+    @property
+    def results_by_id(self) -> dict:
+        return {r["id"]: r for r in self.doc["results"]}
+
+    def add_error(self, scenario, message: str):
+        """A scenario that failed: its error row, or, where an earlier round measured it, that round's row
+        kept with the failure beside it (round_errors; the run is then incomplete)."""
+        earlier = self.results_by_id.get(scenario.id)
+        if earlier is not None and earlier["status"] == "ok":
+            earlier.setdefault("round_errors", []).append(message)
+            self.save()
+            self.on_event({"event": "done", "id": scenario.id, "status": "error"})
+        else:
+            self.add_result(scenario.to_json() | {"status": "error", "message": message})
+
     def add_result(self, result):
-        self.doc["results"].append(result)
+        self.doc["results"] = [r for r in self.doc["results"] if r["id"] != result["id"]] + [result]
         self.save()
         self.on_event({"event": "done", "id": result["id"], "status": result["status"]})

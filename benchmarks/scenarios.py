@@ -181,6 +181,9 @@ def check_suite(suite: dict, path) -> None:
     if "validity" in suite:
         from .validity import check_rules
         check_rules(suite["validity"], f"{path}: ")
+    rounds = suite.get("rounds", 1)
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise ArrayGPTError(f"{path}: rounds must be an integer >= 1, got {rounds!r}")
     for where, table in [("[defaults]", defaults)] + [(f"group '{g.get('name', i)}'", g) for i, g in enumerate(groups)]:
         unknown = set(table) - _KNOWN
         if unknown:

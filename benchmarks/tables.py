@@ -117,12 +117,12 @@ def energy_cell(m: dict) -> str:
 
 
 def validity_cell(r: dict) -> str:
-    """'' for a valid row; 'unsteady: other load 1.93 cores > 0.25' (the first reason) otherwise."""
+    """'' for a valid row; 'unsteady: drift 33%, steal 21%' (every reason, short) otherwise."""
     validity = r.get("validity", {})
     if validity.get("status", "valid") == "valid":
         return ""
     colour = "yellow" if validity["status"] == "unsteady" else "red"
-    return f"[{colour}]{validity['status']}[/]: {escape(validity['reasons'][0])}"
+    return f"[{colour}]{validity['status']}[/]: {escape(', '.join(validity.get('short', validity['reasons'])))}"
 
 
 def probes_table(doc: dict) -> Table:

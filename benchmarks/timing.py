@@ -127,19 +127,21 @@ def run_repeats(one_run, scenario) -> dict:
         interval = median_interval([r[metric] for r in repeats if metric in r])
         return math.inf if interval is None else interval["half_width"]
 
+    # Earlier rounds' figures of this scenario (--rounds): the interval is of all of them together.
+    prior = [{metric: value} for value in scenario.get("prior", [])]
     with PeakRSS() as rss, MachineLoad() as load, EnergyMeter(scenario.get("device_key", "cpu")) as energy:
         start = time.monotonic()
         repeats = [one_run() for _ in range(scenario["repeats"])]
-        while target and width(repeats) > target and time.monotonic() - start < budget:
+        while target and width(prior + repeats) > target and time.monotonic() - start < budget:
             repeats.append(one_run())
     metrics = aggregate(repeats)
     interval = median_interval([r[metric] for r in repeats if metric in r])
     if interval and metric in metrics:
         metrics[metric]["ci95"] = interval
     if target:
-        achieved = width(repeats)
+        achieved = width(prior + repeats)
         metrics["target_ci"] = {"target": target, "achieved": None if math.isinf(achieved) else achieved,
-                                "met": achieved <= target, "budget_s": budget, "repeats": len(repeats)}
+                                "met": achieved <= target, "budget_s": budget, "repeats": len(prior + repeats)}
     if first is not None:
         metrics["first_call_s"] = first["e2e_s"]
         metrics["compile_s"] = max(0.0, first["e2e_s"] - metrics["e2e_s"]["median"])
@@ -149,3 +151,28 @@ def run_repeats(one_run, scenario) -> dict:
     for r in repeats:
         r["step_s"] = [round(s, 7) for s in r["step_s"]]
     return {"metrics": metrics, "repeats": repeats}
+
+
+def pool_rounds(earlier: dict, later: dict, scenario) -> dict:
+    """One scenario's result from two rounds (worker processes at different times, --rounds): the repeats
+    pooled and the figures made again from them; CPU load weighted by time; energy summed; the first
+    round's first call (the later rounds' warm-ups compile again, in processes of their own)."""
+    from .energy import pooled as pooled_energy
+    from .validity import pooled_load
+    repeats = earlier["repeats"] + later["repeats"]
+    m_old, m_new = earlier["metrics"], later["metrics"]
+    metrics = m_old | aggregate(repeats)
+    metric = headline(scenario)
+    interval = median_interval([r[metric] for r in repeats if metric in r])
+    if interval and metric in metrics:
+        metrics[metric] = metrics[metric] | {"ci95": interval}
+    if "first_call_s" in m_old:
+        metrics["compile_s"] = max(0.0, m_old["first_call_s"] - metrics["e2e_s"]["median"])
+    for key in ("rss_peak_bytes", "device_bytes"):
+        if m_new.get(key) is not None:
+            metrics[key] = max(m_old.get(key) or 0, m_new[key])
+    metrics["load"] = pooled_load(m_old.get("load", {}), m_new.get("load", {}))
+    metrics["energy"] = pooled_energy(m_old.get("energy", {}), m_new.get("energy", {}), tokens_of(scenario) * len(repeats))
+    if "target_ci" in m_new:
+        metrics["target_ci"] = m_new["target_ci"]
+    return earlier | {"metrics": metrics, "repeats": repeats, "rounds": earlier.get("rounds", 1) + 1}

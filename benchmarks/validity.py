@@ -101,6 +101,18 @@ class MachineLoad:
                                  "cpus": os.cpu_count() or 1, "per_s": _TICK}}
 
 
+def pooled_load(earlier: dict, later: dict) -> dict:
+    """Two rounds' load records of one scenario as one: ticks added up, rates over the total time."""
+    if "ticks" not in earlier or "ticks" not in later:
+        return earlier or later
+    wall = earlier["wall_s"] + later["wall_s"]
+    ticks = {k: earlier["ticks"][k] + later["ticks"][k] for k in ("other", "steal", "total")}
+    ticks |= {"cpus": earlier["ticks"]["cpus"], "per_s": earlier["ticks"]["per_s"]}
+    own = earlier["own_cores"] * earlier["wall_s"] + later["own_cores"] * later["wall_s"]
+    return {"other_cores": ticks["other"] / ticks["per_s"] / wall, "own_cores": own / wall,
+            "steal": ticks["steal"] / ticks["total"] if ticks["total"] else 0.0, "wall_s": wall, "ticks": ticks}
+
+
 # ---- how the machine drifted: a cheap probe between runners ----
 
 def machine_probe(repeats: int = 7) -> dict:
@@ -130,9 +142,20 @@ def drift_of(probes: list[dict]) -> dict:
 
 
 def worker_drift(probes: list[dict], label: str) -> float | None:
-    """The drift of the probes taken just before and just after a worker ran."""
-    around = [p["drift"] for p in probes if label in (p.get("before"), p.get("after")) and "drift" in p]
-    return max(around) if around else None
+    """How far the machine's speed while a runner ran was from the run's median: the mean of the probes
+    taken just before and just after each of its workers (one per round), each figure relative to the
+    median of all probes; the larger of bandwidth and matmul. With rounds, every runner sees the slow and
+    the fast spells alike, and this falls."""
+    if not probes:
+        return None
+    around = [p for p in probes if label in (p.get("before"), p.get("after"))]
+    if not around:
+        return None
+    distances = []
+    for key in ("bandwidth_bytes_s", "matmul_flops_s"):
+        median = float(np.median([p[key] for p in probes]))
+        distances.append(abs(float(np.mean([p[key] for p in around])) / median - 1))
+    return max(distances)
 
 
 # ---- the judgement ----
@@ -150,35 +173,41 @@ def sure_load(load: dict) -> tuple[float | None, float | None]:
 
 
 def judge_result(r: dict, rules: dict, probes: list[dict], label: str) -> dict:
-    """{"status": valid|unsteady|invalid, "reasons": [...]} for one ok result."""
-    m, reasons_invalid, reasons_unsteady = r.get("metrics", {}), [], []
+    """{"status": valid|unsteady|invalid, "reasons": [...], "short": [...]} for one ok result: each reason
+    in a sentence, and in a few characters for the tables."""
+    m, invalid, unsteady = r.get("metrics", {}), [], []
     repeats = len(r.get("repeats", []))
     if repeats < rules["min_repeats"]:
-        reasons_invalid.append(f"{repeats} timed repeat{'s' * (repeats != 1)} < {rules['min_repeats']}")
+        invalid.append((f"{repeats} timed repeat{'s' * (repeats != 1)} < {rules['min_repeats']}",
+                        f"repeats {repeats}<{rules['min_repeats']}"))
     timed = sum(x.get("e2e_s", 0) for x in r.get("repeats", []))
     if timed < rules["min_seconds"]:
-        reasons_invalid.append(f"{timed:.2f} s timed < {rules['min_seconds']:g} s")
+        invalid.append((f"{timed:.2f} s timed < {rules['min_seconds']:g} s", f"timed {timed:.1f}s"))
     load = m.get("load") or {}
     other, steal = sure_load(load)
     if other is not None and other > rules["max_other_cores"]:
-        reasons_unsteady.append(f"other load {load['other_cores']:.2f} cores > {rules['max_other_cores']:g}")
+        unsteady.append((f"other load {load['other_cores']:.2f} cores > {rules['max_other_cores']:g}",
+                         f"load {load['other_cores']:.2f}"))
     if steal is not None and steal > rules["max_steal"]:
-        reasons_unsteady.append(f"{load['steal']:.0%} of CPU time stolen > {rules['max_steal']:.0%}")
+        unsteady.append((f"{load['steal']:.0%} of CPU time stolen > {rules['max_steal']:.0%}",
+                         f"steal {load['steal']:.0%}"))
     drift = worker_drift(probes, label)
     if drift is not None and drift > rules["max_drift"]:
-        reasons_unsteady.append(f"machine drifted {drift:.0%} around this runner > {rules['max_drift']:.0%}")
+        unsteady.append((f"machine drifted {drift:.0%} around this runner > {rules['max_drift']:.0%}",
+                         f"drift {drift:.0%}"))
     target = m.get("target_ci")
     if target and not target.get("met"):
         width = target.get("achieved")
-        reasons_unsteady.append(f"95% CI ±{width:.1%} > target ±{target['target']:.1%} within {target['budget_s']:g} s"
-                                if width is not None else f"no 95% CI within {target['budget_s']:g} s "
-                                f"({repeats} repeats; 6 are needed)")
+        unsteady.append((f"95% CI ±{width:.1%} > target ±{target['target']:.1%} within {target['budget_s']:g} s",
+                         f"CI ±{width:.1%}") if width is not None else
+                        (f"no 95% CI within {target['budget_s']:g} s ({repeats} repeats; 6 are needed)", "no CI"))
     derived = r.get("derived", {})
     roof = derived.get("decode_roofline") if "decode_tps" in m else derived.get("prefill_roofline")
     if roof is not None and roof > 1:
-        reasons_unsteady.append(f"{roof:.0%} of roofline: the run's ceiling is below what the row reached")
-    status = "invalid" if reasons_invalid else "unsteady" if reasons_unsteady else "valid"
-    return {"status": status, "reasons": reasons_invalid + reasons_unsteady}
+        unsteady.append((f"{roof:.0%} of roofline: the run's ceiling is below what the row reached", f"roof {roof:.0%}"))
+    status = "invalid" if invalid else "unsteady" if unsteady else "valid"
+    return {"status": status, "reasons": [long for long, _ in invalid + unsteady],
+            "short": [short for _, short in invalid + unsteady]}
 
 
 def judge(doc: dict) -> None:

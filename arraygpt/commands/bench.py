@@ -75,6 +75,10 @@ def add_parser(sub):
                    help="adaptive repeats: after --repeats, repeat each scenario until the 95%% interval of its "
                         "headline median is within +-PCT (such as 3%%), or --ci-budget runs out; the width reached "
                         "is recorded, and a row that missed it is marked unsteady")
+    p.add_argument("--rounds", type=int, default=None, metavar="N",
+                   help="run every runner N times, alternating the order (ABC CBA ABC), each round with its share "
+                        "of the repeats, pooled: drift of a shared machine then falls on every runner alike instead "
+                        "of biasing the ratios (default: the suite's rounds, else 1)")
     p.add_argument("--ci-budget", type=float, default=60.0, metavar="SECONDS",
                    help="timed seconds per scenario that --target-ci may spend (default: 60)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs per scenario (the first includes compiling)")
@@ -125,6 +129,9 @@ def run(args) -> int:
     target_ci = None if args.target_ci is None else fraction(args.target_ci, "--target-ci", "3%")
     if target_ci == 0 or not args.ci_budget > 0:
         raise ArrayGPTError("--target-ci must be above 0% and --ci-budget above 0 seconds")
+    rounds = suite.get("rounds", 1) if args.rounds is None else args.rounds
+    if rounds < 1:
+        raise ArrayGPTError(f"--rounds must be 1 or more, got {rounds}")
     overrides = {"model": args.models, "dtype": args.dtypes, "weights": args.weights, "precision": args.precision,
                  "mesh": args.mesh, "threads": args.threads,
                  "batch": args.batch_sizes, "prefill_batch": args.prefill_batch_sizes,
@@ -146,17 +153,18 @@ def run(args) -> int:
     json_path = check_json_output(args.json or f"out/bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json",
                                   "arraygpt-bench", replace=args.force)
     with exclusive_output(json_path):
-        return _run_locked(args, suite, scenarios, overrides, json_path, target_ci)
+        return _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
 
 
-def _run_locked(args, suite, scenarios, overrides, json_path, target_ci) -> int:
+def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds) -> int:
     from benchmarks.harness import Bench
     from benchmarks.tables import probes_table, results_table
 
     console = report_console()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=stderr, transient=True) as progress:
-        task = progress.add_task("starting", total=len(scenarios))
+        total = len(scenarios) * rounds
+        task = progress.add_task("starting", total=total)
         finished, started = [0], time.monotonic()
 
         def on_event(event):
@@ -175,7 +183,7 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci) -> int:
                 progress.advance(task)
                 finished[0] += 1
                 if not stderr.is_terminal:  # CI, `| tee`, a log file: the bar draws nothing there
-                    stderr.print(f"[{finished[0]}/{len(scenarios)}] {event['id']}: {event['status']} "
+                    stderr.print(f"[{finished[0]}/{total}] {event['id']}: {event['status']} "
                                  f"({time.monotonic() - started:.0f} s)", highlight=False)
                 elif event["status"] != "ok":
                     progress.console.print(f"[yellow]{event['id']}: {event['status']}[/]")
@@ -183,9 +191,9 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci) -> int:
         from benchmarks.validity import RULES
         bench = Bench(scenarios, {"name": suite["name"], "description": suite.get("description", ""),
                                   "overrides": {k: v for k, v in overrides.items() if v is not None},
-                                  "validity": RULES | suite.get("validity", {})},
+                                  "validity": RULES | suite.get("validity", {}), "rounds": rounds},
                       json_path=json_path, roofline=not args.no_roofline, parity=not args.no_parity,
-                      on_event=on_event, target_ci=target_ci, ci_budget_s=args.ci_budget)
+                      on_event=on_event, target_ci=target_ci, ci_budget_s=args.ci_budget, rounds=rounds)
         try:
             doc = bench.run()
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the worker is ended, the rows so far are kept

@@ -59,7 +59,7 @@ def test_a_runner_disturbed_on_purpose_is_marked_and_an_undisturbed_one_is_not(t
         assert disturbed["metrics"]["load"]["other_cores"] > 0.5
     for n in (8, 300, 301):
         calm = rows[f"tiny/jax/float32/b1/p16/n{n}"]
-        assert calm["validity"] == {"status": "valid", "reasons": []}, calm["metrics"]["load"]
+        assert calm["validity"]["status"] == "valid", (calm["validity"], calm["metrics"]["load"])
     assert doc["validity"]["status"] == "unsteady" and doc["validity"]["counts"]["unsteady"] == 2
     assert doc["validity"]["line"].startswith("not valid: 2 unsteady of 6 scenarios")
     # the drift probe after numpy ran under the busy loops too
@@ -165,14 +165,43 @@ def test_judged_from_what_was_recorded():
     short = {"metrics": {"decode_tps": {"median": 1.0}, "load": {"other_cores": 0.1, "steal": 0.05, "wall_s": 0.2,
                                                                   "ticks": ticks}},
              "repeats": [{"e2e_s": 0.07}] * 3, "derived": {"decode_roofline": 0.5}}
-    assert judge_result(short, RULES, [], "numpy") == {"status": "valid", "reasons": []}
+    assert judge_result(short, RULES, [], "numpy") == {"status": "valid", "reasons": [], "short": []}
     over = short | {"derived": {"decode_roofline": 1.11}}
+    assert judge_result(over, RULES, [], "numpy")["short"] == ["roof 111%"]
     assert judge_result(over, RULES, [], "numpy")["reasons"] == [
         "111% of roofline: the run's ceiling is below what the row reached"]
-    probes = [{"after": None, "before": "jax", "drift": 0.02}, {"after": "jax", "before": "numpy", "drift": 0.03},
-              {"after": "numpy", "before": None, "drift": 0.4}]
+    # probes (bandwidth GB/s) 20 before jax, 20 between, 8 after numpy: numpy ran at (20 + 8) / 2 = 14, 30%
+    # under the run's median of 20; jax at 20
+    probes = [{"after": after, "before": before, "bandwidth_bytes_s": bw * 1e9, "matmul_flops_s": 1e11}
+              for after, before, bw in ((None, "jax", 20), ("jax", "numpy", 20), ("numpy", None, 8))]
     assert judge_result(short, RULES, probes, "jax")["status"] == "valid"
-    assert judge_result(short, RULES, probes, "numpy")["reasons"] == ["machine drifted 40% around this runner > 25%"]
+    assert judge_result(short, RULES, probes, "numpy")["reasons"] == ["machine drifted 30% around this runner > 25%"]
+    # two rounds, alternating (jax numpy | numpy jax), the slow spell between the rounds: numpy's probes
+    # 20, 8, 20 (a mean 20% under the median), so the pooled row is valid
+    sequence = ((None, "jax", 20), ("jax", "numpy", 20), ("numpy", "numpy", 8), ("numpy", "jax", 20), ("jax", None, 20))
+    rounds = [{"after": after, "before": before, "bandwidth_bytes_s": bw * 1e9, "matmul_flops_s": 1e11}
+              for after, before, bw in sequence]
+    assert judge_result(short, RULES, rounds, "numpy")["status"] == "valid"
+    assert judge_result(short, RULES, rounds, "jax")["status"] == "valid"
     stolen = {"metrics": short["metrics"] | {"load": {"other_cores": 0.0, "steal": 0.3, "wall_s": 3.0,
                                                       "ticks": ticks | {"steal": 180, "total": 600}}}}
     assert judge_result(short | stolen, RULES, [], "numpy")["reasons"] == ["30% of CPU time stolen > 10%"]
+
+
+def test_rounds_alternate_the_runners_and_pool_their_repeats(tmp_path):
+    out = tmp_path / "r.json"
+    result = cli(*TINY, "--backends", "numpy,jax", "--batch-sizes", "1", "--prompt-lens", "8", "--new-tokens", "16",
+                 "--repeats", "3", "--rounds", "2", "--json", out, "--suite", "ci")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(out.read_text())
+    # ABBA: a probe before each worker and one at the end
+    assert [p["before"] for p in doc["drift"]] == ["jax", "numpy", "numpy", "jax", None]
+    progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert len(progress) == 2 * len(doc["results"]) and progress[-1].startswith(f"[{len(progress)}/{len(progress)}]")
+    for r in doc["results"]:
+        assert r["rounds"] == 2 and len(r["repeats"]) == 4   # two a round (3 split over 2, rounded up)
+        metric = "decode_tps" if r["new_tokens"] > 1 else "prefill_tps"
+        values = sorted(x[metric] for x in r["repeats"])
+        assert r["metrics"][metric]["median"] == pytest.approx((values[1] + values[2]) / 2)  # of all four
+        assert r["metrics"]["load"]["wall_s"] > 0 and r["metrics"][metric]["n"] == 4
+    assert doc["suite"]["rounds"] == 2 and doc["complete"] is True
