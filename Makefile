@@ -13,12 +13,15 @@ PYTEST_ARGS ?= -n 2
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+comma  := ,
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install arraygpt with its test, jax, hub and plot extras
+install: $(STAMP)  ## create .venv and install arraygpt with its test, jax, hub and plot extras (EXTRAS=...,peers adds llama.cpp)
 
 test: install  ## run the test suite: on both cores, then alone the tests that measure the machine's load
 	$(PY) -m pytest $(PYTEST_ARGS) -m "not solo"

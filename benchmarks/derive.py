@@ -148,16 +148,19 @@ def derive(doc: dict) -> None:
         if r["runner"] not in PEERS:
             # A mixed row (float32 with bfloat16 weights) is compared with the peer in float32 and, as
             # "_vs_PEER_bfloat16", with the peer all in bfloat16.
+            # A peer with the same mixed numerics (llama.cpp reads F16/BF16 weights in float32 arithmetic)
+            # is compared first.
             weights = r.get("weights")
-            compared = [("", numerics_label(r["dtype"], r.get("precision", "float32")))]
+            compared = [("", r["numerics"]), ("", numerics_label(r["dtype"], r.get("precision", "float32")))]
             if weights:
                 compared.append((f"_{weights}", weights))
             for peer in PEERS:
                 for suffix, numerics in compared:
                     peer_metrics = peers.get((peer, *_peer_key(r, numerics)))
                     for key in ("decode_tps", "prefill_tps"):
-                        if peer_metrics and key in m and key in peer_metrics:
-                            derived[f"{key}_vs_{peer}{suffix}"] = m[key]["median"] / peer_metrics[key]["median"]
+                        name = f"{key}_vs_{peer}{suffix}"
+                        if peer_metrics and key in m and key in peer_metrics and name not in derived:
+                            derived[name] = m[key]["median"] / peer_metrics[key]["median"]
         parity = doc.get("parity", {}).get(result_label(r), {}).get(f"{r['model']}/{r['numerics']}", {})
         if "relative" in parity:
             derived["parity_relative"] = parity["relative"]

@@ -233,8 +233,14 @@ def judge(doc: dict) -> None:
                         f"steal at most {max(x['steal'] for x in loads):.1%}")
     if drift:
         low, high = drift["bandwidth_range"]
-        evidence.append(f"machine drift {drift['max_drift']:.0%} over {len(probes)} probes (bandwidth "
-                        f"{low / 1e9:.1f}-{high / 1e9:.1f} GB/s)")
+        labels = {result_label(r) for r in ok}
+        runners = {label: worker_drift(probes, label) for label in labels}
+        runners = {label: d for label, d in runners.items() if d is not None}
+        worst = max(runners, key=runners.get) if runners else None
+        evidence.append(f"{len(probes)} machine probes read {low / 1e9:.1f}-{high / 1e9:.1f} GB/s"
+                        + (f"; the speed each runner saw within {runners[worst]:.1%} of their median "
+                           f"(largest: {worst})" if worst else ""))
+        drift["runners"] = runners
     errors = sum(r.get("status") == "error" for r in doc.get("results", []))
     if counts["invalid"] or counts["unsteady"] or errors:
         worst = [r for r in ok if r["validity"]["status"] != "valid"]

@@ -13,6 +13,8 @@ PEERS = {
     "hf": "Hugging Face transformers, eager: a forward per token with past_key_values",
     "hf-static": "Hugging Face generate() with a static cache (transformers compiles it on CUDA by itself)",
     "picogpt": "picoGPT's loop as published (NumPy, no KV cache, float32, batch 1)",
+    "llamacpp": "llama.cpp through llama-cpp-python (the peers extra): the checkpoint as GGUF, F32 or F16/BF16 "
+                "weights, one sequence, on the CPU",
 }
 
 
@@ -24,6 +26,9 @@ def make_runner(name: str, device: str | None, precision: str = "float32", mesh:
         probe_backend = get_backend("torch", device=device, precision=precision)
         runner = (HFRunner if name == "hf" else HFStaticRunner)(probe_backend.device, precision)
         return runner, probe_backend
+    if name == "llamacpp":
+        from .llamacpp import LlamaCppRunner
+        return LlamaCppRunner(), get_backend("numpy")
     if name == "picogpt":
         from .picogpt import PicoGPTRunner
         return PicoGPTRunner(), get_backend("numpy")

@@ -1,0 +1,131 @@
+"""The llama.cpp peer: the GGUF conversion (read back with gguf's own reader), llama.cpp's greedy tokens
+against Hugging Face's, its logits against the float64 reference, and a bench without it installed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import cli
+
+gguf = pytest.importorskip("gguf", reason="the gguf package (the peers extra) is not installed")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir():
+    from engine.source import resolve_model
+    return resolve_model("tiny").directory
+
+
+def hf_layout(directory):
+    """The checkpoint's tensors as llama.cpp lays them out, computed here from safetensors' own reader."""
+    from safetensors.numpy import load_file
+    stored = load_file(str(directory / "model.safetensors"))
+    out = {}
+    for name, data in stored.items():
+        bare = name.removeprefix("transformer.")
+        if bare.endswith((".attn.bias", ".attn.masked_bias")) or bare == "lm_head.weight":
+            continue
+        if bare.endswith(("c_attn.weight", "c_proj.weight", "c_fc.weight")):
+            data = data.T
+        out[bare] = data
+    return out
+
+
+@pytest.mark.parametrize("file_type, tolerance", [("F32", 0), ("F16", 1e-3), ("BF16", 8e-3), ("Q8_0", 1e-2)])
+def test_the_gguf_file_round_trips_the_tensors(tiny_dir, tmp_path, file_type, tolerance):
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    from benchmarks.runners.gguf_export import gguf_name, write_gguf
+    path = write_gguf(tiny_dir, tmp_path / "m.gguf", file_type)
+    reader = GGUFReader(path)
+    read = {t.name: t for t in reader.tensors}
+    expected = hf_layout(tiny_dir)
+    assert set(read) == {gguf_name(name) for name in expected}
+    for name, want in expected.items():
+        tensor = read[gguf_name(name)]
+        got = dequantize(tensor.data, tensor.tensor_type).reshape(want.shape)
+        scale = np.abs(want).max()
+        assert np.abs(got - want).max() <= tolerance * scale, (name, file_type)
+        if want.ndim == 1:
+            assert tensor.tensor_type == gguf.GGMLQuantizationType.F32  # norms and biases stay float32
+    fields = reader.fields
+    assert bytes(fields["general.architecture"].parts[-1]).decode() == "gpt2"
+    assert int(fields["gpt2.block_count"].parts[-1][0]) == 2
+    assert len(fields["tokenizer.ggml.tokens"].data) == 50257
+
+
+llama_cpp = None
+try:
+    import llama_cpp  # noqa: F401
+except ImportError:
+    pass
+needs_llama = pytest.mark.skipif(llama_cpp is None, reason="llama-cpp-python is not installed "
+                                 "(pip install 'arraygpt[peers]'; .ci/run installs it)")
+
+
+@needs_llama
+def test_llamacpp_f32_greedy_tokens_equal_hf_greedy_tokens(tiny_dir):
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    from benchmarks.runners.llamacpp import LlamaCppRunner
+    from benchmarks.timing import fixed_prompts
+    scenario = {"model": "tiny", "dtype": "float32", "weights": None, "batch": 1, "prompt_len": 12, "new_tokens": 24}
+    prompt = fixed_prompts(1, 12, 50257)
+    hf = GPT2LMHeadModel.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        want = hf.generate(torch.tensor(prompt), attention_mask=torch.ones(1, 12, dtype=torch.long), do_sample=False,
+                           max_new_tokens=24, eos_token_id=None, pad_token_id=0)[0, 12:].tolist()
+    assert LlamaCppRunner().generate_ids(scenario) == want
+
+
+@needs_llama
+@pytest.mark.parametrize("weights, tolerance", [("float32", 1e-4), ("bfloat16", 3e-2)])
+def test_llamacpp_logits_match_the_float64_reference(weights, tolerance):
+    from benchmarks.runners.llamacpp import LlamaCppRunner
+    from benchmarks.timing import fixed_prompts
+    from engine import load_model
+    prompt = fixed_prompts(1, 16, 50257, seed=1)
+    expected = np.asarray(load_model("tiny", backend="numpy", dtype="float64").logits(prompt))
+    got = LlamaCppRunner().parity_logits("tiny", "float32", prompt, weights)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() / np.abs(expected).max() < tolerance
+
+
+@needs_llama
+def test_bench_runs_the_llamacpp_peer_beside_ours(tmp_path):
+    out = tmp_path / "r.json"
+    result = cli("bench", "--models", "tiny", "--backends", "numpy", "--peer", "llamacpp", "--no-roofline",
+                 "--batch-sizes", "1,2", "--prompt-lens", "16", "--new-tokens", "32", "--weights", "float32,float16",
+                 "--dtypes", "float32", "--json", out, "--suite", "ci")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(out.read_text())
+    rows = {r["id"]: r for r in doc["results"]}
+    peer = rows["tiny/llamacpp/float32/b1/p16/n32"]
+    assert peer["status"] == "ok" and peer["metrics"]["decode_tps"]["median"] > 0
+    assert "tiny/llamacpp/float32/b2/p16/n32" not in rows  # one sequence: no batch-2 row
+    ours = rows["tiny/numpy/float32/b1/p16/n32"]
+    assert ours["derived"]["decode_tps_vs_llamacpp"] == pytest.approx(
+        ours["metrics"]["decode_tps"]["median"] / peer["metrics"]["decode_tps"]["median"])
+    half = rows["tiny/llamacpp/float32+float16-weights/b1/p16/n32"]  # F16 GGUF, float32 arithmetic
+    assert half["status"] == "ok" and half["derived"]["parity_relative"] < 5e-3
+    assert peer["derived"]["parity_relative"] < 1e-4
+
+
+def test_a_peer_that_is_not_installed_gives_its_reason_and_the_bench_completes(tmp_path):
+    shadow = tmp_path / "shadow" / "llama_cpp"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named llama_cpp')\n")  # as if absent
+    out = tmp_path / "r.json"
+    result = cli("bench", "--models", "tiny", "--backends", "numpy", "--peer", "llamacpp", "--no-roofline",
+                 "--no-parity", "--batch-sizes", "1", "--prompt-lens", "4", "--new-tokens", "4", "--repeats", "1",
+                 "--json", out, env={"PYTHONPATH": str(tmp_path / "shadow")})
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    doc = json.loads(out.read_text())
+    peer = next(r for r in doc["results"] if r["runner"] == "llamacpp")
+    assert peer["status"] == "skipped" and "pip install 'arraygpt[peers]'" in peer["message"]
+    assert doc["complete"] is True
