@@ -15,6 +15,7 @@ import numpy as np
 from engine.errors import ArrayGPTError
 
 from .jsonio import check_bench_file
+from .runners import PEERS
 
 
 @dataclasses.dataclass
@@ -46,11 +47,13 @@ class NumericsBudget:
     factor: float = 2.0
     floor: float = 1e-5
 
-    def worse(self, base: float | None, new: float | None, numerics: str) -> bool:
+    def worse(self, base: float | None, new: float | None, numerics: str, peer: bool = False) -> bool:
+        """A peer is held to its own base only: its numerics are its own (llama.cpp's float32 GELU reads a
+        float16 table), not our dtype's tolerance."""
         if new is None:
             return False
         from .parity import TOLERANCE
-        if new > TOLERANCE.get(numerics, float("inf")):
+        if not peer and new > TOLERANCE.get(numerics, float("inf")):
             return True
         return base is not None and new > max(self.factor * base, self.floor)
 
@@ -148,7 +151,8 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False, m
         # Worse numerics: parity past the budget, or fewer greedy tokens agreeing with the reference than before
         dropped = None not in agreement and agreement[1] < agreement[0]
         numerics = ("unknown" if parity[1] is None else
-                    "worse" if dropped or budget.worse(parity[0], parity[1], new[sid].get("numerics", new[sid]["dtype"]))
+                    "worse" if dropped or budget.worse(parity[0], parity[1], new[sid].get("numerics", new[sid]["dtype"]),
+                                                     peer=new[sid]["runner"] in PEERS)
                     else "ok")
         rows.append(Comparison(sid, metric, float(np.median(b)), float(np.median(n)), ratio, low, high, verdict,
                                (len(b), len(n)), detectable, parity, numerics, agreement,

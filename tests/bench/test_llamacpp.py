@@ -83,8 +83,11 @@ def test_llamacpp_f32_greedy_tokens_equal_hf_greedy_tokens(tiny_dir):
     assert LlamaCppRunner().generate_ids(scenario) == want
 
 
+# llama.cpp's F32 is not IEEE float32 throughout: its CPU GELU rounds the input to float16 and reads a
+# float16 table (GGML_GELU_FP16 in ggml-cpu/vec.h), 2.3e-4 of max |logit| here where ours is 5e-7; so a
+# float16-sized tolerance, 1e-3, for its float32 rows.
 @needs_llama
-@pytest.mark.parametrize("weights, tolerance", [("float32", 1e-4), ("bfloat16", 3e-2)])
+@pytest.mark.parametrize("weights, tolerance", [("float32", 1e-3), ("bfloat16", 3e-2)])
 def test_llamacpp_logits_match_the_float64_reference(weights, tolerance):
     from benchmarks.runners.llamacpp import LlamaCppRunner
     from benchmarks.timing import fixed_prompts
@@ -113,7 +116,7 @@ def test_bench_runs_the_llamacpp_peer_beside_ours(tmp_path):
         ours["metrics"]["decode_tps"]["median"] / peer["metrics"]["decode_tps"]["median"])
     half = rows["tiny/llamacpp/float32+float16-weights/b1/p16/n32"]  # F16 GGUF, float32 arithmetic
     assert half["status"] == "ok" and half["derived"]["parity_relative"] < 5e-3
-    assert peer["derived"]["parity_relative"] < 1e-4
+    assert peer["derived"]["parity_relative"] < 1e-3
 
 
 def test_a_peer_that_is_not_installed_gives_its_reason_and_the_bench_completes(tmp_path):
