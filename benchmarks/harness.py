@@ -116,9 +116,11 @@ class Bench:
         self.doc["drift"].append({"after": after, "before": before, **machine_probe()})
 
     def round_share(self, scenario, round_index: int) -> dict:
-        """What a worker gets of a scenario in a round: its share of the repeats (at least one), and in the
-        last round, for --target-ci, the headline figures of the rounds before."""
-        job = scenario.to_json() | {"repeats": max(1, -(-scenario.repeats // self.rounds))}
+        """What a worker gets of a scenario in a round: its share of the repeats (they add up to the
+        scenario's, the first rounds taking one more where they do not divide), and in the last round, for
+        --target-ci, the headline figures of the rounds before."""
+        share = scenario.repeats // self.rounds + (round_index < scenario.repeats % self.rounds)
+        job = scenario.to_json() | {"repeats": max(1, share)}
         earlier = self.results_by_id.get(scenario.id)
         if round_index == self.rounds - 1 and earlier and earlier["status"] == "ok":
             metric = headline(scenario.to_json())

@@ -146,6 +146,14 @@ def run(args) -> int:
             stderr.print(f"[yellow]note:[/] {', '.join(single)} {'runs' if len(single) == 1 else 'run'} on one "
                          f"device: no mesh rows for {'it' if len(single) == 1 else 'them'} (meshes: "
                          f"{', '.join(n for n, r in BACKENDS.items() if r.meshes)})")
+    # Every round times at least one repeat of every scenario: a suite's rounds give way to fewer repeats
+    # (--repeats 1: one round); asked for on the command line, they must fit.
+    fewest = min((s.repeats for s in scenarios), default=1)
+    if rounds > fewest:
+        if args.rounds is not None:
+            raise ArrayGPTError(f"--rounds {rounds} needs at least {rounds} repeats a scenario (the fewest here: "
+                                f"{fewest}); raise --repeats or lower --rounds")
+        rounds = fewest
     if args.list:
         for s in scenarios:
             print(s.id)

@@ -101,7 +101,7 @@ def test_target_ci_repeats_until_the_interval_is_narrow_or_the_budget_is_spent(t
     # An unreachable target within a tiny budget: the width reached is recorded and the row is unsteady.
     out2 = tmp_path / "r2.json"
     result = cli(*TINY, "--backends", "numpy", "--batch-sizes", "1", "--prompt-lens", "16", "--new-tokens", "64",
-                 "--repeats", "2", "--target-ci", "0.001%", "--ci-budget", "0.5", "--json", out2, "--suite", "ci")
+                 "--repeats", "3", "--target-ci", "0.001%", "--ci-budget", "0.5", "--json", out2, "--suite", "ci")
     row = next(r for r in json.loads(out2.read_text())["results"] if r["new_tokens"] == 64)
     assert row["metrics"]["target_ci"]["met"] is False and row["validity"]["status"] == "unsteady"
     assert any("target" in reason or "95% CI" in reason for reason in row["validity"]["reasons"])
@@ -199,9 +199,14 @@ def test_rounds_alternate_the_runners_and_pool_their_repeats(tmp_path):
     progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
     assert len(progress) == 2 * len(doc["results"]) and progress[-1].startswith(f"[{len(progress)}/{len(progress)}]")
     for r in doc["results"]:
-        assert r["rounds"] == 2 and len(r["repeats"]) == 4   # two a round (3 split over 2, rounded up)
+        assert r["rounds"] == 2 and len(r["repeats"]) == 3   # 2 in the first round, 1 in the second
         metric = "decode_tps" if r["new_tokens"] > 1 else "prefill_tps"
         values = sorted(x[metric] for x in r["repeats"])
-        assert r["metrics"][metric]["median"] == pytest.approx((values[1] + values[2]) / 2)  # of all four
-        assert r["metrics"]["load"]["wall_s"] > 0 and r["metrics"][metric]["n"] == 4
+        assert r["metrics"][metric]["median"] == pytest.approx(values[1])  # of all three
+        assert r["metrics"]["load"]["wall_s"] > 0 and r["metrics"][metric]["n"] == 3
     assert doc["suite"]["rounds"] == 2 and doc["complete"] is True
+    # a suite's rounds give way to fewer repeats; asked for, they must fit
+    one = cli(*TINY, "--backends", "numpy", "--suite", "quick", "--repeats", "1", "--list")
+    assert one.returncode == 0
+    assert "--rounds 2 needs at least 2 repeats" in one_line_error(
+        cli(*TINY, "--backends", "numpy", "--repeats", "1", "--rounds", "2", "--list"))
