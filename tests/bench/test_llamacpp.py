@@ -87,6 +87,24 @@ def test_llamacpp_f32_greedy_tokens_equal_hf_greedy_tokens(tiny_dir):
 # float16 table (GGML_GELU_FP16 in ggml-cpu/vec.h), 2.3e-4 of max |logit| here where ours is 5e-7; so a
 # float16-sized tolerance, 1e-3, for its float32 rows.
 @needs_llama
+def test_llamacpp_parallel_sequences_give_each_prompt_hf_greedy_tokens(tiny_dir):
+    """A batch through llama.cpp's batch API (one sequence id a row, one decode a step) against HF's greedy
+    generate() of the same batch."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    from benchmarks.runners.llamacpp import LlamaCppRunner
+    from benchmarks.timing import fixed_prompts
+    scenario = {"model": "tiny", "dtype": "float32", "weights": None, "batch": 3, "prompt_len": 12, "new_tokens": 20}
+    prompts = fixed_prompts(3, 12, 50257)
+    hf = GPT2LMHeadModel.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        want = hf.generate(torch.tensor(prompts), attention_mask=torch.ones(3, 12, dtype=torch.long), do_sample=False,
+                           max_new_tokens=20, eos_token_id=None, pad_token_id=0)[:, 12:].tolist()
+    assert LlamaCppRunner().generate_ids(scenario) == want
+
+
+@needs_llama
 @pytest.mark.parametrize("weights, tolerance", [("float32", 1e-3), ("bfloat16", 3e-2)])
 def test_llamacpp_logits_match_the_float64_reference(weights, tolerance):
     from benchmarks.runners.llamacpp import LlamaCppRunner
@@ -110,7 +128,7 @@ def test_bench_runs_the_llamacpp_peer_beside_ours(tmp_path):
     rows = {r["id"]: r for r in doc["results"]}
     peer = rows["tiny/llamacpp/float32/b1/p16/n32"]
     assert peer["status"] == "ok" and peer["metrics"]["decode_tps"]["median"] > 0
-    assert "tiny/llamacpp/float32/b2/p16/n32" not in rows  # one sequence: no batch-2 row
+    assert rows["tiny/llamacpp/float32/b2/p16/n32"]["status"] == "ok"  # two parallel sequences
     ours = rows["tiny/numpy/float32/b1/p16/n32"]
     assert ours["derived"]["decode_tps_vs_llamacpp"] == pytest.approx(
         ours["metrics"]["decode_tps"]["median"] / peer["metrics"]["decode_tps"]["median"])
