@@ -16,6 +16,7 @@ from engine.errors import ArrayGPTError
 
 from .jsonio import check_bench_file
 from .runners import PEERS
+from .timing import headline
 
 
 @dataclasses.dataclass
@@ -70,10 +71,6 @@ def validity_of(results) -> str:
     """The worst validity among a side's runs of one scenario."""
     statuses = [r.get("validity", {}).get("status", "unmeasured") for r in results]
     return next((s for s in ("invalid", "unsteady", "unmeasured") if s in statuses), "valid")
-
-
-def headline_metric(result) -> str:
-    return "decode_tps" if result["new_tokens"] > 1 else "prefill_tps"
 
 
 def bootstrap_ratio(base, new, confidence=0.95, resamples=4000, seed=0) -> tuple[float, float]:
@@ -133,7 +130,7 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False, m
     base, new = pooled_results(base_docs), pooled_results(new_docs)
     rows = []
     for sid in [s for s in base if s in new]:
-        metric = headline_metric(base[sid])
+        metric = headline(base[sid])
         b = [r[metric] for r in base[sid]["repeats"] if metric in r]
         n = [r[metric] for r in new[sid]["repeats"] if metric in r]
         if not b or not n:

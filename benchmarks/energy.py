@@ -97,13 +97,13 @@ class EnergyMeter:
         if self.counter is None or self.joules is None:
             return {"meter": None, "reason": self.reason or "no meter"}
         return {"meter": self.counter.name, "joules": self.joules, "joules_per_token": self.joules / max(tokens, 1),
-                "watts": self.joules / max(self.seconds, 1e-9)}
+                "watts": self.joules / max(self.seconds, 1e-9), "seconds": self.seconds}
 
 
 def pooled(earlier: dict, later: dict, tokens: int) -> dict:
     """Two rounds' energy records of one scenario as one (joules and seconds add up)."""
     if not earlier.get("meter") or not later.get("meter"):
         return earlier if not earlier.get("meter") else later
-    joules = earlier["joules"] + later["joules"]
-    seconds = earlier["joules"] / earlier["watts"] + later["joules"] / later["watts"]
-    return earlier | {"joules": joules, "joules_per_token": joules / max(tokens, 1), "watts": joules / seconds}
+    joules, seconds = earlier["joules"] + later["joules"], earlier["seconds"] + later["seconds"]
+    return earlier | {"joules": joules, "joules_per_token": joules / max(tokens, 1),
+                      "watts": joules / max(seconds, 1e-9), "seconds": seconds}

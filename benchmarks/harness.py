@@ -121,8 +121,8 @@ class Bench:
         --target-ci, the headline figures of the rounds before."""
         share = scenario.repeats // self.rounds + (round_index < scenario.repeats % self.rounds)
         job = scenario.to_json() | {"repeats": max(1, share)}
-        earlier = self.results_by_id.get(scenario.id)
-        if round_index == self.rounds - 1 and earlier and earlier["status"] == "ok":
+        earlier = self.measured(scenario.id)
+        if round_index == self.rounds - 1 and earlier:
             metric = headline(scenario.to_json())
             job["prior"] = [r[metric] for r in earlier["repeats"] if metric in r]
         return job
@@ -163,7 +163,7 @@ class Bench:
         kind = event.pop("event")
         if kind == "fatal":
             for scenario in list(pending.values()):
-                if scenario.id in self.results_by_id and self.results_by_id[scenario.id]["status"] == "ok":
+                if self.measured(scenario.id):
                     self.add_error(scenario, event["message"])  # measured in an earlier round, not now
                 else:
                     self.add_result(scenario.to_json() | {"status": "skipped", "message": event["message"]})
@@ -174,8 +174,8 @@ class Bench:
             self.doc["parity"].setdefault(label, {})[f"{event['model']}/{event['numerics']}"] = event
         elif kind == "result":
             scenario = pending.pop(event.pop("id"))
-            earlier = self.results_by_id.get(scenario.id)
-            if earlier is None or earlier["status"] != "ok":
+            earlier = self.measured(scenario.id)
+            if earlier is None:
                 self.add_result(scenario.to_json() | event)
             elif event["status"] == "ok":  # a later round: pooled into the first's record
                 earlier.update(pool_rounds(earlier, event, scenario.to_json()))
@@ -185,15 +185,15 @@ class Bench:
                 self.add_error(scenario, event["message"])
         self.on_event({"event": kind, "runner": label, **{k: v for k, v in event.items() if k in ("id", "status")}})
 
-    @property
-    def results_by_id(self) -> dict:
-        return {r["id"]: r for r in self.doc["results"]}
+    def measured(self, scenario_id: str) -> dict | None:
+        """The scenario's ok result so far (an earlier round's), or None."""
+        return next((r for r in self.doc["results"] if r["id"] == scenario_id and r["status"] == "ok"), None)
 
     def add_error(self, scenario, message: str):
         """A scenario that failed: its error row, or, where an earlier round measured it, that round's row
         kept with the failure beside it (round_errors; the run is then incomplete)."""
-        earlier = self.results_by_id.get(scenario.id)
-        if earlier is not None and earlier["status"] == "ok":
+        earlier = self.measured(scenario.id)
+        if earlier is not None:
             earlier.setdefault("round_errors", []).append(message)
             self.save()
             self.on_event({"event": "done", "id": scenario.id, "status": "error"})

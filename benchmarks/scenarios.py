@@ -202,8 +202,8 @@ def _as_list(value):
 def peer_runs(peer: str, device: str | None, dtype: str, precision: str, weights: str | None, batch: int,
               mesh: str | None = None) -> bool:
     """Whether a peer can run a scenario: peers run on one device; HF has no mixed mode (and tf32 only on a
-    GPU); picoGPT runs one float32 sequence on the CPU; llama.cpp one sequence in float32 arithmetic on the
-    CPU, with float32 or half-width weights."""
+    GPU); picoGPT runs one float32 sequence on the CPU; llama.cpp float32 arithmetic on the CPU, with
+    float32 or half-width weights."""
     if mesh:
         return False
     mixed = weights is not None and weights != dtype

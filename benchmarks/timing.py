@@ -110,6 +110,15 @@ def tokens_of(scenario) -> int:
     return scenario["batch"] * (scenario["new_tokens"] if scenario["new_tokens"] > 1 else scenario["prompt_len"])
 
 
+def summarized(repeats: list[dict], metric: str) -> dict:
+    """aggregate(), with the headline's 95% interval where there are enough repeats for one."""
+    metrics = aggregate(repeats)
+    interval = median_interval([r[metric] for r in repeats if metric in r])
+    if interval and metric in metrics:
+        metrics[metric]["ci95"] = interval
+    return metrics
+
+
 def run_repeats(one_run, scenario) -> dict:
     """Warm-up runs (the first one kept as first_call_s: it includes compilation), then timed repeats: the
     scenario's count, then more while scenario["target_ci"] is set and the 95% interval of the headline's
@@ -134,10 +143,7 @@ def run_repeats(one_run, scenario) -> dict:
         repeats = [one_run() for _ in range(scenario["repeats"])]
         while target and width(prior + repeats) > target and time.monotonic() - start < budget:
             repeats.append(one_run())
-    metrics = aggregate(repeats)
-    interval = median_interval([r[metric] for r in repeats if metric in r])
-    if interval and metric in metrics:
-        metrics[metric]["ci95"] = interval
+    metrics = summarized(repeats, metric)
     if target:
         achieved = width(prior + repeats)
         metrics["target_ci"] = {"target": target, "achieved": None if math.isinf(achieved) else achieved,
@@ -161,11 +167,7 @@ def pool_rounds(earlier: dict, later: dict, scenario) -> dict:
     from .validity import pooled_load
     repeats = earlier["repeats"] + later["repeats"]
     m_old, m_new = earlier["metrics"], later["metrics"]
-    metrics = m_old | aggregate(repeats)
-    metric = headline(scenario)
-    interval = median_interval([r[metric] for r in repeats if metric in r])
-    if interval and metric in metrics:
-        metrics[metric] = metrics[metric] | {"ci95": interval}
+    metrics = m_old | summarized(repeats, headline(scenario))
     if "first_call_s" in m_old:
         metrics["compile_s"] = max(0.0, m_old["first_call_s"] - metrics["e2e_s"]["median"])
     for key in ("rss_peak_bytes", "device_bytes"):

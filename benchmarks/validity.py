@@ -131,14 +131,12 @@ def machine_probe(repeats: int = 7) -> dict:
 
 
 def drift_of(probes: list[dict]) -> dict:
-    """Each probe's distance from the run's median (the larger of bandwidth and matmul), and the spread."""
+    """The probes' medians and the bandwidth's range over the run."""
     if not probes:
         return {}
     medians = {k: float(np.median([p[k] for p in probes])) for k in ("bandwidth_bytes_s", "matmul_flops_s")}
-    for p in probes:
-        p["drift"] = max(abs(p[k] / medians[k] - 1) for k in medians)
-    return {"median": medians, "max_drift": max(p["drift"] for p in probes),
-            "bandwidth_range": (min(p["bandwidth_bytes_s"] for p in probes), max(p["bandwidth_bytes_s"] for p in probes))}
+    bandwidths = [p["bandwidth_bytes_s"] for p in probes]
+    return {"median": medians, "bandwidth_range": (min(bandwidths), max(bandwidths))}
 
 
 def worker_drift(probes: list[dict], label: str) -> float | None:

@@ -146,6 +146,11 @@ def run(args) -> int:
             stderr.print(f"[yellow]note:[/] {', '.join(single)} {'runs' if len(single) == 1 else 'run'} on one "
                          f"device: no mesh rows for {'it' if len(single) == 1 else 'them'} (meshes: "
                          f"{', '.join(n for n, r in BACKENDS.items() if r.meshes)})")
+    import os
+    cores = len(os.sched_getaffinity(0))
+    asked = max((s.threads for s in scenarios if s.threads), default=0)
+    if asked > cores:  # more threads than cores: the row would name a count it never ran on
+        raise ArrayGPTError(f"--threads {asked}: this process may use {cores} core(s); ask for at most {cores}")
     # Every round times at least one repeat of every scenario: a suite's rounds give way to fewer repeats
     # (--repeats 1: one round); asked for on the command line, they must fit.
     fewest = min((s.repeats for s in scenarios), default=1)

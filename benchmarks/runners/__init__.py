@@ -14,7 +14,7 @@ PEERS = {
     "hf-static": "Hugging Face generate() with a static cache (transformers compiles it on CUDA by itself)",
     "picogpt": "picoGPT's loop as published (NumPy, no KV cache, float32, batch 1)",
     "llamacpp": "llama.cpp through llama-cpp-python (the peers extra): the checkpoint as GGUF, F32 or F16/BF16 "
-                "weights, one sequence, on the CPU",
+                "weights, a batch as parallel sequences, on the CPU",
 }
 
 

@@ -124,6 +124,8 @@ def test_suite_minimums_make_rows_invalid_and_bad_rules_are_one_line(tmp_path):
         bad = suite_file(tmp_path, '[[group]]\nname = "d"\nbatch = 1\nprompt_len = 4\nnew_tokens = 8\n', rules)
         assert said in one_line_error(cli(*TINY, "--backends", "numpy", "--suite", bad, "--list"))
     assert "--target-ci" in one_line_error(cli(*TINY, "--backends", "numpy", "--target-ci", "fast", "--list"))
+    assert "--threads 4096: this process may use" in one_line_error(
+        cli(*TINY, "--backends", "numpy", "--threads", "4096", "--list"))
 
 
 def test_energy_is_no_meter_here_never_zero(tmp_path):
