@@ -1,10 +1,11 @@
-"""What every adapter shares: host-side conversion of checkpoint tensors and host random numbers."""
+"""What every adapter shares: errors, dtypes and precisions, devices, and the defaults of an eager library
+(host-side NumPy work, checkpoint tensors and host random numbers, is backends/host.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import CheckpointError
+from .host import HostRandom, host_array
 
 
 class BackendError(Exception):
@@ -33,51 +34,6 @@ def check_precision(name: str, precision: str, tf32_here: bool, where: str) -> s
         raise BackendError(f"backend '{name}' on {where} has no tf32 products (its float32 products are IEEE "
                            f"float32); {TF32_HINT}")
     return precision
-
-
-def host_array(tensor) -> np.ndarray:
-    """A NumPy view of a checkpoint tensor (engine.checkpoint.HostTensor); no copy except for BF16
-    and for a tensor marked transposed, reordered head-major or padded, which becomes a C-contiguous
-    copy laid out as asked. Refuses a tensor holding NaN or infinity (CheckpointError naming it)."""
-    data = np.asarray(tensor.data)
-    if tensor.transposed:
-        data = np.ascontiguousarray(data.T)
-    if tensor.dtype == "BF16":  # bfloat16 is the top half of a float32
-        data = (data.astype(np.uint32) << 16).view(np.float32)
-    elif tensor.dtype == "F16":  # 16-bit patterns (memoryview casts to float16 only from Python 3.12)
-        data = data.view(np.float16)
-    check_finite(data, tensor.name)
-    if tensor.heads is not None:  # dim 0 (q|k|v, head, D) -> (head, q|k|v, D)
-        n_head, head_dim = tensor.heads
-        rest = data.shape[1:]
-        data = np.ascontiguousarray(data.reshape(3, n_head, head_dim, *rest).swapaxes(0, 1)).reshape(data.shape)
-    if tensor.pad_to is not None:
-        data = np.pad(data, [(0, want - have) for want, have in zip(tensor.pad_to, data.shape)])
-    return data
-
-
-def check_finite(data: np.ndarray, name: str) -> None:
-    """NaN and +-inf show in the max or the min: two passes with no temporary array, ~10 ms per
-    150 MB here (np.isfinite(data).all() took 13 ms and a bool array the tensor's size)."""
-    if data.size and not (np.isfinite(data.max()) and np.isfinite(data.min())):
-        bad = int(np.count_nonzero(~np.isfinite(data)))
-        raise CheckpointError(f"tensor {name} holds {bad} non-finite value(s) (NaN or infinity): the checkpoint is "
-                              "corrupt or was saved after a diverged training step")
-
-
-class HostRandom:
-    """numpy.random.Generator(PCG64) behind the engine's HostRandom protocol."""
-
-    def __init__(self, seed: int | None):
-        self._generator = np.random.default_rng(seed)
-
-    def uniform(self, n: int) -> list[float]:
-        return self._generator.random(n).tolist()
-
-    def normal(self, shape, std: float) -> np.ndarray:
-        values = self._generator.standard_normal(tuple(shape), dtype=np.float32)
-        values *= np.float32(std)
-        return values
 
 
 def parse_device(device: str | None) -> tuple[str | None, int]:
@@ -112,8 +68,8 @@ class ArrayBackend:
                                f"pick another dtype (--dtype, --weights) or a backend that has {name} (jax, torch)")
         return dtype
 
-    def from_host(self, tensor, dtype: str, axes=None):
-        return self.xp.asarray(host_array(tensor), dtype=self.dtype(dtype), device=self.device)
+    def from_host(self, tensor, dtype: str, layout=None):
+        return self.xp.asarray(host_array(tensor, layout), dtype=self.dtype(dtype), device=self.device)
 
     def to_host(self, x) -> np.ndarray:
         return np.asarray(x)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ArrayBackend, BackendUnavailable, check_precision, host_array, parse_device
+from .base import ArrayBackend, BackendUnavailable, check_precision, parse_device
+from .host import host_array
 
 import cupy  # noqa: E402  (an ImportError here tells the registry that cupy is missing)
 from array_api_compat import cupy as xp  # noqa: E402
@@ -42,9 +43,9 @@ class CupyBackend(ArrayBackend):
             return fn(*args, **kwargs)
         return in_precision
 
-    def from_host(self, tensor, dtype, axes=None):
+    def from_host(self, tensor, dtype, layout=None):
         with self.device:
-            return xp.asarray(host_array(tensor), dtype=self.dtype(dtype))
+            return xp.asarray(host_array(tensor, layout), dtype=self.dtype(dtype))
 
     def to_host(self, x):
         return x.get()

@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-from .base import ArrayBackend, BackendError, BackendUnavailable, check_precision, host_array, parse_device
+from .base import ArrayBackend, BackendError, BackendUnavailable, check_precision, parse_device
+from .host import host_array
 from .mesh import AXES as MESH_AXES, LOGICAL, MeshSpec, check_fits, parse_mesh
 
 import jax  # noqa: E402  (an ImportError here tells the registry that jax is missing)
@@ -91,13 +92,13 @@ class JaxBackend(ArrayBackend):
             return self.device
         return NamedSharding(self.mesh, PartitionSpec(*(LOGICAL[a] if a else None for a in axes)))
 
-    def from_host(self, tensor, dtype: str, axes=None):
+    def from_host(self, tensor, dtype: str, layout=None):
         """On a mesh, each device receives only its own shard, cut from the host array (in a
         multi-process run each process sends its own devices' shards): no device holds a full copy."""
         if self.mesh is None:
-            return super().from_host(tensor, dtype)
-        host = host_array(tensor).astype(np.dtype(self.dtype(dtype)), copy=False)
-        sharding = self.device_for(axes or (None,) * host.ndim)
+            return super().from_host(tensor, dtype, layout)
+        host = host_array(tensor, layout).astype(np.dtype(self.dtype(dtype)), copy=False)
+        sharding = self.device_for(layout.axes if layout is not None else (None,) * host.ndim)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):

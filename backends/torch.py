@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import warnings
 
-from .base import ArrayBackend, BackendUnavailable, check_precision, host_array, parse_device
+from .base import ArrayBackend, BackendUnavailable, check_precision, parse_device
+from .host import host_array
 
 import torch  # noqa: E402  (an ImportError here tells the registry that torch is missing)
 from array_api_compat import torch as xp  # noqa: E402
@@ -45,11 +46,11 @@ class TorchBackend(ArrayBackend):
             return fn(*args, **kwargs)
         return in_precision
 
-    def from_host(self, tensor, dtype, axes=None):
+    def from_host(self, tensor, dtype, layout=None):
         with warnings.catch_warnings():
             # A memory-mapped checkpoint is read-only; torch warns although we never write weights.
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return torch.asarray(host_array(tensor), device=self.device).to(self.dtype(dtype))
+            return torch.asarray(host_array(tensor, layout), device=self.device).to(self.dtype(dtype))
 
     def to_host(self, x):
         x = x.detach().cpu()

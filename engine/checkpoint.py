@@ -15,7 +15,7 @@ from .errors import CheckpointError
 
 # safetensors dtype -> (struct format for memoryview.cast, bytes per element). BF16 has no struct
 # format, and F16's ('e') casts only from Python 3.12: their 16-bit patterns travel as uint16 and the
-# backend reads them as what they are (backends.base.host_array).
+# backend reads them as what they are (backends/host.py).
 _DTYPES = {"F64": ("d", 8), "F32": ("f", 4), "F16": ("H", 2), "BF16": ("H", 2)}
 _MAX_HEADER_BYTES = 100 * 2**20  # the safetensors library's own limit
 _DROPPED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
@@ -37,33 +37,8 @@ class HostTensor:
     dtype: str                 # safetensors code: "F32", "F16", "BF16", "F64"
     shape: tuple[int, ...]     # as stored in the file
     data: memoryview           # typed and shaped (BF16 as uint16); np.asarray(data) does not copy
-    transposed: bool = False   # hand it to the backend as its (copied) transpose; see transpose()
     mapping: mmap.mmap | None = dataclasses.field(default=None, repr=False, compare=False)
     offset: int = 0            # where data starts in mapping
-    heads: tuple[int, int] | None = None  # (n_head, head_dim): reorder dim 0 head-major; see head_major()
-    pad_to: tuple[int, ...] | None = None  # zero-pad each dim at its end to this shape; see padded()
-
-    # What the backend makes of it, in this order (engine/layout.py decides; backends.base.host_array
-    # does it on the host, with NumPy): transpose, reorder heads, pad.
-
-    def transpose(self) -> "HostTensor":
-        """The same 2-D tensor, to be made on the backend as a C-contiguous transpose (a copy)."""
-        return dataclasses.replace(self, transposed=not self.transposed)
-
-    def head_major(self, n_head: int, head_dim: int) -> "HostTensor":
-        """Dim 0, HF's (q|k|v, head, D), reordered (head, q|k|v, D): whole heads in contiguous rows."""
-        return dataclasses.replace(self, heads=(n_head, head_dim))
-
-    def padded(self, shape: tuple[int, ...]) -> "HostTensor":
-        """Zeros appended to each dim up to shape (the same tensor if it already has that shape)."""
-        return self if tuple(shape) == self.out_shape else dataclasses.replace(self, pad_to=tuple(shape))
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        """The shape the backend makes: transposed, reordered and padded as asked."""
-        if self.pad_to is not None:
-            return self.pad_to
-        return tuple(reversed(self.shape)) if self.transposed else self.shape
 
     def release(self) -> None:
         """Drop this tensor's file pages from the process's resident memory, once a copy was made.

@@ -1,5 +1,9 @@
 """How each tensor is laid out for the forward pass, and which of its axes a backend may split.
 
+The decision is a Layout, a plain record (transpose, reorder heads, pad, the logical axes) made here from
+the tensor's name and shape alone; backends/host.py carries out every step of it on the host, in the
+order the record lists them, and nothing else does (the engine imports no array library).
+
 The forward pass (engine/gpt2.py) takes linear weights as [n_out, n_in] (Hugging Face stores Conv1D
 [n_in, n_out]) and the fused q/k/v weight head-major: its 3C output rows ordered (head, q|k|v, D)
 instead of HF's (q|k|v, head, D), so that a contiguous block of rows holds whole heads with their
@@ -19,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 
 from .config import GPTConfig
-from .checkpoint import HostTensor
 
 BATCH, HEADS, MLP, VOCAB = "batch", "heads", "mlp", "vocab"
 CACHE_AXES = (BATCH, HEADS, None, None)  # the KV cache [B, H, S, D]
@@ -45,21 +48,49 @@ class Shapes:
         return cls(n_head=round_up(config.n_head, multiple(HEADS)), vocab_size=round_up(config.vocab_size, multiple(VOCAB)))
 
 
-def lay_out(name: str, tensor: HostTensor, config: GPTConfig, shapes: Shapes) -> tuple[HostTensor, tuple]:
-    """(the tensor as the forward pass takes it, its logical axes) for a bare HF name."""
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """What a checkpoint tensor becomes on the backend, in this order: transposed (a C-contiguous copy of
+    a 2-D tensor), dim 0 reordered head-major (HF's (q|k|v, head, D) rows -> (head, q|k|v, D)), zero-padded
+    at the end of each dim to pad_to. axes: the logical axis of each dimension of the result."""
+
+    axes: tuple = ()
+    transpose: bool = False
+    heads: tuple[int, int] | None = None   # (n_head, head_dim)
+    pad_to: tuple[int, ...] | None = None
+
+    def shape_of(self, stored: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape the backend makes from a tensor stored with this shape."""
+        if self.pad_to is not None:
+            return self.pad_to
+        return tuple(reversed(stored)) if self.transpose else tuple(stored)
+
+
+def as_stored(shape: tuple[int, ...]) -> Layout:
+    """The tensor as the file holds it, split nowhere."""
+    return Layout(axes=(None,) * len(shape))
+
+
+def _padded(shape: tuple[int, ...], want: tuple[int, ...]) -> tuple[int, ...] | None:
+    return None if tuple(want) == tuple(shape) else tuple(want)
+
+
+def lay_out(name: str, shape: tuple[int, ...], config: GPTConfig, shapes: Shapes) -> Layout:
+    """How the forward pass takes the tensor stored under a bare HF name with this shape."""
     C, H, D = config.n_embd, config.n_head, config.head_dim
+    qkv_rows = 3 * shapes.n_head * D
     if name in ("wte.weight", "lm_head.weight"):  # lm_head (untied) is an nn.Linear: [V, C] as stored
-        return tensor.padded((shapes.vocab_size, C)), (VOCAB, None)
+        return Layout((VOCAB, None), pad_to=_padded(shape, (shapes.vocab_size, C)))
     if name.endswith(".attn.c_attn.weight"):  # [C, 3C] -> [3 H' D, C], rows (head, q|k|v, D)
-        return tensor.transpose().head_major(H, D).padded((3 * shapes.n_head * D, C)), (HEADS, None)
+        return Layout((HEADS, None), transpose=True, heads=(H, D), pad_to=_padded(shape[::-1], (qkv_rows, C)))
     if name.endswith(".attn.c_attn.bias"):
-        return tensor.head_major(H, D).padded((3 * shapes.n_head * D,)), (HEADS,)
+        return Layout((HEADS,), heads=(H, D), pad_to=_padded(shape, (qkv_rows,)))
     if name.endswith(".attn.c_proj.weight"):  # [C, C] -> [C, H' D]: input features are heads
-        return tensor.transpose().padded((C, shapes.n_head * D)), (None, HEADS)
+        return Layout((None, HEADS), transpose=True, pad_to=_padded(shape[::-1], (C, shapes.n_head * D)))
     if name.endswith(".mlp.c_fc.weight"):  # [C, 4C] -> [4C, C]
-        return tensor.transpose(), (MLP, None)
+        return Layout((MLP, None), transpose=True)
     if name.endswith(".mlp.c_fc.bias"):
-        return tensor, (MLP,)
+        return Layout((MLP,))
     if name.endswith(".mlp.c_proj.weight"):  # [4C, C] -> [C, 4C]
-        return tensor.transpose(), (None, MLP)
-    return tensor, (None,) * len(tensor.shape)  # wpe, biases of the output projections, LayerNorms
+        return Layout((None, MLP), transpose=True)
+    return as_stored(shape)  # wpe, biases of the output projections, LayerNorms

@@ -127,9 +127,9 @@ def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = 
         raise CheckpointError(f"{source.directory}: {err}") from None
     flat = {}
     for name, tensor in tensors.items():
-        host, axes = lay_out(name, tensor, config, shapes)  # [n_out, n_in], head-major, padded to shards
+        layout = lay_out(name, tensor.shape, config, shapes)  # [n_out, n_in], head-major, padded to shards
         try:  # the adapter also refuses NaN and infinity, read on the host as the file is mapped
-            flat[name] = backend.from_host(host, weights if is_matrix(name) else dtype, axes)
+            flat[name] = backend.from_host(tensor, weights if is_matrix(name) else dtype, layout)
         except CheckpointError as err:
             raise CheckpointError(f"{source.directory / 'model.safetensors'}: {err}") from None
         # Resident pages of the file are dropped: a copy does not need them, and a view (NumPy's

@@ -39,10 +39,11 @@ class Backend(Protocol):
     def dtype(self, name: str) -> Any:
         """The namespace's dtype for 'float32', 'float16', ...; raises if the library lacks it."""
 
-    def from_host(self, tensor: Any, dtype: str, axes: Sequence[str | None] | None = None) -> Any:
-        """A device array from a checkpoint tensor (engine.checkpoint.HostTensor), converted to dtype.
-        axes names each dimension's logical axis (engine/layout.py); a backend with a device mesh
-        places each device's shard only, one without ignores them."""
+    def from_host(self, tensor: Any, dtype: str, layout: Any = None) -> Any:
+        """A device array from a checkpoint tensor (engine.checkpoint.HostTensor), laid out as the
+        engine.layout.Layout says (None: as stored) and converted to dtype. The layout's axes name each
+        dimension's logical axis; a backend with a device mesh places each device's shard only, one
+        without ignores them."""
 
     def multiple(self, axis: str) -> int:
         """How many ways the backend splits a logical axis ('batch', 'heads', 'mlp', 'vocab'): 1

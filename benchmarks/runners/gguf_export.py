@@ -39,7 +39,7 @@ def gguf_name(name: str) -> str:
 
 def gguf_tensors(directory: Path):
     """(GGUF name, float32 array laid out as llama.cpp reads it) for every tensor of the checkpoint."""
-    from backends.base import host_array
+    from backends.host import host_array
     from engine.checkpoint import load_checkpoint
     _, tensors = load_checkpoint(directory)
     for name, tensor in tensors.items():

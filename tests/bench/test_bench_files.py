@@ -152,8 +152,8 @@ def test_no_compile_time_for_runners_that_do_not_compile(run):
 PERTURB_ONE_WEIGHT = '''
 import backends.base as base
 _from_host = base.ArrayBackend.from_host
-def from_host(self, tensor, dtype, axes=None):
-    x = _from_host(self, tensor, dtype, axes)
+def from_host(self, tensor, dtype, layout=None):
+    x = _from_host(self, tensor, dtype, layout)
     if dtype == "float32" and tensor.name == "h.0.mlp.c_fc.weight":  # the float64 reference stays clean
         x = x.copy()
         x[0, 0] += 0.5
