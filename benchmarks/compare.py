@@ -14,9 +14,7 @@ import numpy as np
 
 from engine.errors import ArrayGPTError
 
-from .jsonio import check_bench_file
-from .runners import PEERS
-from .timing import headline
+from .records import Result, Run, as_run
 
 
 @dataclasses.dataclass
@@ -59,17 +57,9 @@ class NumericsBudget:
         return base is not None and new > max(self.factor * base, self.floor)
 
 
-def parity_of(result) -> float | None:
-    return result.get("derived", {}).get("parity_relative")
-
-
-def agreement_of(result) -> float | None:
-    return result.get("derived", {}).get("token_agreement")
-
-
-def validity_of(results) -> str:
+def validity_of(results: list[Result]) -> str:
     """The worst validity among a side's runs of one scenario."""
-    statuses = [r.get("validity", {}).get("status", "unmeasured") for r in results]
+    statuses = [r.validity.status if r.validity else "unmeasured" for r in results]
     return next((s for s in ("invalid", "unsteady", "unmeasured") if s in statuses), "valid")
 
 
@@ -84,23 +74,18 @@ def bootstrap_ratio(base, new, confidence=0.95, resamples=4000, seed=0) -> tuple
     return float(low), float(high)
 
 
-def machine_signature(doc) -> dict:
-    machine = doc["environment"]["machine"]
+def machine_signature(run: Run) -> dict:
+    machine = run.machine
     return {"cpu": machine.get("cpu"), "cores": machine.get("cores"),
             "gpus": [g.get("name") for g in machine.get("gpus", [])]}
 
 
-def pooled_results(docs) -> dict:
-    """Successful results by scenario id, with the repeats of every run of that side pooled."""
-    pooled = {}
-    for doc in docs:
-        for r in doc.get("results", []):
-            if r.get("status") == "ok":
-                if r["id"] in pooled:
-                    pooled[r["id"]] = pooled[r["id"]] | {"repeats": pooled[r["id"]]["repeats"] + r["repeats"],
-                                                         "runs": pooled[r["id"]]["runs"] + [r]}
-                else:
-                    pooled[r["id"]] = r | {"runs": [r]}
+def pooled_results(runs: list[Run]) -> dict[str, list[Result]]:
+    """Successful results by scenario id: every run of that side's (their repeats are pooled)."""
+    pooled: dict[str, list[Result]] = {}
+    for run in runs:
+        for r in run.ok_results:
+            pooled.setdefault(r.id, []).append(r)
     return pooled
 
 
@@ -109,30 +94,29 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False, m
     """Returns (comparisons, only in base, only in new). Each side is one result file or several runs of
     the same commit, whose repeats are pooled: drift between runs then widens the interval instead of
     tripping the gate. Refuses unlike machines or backends unless forced."""
-    base_docs = [base_docs] if isinstance(base_docs, dict) else list(base_docs)
-    new_docs = [new_docs] if isinstance(new_docs, dict) else list(new_docs)
+    from .derive import derive
+    sides = []
     for name, docs in (("BASE", base_docs), ("NEW", new_docs)):
-        for doc in docs:
-            check_bench_file(doc, f"a {name} file")
+        docs = [docs] if isinstance(docs, (dict, Run)) else list(docs)
+        sides.append([derive(as_run(doc, f"a {name} file")) for doc in docs])  # parity_relative per result
+    base_docs, new_docs = sides
     if not force:
         signatures = [machine_signature(d) for d in base_docs + new_docs]
         if any(sig != signatures[0] for sig in signatures):
             other = next(sig for sig in signatures if sig != signatures[0])
             raise ArrayGPTError(f"the results come from different machines ({signatures[0]} vs {other}); "
                                 "timings are not comparable (--force to compare anyway)")
-        runners = [sorted({r["runner"] for r in pooled_results(d).values()}) for d in (base_docs, new_docs)]
+        runners = [sorted({rs[0].runner for rs in pooled_results(d).values()}) for d in (base_docs, new_docs)]
         if runners[0] != runners[1]:
             raise ArrayGPTError(f"the results ran different backends ({', '.join(runners[0])} vs "
                                 f"{', '.join(runners[1])}) (--force to compare the common scenarios)")
-    from .derive import derive
-    for doc in base_docs + new_docs:
-        derive(doc)  # parity_relative per result
     base, new = pooled_results(base_docs), pooled_results(new_docs)
     rows = []
     for sid in [s for s in base if s in new]:
-        metric = headline(base[sid])
-        b = [r[metric] for r in base[sid]["repeats"] if metric in r]
-        n = [r[metric] for r in new[sid]["repeats"] if metric in r]
+        first, last = base[sid][0], new[sid][0]
+        metric = first.headline_key
+        b = [x for r in base[sid] for x in r.headline_values()]
+        n = [x for r in new[sid] for x in r.headline_values()]
         if not b or not n:
             continue
         ratio = float(np.median(n) / np.median(b))
@@ -143,15 +127,14 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False, m
         # A change is called when the interval clears 1 -/+ threshold; this interval's half-width is how far
         # the ratio must move before that can happen.
         detectable = None if verdict == "too few repeats" else threshold + (high - low) / 2
-        parity = (parity_of(base[sid]), parity_of(new[sid]))
-        agreement = (agreement_of(base[sid]), agreement_of(new[sid]))
+        parity = (first.derived.parity_relative, last.derived.parity_relative)
+        agreement = (first.derived.token_agreement, last.derived.token_agreement)
         # Worse numerics: parity past the budget, or fewer greedy tokens agreeing with the reference than before
         dropped = None not in agreement and agreement[1] < agreement[0]
         numerics = ("unknown" if parity[1] is None else
-                    "worse" if dropped or budget.worse(parity[0], parity[1], new[sid].get("numerics", new[sid]["dtype"]),
-                                                     peer=new[sid]["runner"] in PEERS)
+                    "worse" if dropped or budget.worse(parity[0], parity[1], last.numerics, peer=last.is_peer)
                     else "ok")
         rows.append(Comparison(sid, metric, float(np.median(b)), float(np.median(n)), ratio, low, high, verdict,
                                (len(b), len(n)), detectable, parity, numerics, agreement,
-                               (validity_of(base[sid]["runs"]), validity_of(new[sid]["runs"]))))
+                               (validity_of(base[sid]), validity_of(new[sid]))))
     return rows, sorted(set(base) - set(new)), sorted(set(new) - set(base))

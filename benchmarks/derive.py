@@ -6,19 +6,23 @@ float32+tf32, bfloat16, ...) the best matmul rate. A library with a slow probe (
 vector on a CPU reads 1.9 GB/s) then cannot make its own rows look fast. Each ceiling records which
 runner set it. A ratio to a peer compares rows of the same workload, numerics and device.
 
-derive(doc) works on files of every schema: upgrade() fills in what schema 1 files (before the
-precision, weights and device_key fields) did not record.
+derive(run) takes a records.Run and returns a new one, with the ceilings, each ok result's Derived
+figures and the validity judgement; the Run it was given is left as it was. upgrade() fills in what
+schema 1 files (before the precision, weights and device_key fields) did not record: records.Run.from_json
+calls it when a file is read, and nothing else does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from engine.config import PRESETS, GPTConfig
 
 from .roofline import allreduce_bytes_per_step, decode_floor_tps, prefill_ceiling_tps
+from .records import Derived, Result, Run, as_run
 from .runners import PEERS
-from .scenarios import numerics_label, product_key, where_label, worker_label
+from .scenarios import numerics_label, product_key, where_label
 from .validity import judge
 
 SCHEMA = 2
@@ -80,91 +84,82 @@ def upgrade(doc: dict) -> dict:
     return doc
 
 
-def result_label(r: dict) -> str:
-    """The worker a result came from (how probes and parity are keyed)."""
-    return worker_label(r["runner"], r.get("device"), r.get("mesh"), r.get("precision", "float32"), r.get("threads"))
-
-
-def machine_ceilings(doc: dict) -> dict:
+def machine_ceilings(run: Run) -> dict:
     """device_key -> {"bandwidth": {...}, "matmul": {product key: {...}}}; each {"value", "set_by"}."""
     ceilings: dict = {}
-    for label, by_key in doc.get("probes", {}).items():
+    for label, by_key in run.probes.items():
         for key, p in by_key.items():
-            if "bandwidth_bytes_s" not in p:
+            if not p.measured:
                 continue
-            device = ceilings.setdefault(p.get("device_key", "cpu"), {"bandwidth": None, "matmul": {}})
-            set_by = f"{label} {p.get('dtype', key)}"
-            if device["bandwidth"] is None or p["bandwidth_bytes_s"] > device["bandwidth"]["value"]:
-                device["bandwidth"] = {"value": p["bandwidth_bytes_s"], "set_by": set_by}
+            device = ceilings.setdefault(p.device_key, {"bandwidth": None, "matmul": {}})
+            set_by = f"{label} {p.dtype or key}"
+            if device["bandwidth"] is None or p.bandwidth_bytes_s > device["bandwidth"]["value"]:
+                device["bandwidth"] = {"value": p.bandwidth_bytes_s, "set_by": set_by}
             best = device["matmul"].get(key)
-            if best is None or p["matmul_flops_s"] > best["value"]:
-                device["matmul"][key] = {"value": p["matmul_flops_s"], "set_by": set_by}
+            if best is None or p.matmul_flops_s > best["value"]:
+                device["matmul"][key] = {"value": p.matmul_flops_s, "set_by": set_by}
     return ceilings
 
 
-def model_config(doc: dict, spec: str) -> GPTConfig | None:
+def model_config(run: Run, spec: str) -> GPTConfig | None:
     """The model's shape: recorded in the file (schema 2), or a preset's."""
-    fields = doc.get("models", {}).get(spec)
+    fields = run.models.get(spec)
     if fields:
         return GPTConfig(**fields)
     return PRESETS.get(spec)
 
 
-def _peer_key(r: dict, numerics: str) -> tuple:
-    return (r["model"], numerics, r["batch"], r["prompt_len"], r["new_tokens"], r.get("device_key", "cpu"),
-            r.get("threads"))
+def _peer_key(r: Result, numerics: str) -> tuple:
+    return (r.model, numerics, r.batch, r.prompt_len, r.new_tokens, r.device_key, r.threads)
 
 
-def derive(doc: dict) -> None:
-    """Set doc["ceilings"] and every ok result's "derived": decode floor and roofline, prefill ceiling
-    and roofline (with the runner that set the ceiling), ratios to each peer, parity."""
-    upgrade(doc)
-    for r in doc.get("results", []):  # a schema 2 record always has it; a hand-made one may not
-        if not isinstance(r.get("numerics"), str):
-            r["numerics"] = numerics_label(r["dtype"], r.get("precision") or "float32", r.get("weights"))
-    ceilings = doc["ceilings"] = machine_ceilings(doc)
-    ok = [r for r in doc.get("results", []) if r.get("status") == "ok"]
-    peers = {(r["runner"], *_peer_key(r, r["numerics"])): r["metrics"] for r in ok if r["runner"] in PEERS}
-    for r in ok:
-        m, derived = r["metrics"], {}
-        config = model_config(doc, r["model"])
-        device = ceilings.get(r.get("device_key", "cpu"))
-        if config is not None and r.get("mesh"):
-            # A mesh row: no roofline (the devices of a mesh share one machine's floor only when they are
-            # simulated, and then they also share its cores); the traffic its layout implies instead.
-            derived["allreduce_bytes_per_step"] = allreduce_bytes_per_step(config, r["dtype"], r["batch"], r["mesh"])
-        elif config is not None and device is not None:
-            bandwidth = device["bandwidth"]
-            if "decode_tps" in m and bandwidth:
-                floor = decode_floor_tps(config, r["dtype"], r["batch"], r["prompt_len"], r["new_tokens"],
-                                         bandwidth["value"], r.get("weights"))
-                derived |= {"decode_floor_tps": floor, "decode_roofline": m["decode_tps"]["median"] / floor,
-                            "bandwidth_set_by": bandwidth["set_by"]}
-            matmul = device["matmul"].get(product_key(r["dtype"], r.get("precision", "float32"), r.get("weights")))
-            if matmul and "prefill_tps" in m:
-                ceiling = prefill_ceiling_tps(config, r["batch"], r["prompt_len"], matmul["value"])
-                derived |= {"prefill_ceiling_tps": ceiling, "prefill_roofline": m["prefill_tps"]["median"] / ceiling,
-                            "matmul_set_by": matmul["set_by"]}
-        if r["runner"] not in PEERS:
-            # A mixed row (float32 with bfloat16 weights) is compared with the peer in float32 and, as
-            # "_vs_PEER_bfloat16", with the peer all in bfloat16.
-            # A peer with the same mixed numerics (llama.cpp reads F16/BF16 weights in float32 arithmetic)
-            # is compared first.
-            weights = r.get("weights")
-            compared = [("", r["numerics"]), ("", numerics_label(r["dtype"], r.get("precision", "float32")))]
-            if weights:
-                compared.append((f"_{weights}", weights))
-            for peer in PEERS:
-                for suffix, numerics in compared:
-                    peer_metrics = peers.get((peer, *_peer_key(r, numerics)))
-                    for key in ("decode_tps", "prefill_tps"):
-                        name = f"{key}_vs_{peer}{suffix}"
-                        if peer_metrics and key in m and key in peer_metrics and name not in derived:
-                            derived[name] = m[key]["median"] / peer_metrics[key]["median"]
-        parity = doc.get("parity", {}).get(result_label(r), {}).get(f"{r['model']}/{r['numerics']}", {})
-        if "relative" in parity:
-            derived["parity_relative"] = parity["relative"]
-        if "token_agreement" in parity:
-            derived["token_agreement"] = parity["token_agreement"]
-        r["derived"] = derived
-    judge(doc)
+def derived_figures(r: Result, run: Run, ceilings: dict, peers: dict) -> Derived:
+    """Decode floor and roofline, prefill ceiling and roofline (with the runner that set the ceiling),
+    ratios to each peer, parity: for one ok result."""
+    m, figures, ratios = r.metrics, {}, {}
+    config = model_config(run, r.model)
+    device = ceilings.get(r.device_key)
+    if config is not None and r.mesh:
+        # A mesh row: no roofline (the devices of a mesh share one machine's floor only when they are
+        # simulated, and then they also share its cores); the traffic its layout implies instead.
+        figures["allreduce_bytes_per_step"] = allreduce_bytes_per_step(config, r.dtype, r.batch, r.mesh)
+    elif config is not None and device is not None:
+        bandwidth = device["bandwidth"]
+        if m.decode_tps is not None and bandwidth:
+            floor = decode_floor_tps(config, r.dtype, r.batch, r.prompt_len, r.new_tokens, bandwidth["value"], r.weights)
+            figures |= {"decode_floor_tps": floor, "decode_roofline": m.decode_tps.median / floor,
+                        "bandwidth_set_by": bandwidth["set_by"]}
+        matmul = device["matmul"].get(product_key(r.dtype, r.precision, r.weights))
+        if matmul and m.prefill_tps is not None:
+            ceiling = prefill_ceiling_tps(config, r.batch, r.prompt_len, matmul["value"])
+            figures |= {"prefill_ceiling_tps": ceiling, "prefill_roofline": m.prefill_tps.median / ceiling,
+                        "matmul_set_by": matmul["set_by"]}
+    if not r.is_peer:
+        # A mixed row (float32 with bfloat16 weights) is compared with the peer in float32 and, as
+        # "_vs_PEER_bfloat16", with the peer all in bfloat16. A peer with the same mixed numerics
+        # (llama.cpp reads F16/BF16 weights in float32 arithmetic) is compared first.
+        compared = [("", r.numerics), ("", numerics_label(r.dtype, r.precision))]
+        if r.weights:
+            compared.append((f"_{r.weights}", r.weights))
+        for peer in PEERS:
+            for suffix, numerics in compared:
+                peer_metrics = peers.get((peer, *_peer_key(r, numerics)))
+                for key in ("decode_tps", "prefill_tps"):
+                    name = f"{key}_vs_{peer}{suffix}"
+                    mine, theirs = m.median(key), peer_metrics and peer_metrics.median(key)
+                    if mine is not None and theirs and name not in ratios:
+                        ratios[name] = mine / theirs
+    parity = run.parity.get(r.worker, {}).get(f"{r.model}/{r.numerics}", {})
+    return Derived(**figures, parity_relative=parity.get("relative"), token_agreement=parity.get("token_agreement"),
+                   ratios=ratios)
+
+
+def derive(run) -> Run:
+    """The run with its ceilings, every ok result's Derived figures and the validity judgement (a new
+    Run; a bench file's JSON is read as records.Run first)."""
+    run = as_run(run)
+    ceilings = machine_ceilings(run)
+    peers = {(r.runner, *_peer_key(r, r.numerics)): r.metrics for r in run.ok_results if r.is_peer}
+    results = [dataclasses.replace(r, derived=derived_figures(r, run, ceilings, peers)) if r.ok else r
+               for r in run.results]
+    return judge(dataclasses.replace(run, ceilings=ceilings, results=results))

@@ -12,6 +12,7 @@ import io
 import json
 
 from .derive import derive
+from .records import Derived, Metrics
 from .runners import PEERS
 
 FORMATS = ("csv", "jsonl", "md")
@@ -22,36 +23,33 @@ COLUMNS = ["run", "id", "runner", "device", "device_key", "mesh", "threads", "nu
            "watts", "other_cores", "steal"] + [f"vs_{peer}" for peer in PEERS] + ["validity_reasons", "message"]
 
 
-def _median(metrics: dict, key: str):
-    value = metrics.get(key)
-    return value.get("median") if isinstance(value, dict) else None
-
-
-def flat_rows(doc: dict, run: str = "") -> list[dict]:
-    derive(doc)
+def flat_rows(run, name: str = "") -> list[dict]:
+    run = derive(run)
     rows = []
-    for r in doc.get("results", []):
-        m, d = r.get("metrics", {}), r.get("derived", {})
-        metric = "decode" if "decode_tps" in m else "prefill"
-        latency, load, energy = m.get("token_latency_s", {}), m.get("load", {}), m.get("energy", {})
-        interval = (m.get(f"{metric}_tps") or {}).get("ci95") or {}
-        validity = r.get("validity", {})
-        row = {"run": run, "id": r["id"], "runner": r["runner"], "device": r.get("device"),
-               "device_key": r.get("device_key"), "mesh": r.get("mesh"), "threads": r.get("threads"), "numerics": r.get("numerics", r["dtype"]),
-               "model": r["model"], "batch": r["batch"], "prompt_len": r["prompt_len"], "new_tokens": r["new_tokens"],
-               "status": r["status"], "validity": validity.get("status"), "prefill_tps": _median(m, "prefill_tps"), "ttft_s": _median(m, "ttft_s"),
-               "decode_tps": _median(m, "decode_tps"), "decode_tps_iqr": (m.get("decode_tps") or {}).get("iqr"),
+    for r in run.results:
+        m = r.metrics if r.ok else Metrics()
+        d = r.derived or Derived()
+        metric, energy, load = m.metric, m.energy or {}, m.load or {}
+        interval = (m.headline.ci95 if m.headline else None) or {}
+        latency = m.token_latency_s
+        row = {"run": name, "id": r.id, "runner": r.runner, "device": r.device, "device_key": r.device_key,
+               "mesh": r.mesh, "threads": r.threads, "numerics": r.numerics, "model": r.model, "batch": r.batch,
+               "prompt_len": r.prompt_len, "new_tokens": r.new_tokens, "status": r.status,
+               "validity": r.validity.status if r.validity else None,
+               "prefill_tps": m.median("prefill_tps"), "ttft_s": m.median("ttft_s"), "decode_tps": m.median("decode_tps"),
+               "decode_tps_iqr": m.decode_tps.iqr if m.decode_tps else None,
                "ci95_low": interval.get("low"), "ci95_high": interval.get("high"),
-               "repeats": len(r["repeats"]) if isinstance(r.get("repeats"), list) else None,
-               "latency_p50_s": latency.get("p50"), "latency_p90_s": latency.get("p90"),
-               "latency_p99_s": latency.get("p99"), "e2e_s": _median(m, "e2e_s"),
-               "compile_s": m.get("compile_s") if m.get("compiled", True) else None,
-               "rss_peak_bytes": m.get("rss_peak_bytes"), "device_bytes": m.get("device_bytes"),
-               "roofline": d.get(f"{metric}_roofline"), "parity_relative": d.get("parity_relative"),
-               "token_agreement": d.get("token_agreement"), "joules_per_token": energy.get("joules_per_token"),
+               "repeats": len(r.repeats) if isinstance(r.repeats, (list, tuple)) else None,
+               "latency_p50_s": latency and latency.p50, "latency_p90_s": latency and latency.p90,
+               "latency_p99_s": latency and latency.p99, "e2e_s": m.median("e2e_s"),
+               "compile_s": m.compile_s if m.compiles else None,
+               "rss_peak_bytes": m.rss_peak_bytes, "device_bytes": m.device_bytes,
+               "roofline": d.roofline(metric), "parity_relative": d.parity_relative,
+               "token_agreement": d.token_agreement, "joules_per_token": energy.get("joules_per_token"),
                "watts": energy.get("watts"), "other_cores": load.get("other_cores"), "steal": load.get("steal"),
-               "validity_reasons": "; ".join(validity.get("reasons", [])) or None, "message": r.get("message")}
-        row |= {f"vs_{peer}": d.get(f"{metric}_tps_vs_{peer}") for peer in PEERS}
+               "validity_reasons": "; ".join(r.validity.reasons) if r.validity and r.validity.reasons else None,
+               "message": r.message}
+        row |= {f"vs_{peer}": d.ratio(metric, peer) for peer in PEERS}
         rows.append(row)
     return rows
 

@@ -19,6 +19,7 @@ import numpy as np
 from .derive import SCHEMA, derive
 from .environment import environment
 from .jsonio import write_json_atomic
+from .records import Run
 from .timing import PARITY_PROMPT_LEN, fixed_prompts, headline, pool_rounds
 
 
@@ -72,15 +73,18 @@ class Bench:
                     "probes": {}, "parity": {}, "drift": [], "results": [], "complete": False}
         self.logs: dict[str, str] = {}
 
-    def save(self):
-        derive(self.doc)
+    def save(self) -> Run:
+        """The run so far, derived (records.Run), written to the JSON file if there is one. self.doc is the
+        record the workers' events are gathered into, as the JSON they send."""
+        run = derive(Run.from_json(self.doc))
         if self.json_path:
             try:
-                write_json_atomic(self.json_path, self.doc)
+                write_json_atomic(self.json_path, run.to_json())
             except OSError as err:  # a full disk: the CLI says so in one line, naming the file
                 raise OSError(err.errno, err.strerror, str(self.json_path)) from None
+        return run
 
-    def run(self) -> dict:
+    def run(self) -> Run:
         remove_stale_temporaries()
         with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
             tmp = Path(tmp)
@@ -106,8 +110,7 @@ class Bench:
         # scenarios are errors). Skipped runners (not installed here) do not make a run incomplete.
         finished = {r["id"] for r in self.doc["results"] if r["status"] in ("ok", "skipped") and not r.get("round_errors")}
         self.doc["complete"] = all(s.id in finished for s in self.scenarios)
-        self.save()
-        return self.doc
+        return self.save()
 
     def probe_machine(self, after: str | None, before: str | None) -> None:
         """The cheap machine probe (validity.machine_probe) between two workers, recorded in order."""
@@ -123,7 +126,7 @@ class Bench:
         job = scenario.to_json() | {"repeats": max(1, share)}
         earlier = self.measured(scenario.id)
         if round_index == self.rounds - 1 and earlier:
-            metric = headline(scenario.to_json())
+            metric = headline(scenario.new_tokens)
             job["prior"] = [r[metric] for r in earlier["repeats"] if metric in r]
         return job
 

@@ -14,8 +14,8 @@ import math
 from engine.errors import ArrayGPTError
 
 from .derive import derive
+from .records import Run, label
 from .runners import PEERS
-from .scenarios import where_label
 
 
 @dataclasses.dataclass
@@ -37,44 +37,34 @@ class Row:
         return self.runner in PEERS
 
 
-def run_label(doc: dict) -> str:
-    """'NVIDIA H100 80GB HBM3, 2026-11-25' or 'AMD EPYC (2 cores), 2026-11-25'."""
-    machine = doc["environment"]["machine"]
-    gpus = [g["name"] for g in machine.get("gpus", [])]
-    where = ", ".join(dict.fromkeys(gpus)) if gpus else f"{machine.get('cpu', '?')} ({machine.get('cores', '?')} cores)"
-    return f"{where}, {doc['environment'].get('date', '')[:10]}"
+def run_labels(runs: list[Run]) -> list[str]:
+    """Each run's machine and date, two runs of one machine on one day told apart (#1, #2)."""
+    return disambiguate([run.label for run in runs])
 
 
-def collect(docs: list[dict]) -> list[Row]:
+def collect(runs: list[Run]) -> list[Row]:
+    """A Row per ok result of each derived run."""
     rows = []
-    labels = [run_label(doc) for doc in docs]
-    for doc, label in zip(docs, disambiguate(labels)):
-        derive(doc)
-        for r in doc.get("results", []):
-            if r.get("status") != "ok":
-                continue
-            m, d = r["metrics"], r.get("derived", {})
-            metric = "decode" if "decode_tps" in m else "prefill"
-            rows.append(Row(workload=(r["model"], r["batch"], r["prompt_len"], r["new_tokens"]), metric=metric,
-                            run=label, runner=where_label(r["runner"], mesh=r.get("mesh"), threads=r.get("threads")),
-                            device=r.get("device_key", "cpu"),
-                            numerics=r.get("numerics", r["dtype"]), tps=m[f"{metric}_tps"]["median"],
-                            roofline=d.get(f"{metric}_roofline"),
-                            vs_peers={p: d[f"{metric}_tps_vs_{p}"] for p in PEERS if f"{metric}_tps_vs_{p}" in d},
-                            parity=d.get("parity_relative"),
-                            validity=r.get("validity", {}).get("status", "unmeasured")))
+    for run, name in zip(runs, run_labels(runs)):
+        for r in run.ok_results:
+            m, d = r.metrics, r.derived
+            rows.append(Row(workload=(r.model, r.batch, r.prompt_len, r.new_tokens), metric=m.metric, run=name,
+                            runner=label(r, device=False), device=r.device_key, numerics=r.numerics,
+                            tps=m.headline.median, roofline=d.roofline(m.metric),
+                            vs_peers={p: d.ratio(m.metric, p) for p in PEERS if d.ratio(m.metric, p) is not None},
+                            parity=d.parity_relative, validity=r.validity.status if r.validity else "unmeasured"))
     return rows
 
 
 def disambiguate(labels: list[str]) -> list[str]:
     """Two runs of one machine on one day get #1, #2."""
-    seen = {label: 0 for label in labels}
+    seen = {name: 0 for name in labels}
     out = []
-    for label in labels:
-        if labels.count(label) > 1:
-            seen[label] += 1
-            label = f"{label} #{seen[label]}"
-        out.append(label)
+    for name in labels:
+        if labels.count(name) > 1:
+            seen[name] += 1
+            name = f"{name} #{seen[name]}"
+        out.append(name)
     return out
 
 
@@ -91,15 +81,16 @@ def _sorted_groups(rows):
         yield (model, *rest), group[0].metric, group
 
 
-def markdown(docs: list[dict], sources: list[str]) -> str:
-    rows = collect(docs)
+def markdown(runs: list, sources: list[str]) -> str:
+    runs = [derive(run) for run in runs]
+    rows = collect(runs)
     if not rows:
         raise ArrayGPTError("the files hold no successful scenario to report")
     peers = [p for p in PEERS if any(p in r.vs_peers for r in rows)]
-    labels = disambiguate([run_label(doc) for doc in docs])
-    lines = ["Runs: " + "; ".join(f"**{label}** (`{source}`, commit {str(doc['environment'].get('commit'))[:7]}; "
-                                  f"{doc.get('validity', {}).get('line', 'validity: not judged')})"
-                                  for label, source, doc in zip(labels, sources, docs)), ""]
+    labels = run_labels(runs)
+    lines = ["Runs: " + "; ".join(f"**{name}** (`{source}`, commit {str(run.environment.get('commit'))[:7]}; "
+                                  f"{run.validity_line})"
+                                  for name, source, run in zip(labels, sources, runs)), ""]
     for workload, metric, group in _sorted_groups(rows):
         lines += [f"#### {_workload_title(workload, metric)}", "",
                   "| run | runner | device | numerics | tok/s | % roofline | " + " | ".join(f"x {p}" for p in peers)
@@ -135,7 +126,7 @@ def _tps(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
-def chart(docs: list[dict], path) -> None:
+def chart(runs: list, path) -> None:
     """One panel per workload; a bar per run x runner x device x numerics (log scale), coloured by run."""
     try:
         import matplotlib
@@ -144,12 +135,13 @@ def chart(docs: list[dict], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = collect(docs)
+    runs = [derive(run) for run in runs]
+    rows = collect(runs)
     if not rows:
         raise ArrayGPTError("the files hold no successful scenario to report")
     groups = list(_sorted_groups(rows))
-    labels = disambiguate([run_label(doc) for doc in docs])
-    colours = {label: f"C{i}" for i, label in enumerate(labels)}
+    labels = run_labels(runs)
+    colours = {name: f"C{i}" for i, name in enumerate(labels)}
     columns = min(3, len(groups))
     lines_per_panel = max(len(group) for _, _, group in groups)
     height = 0.6 + 0.22 * lines_per_panel
@@ -177,7 +169,7 @@ def chart(docs: list[dict], path) -> None:
                 ax.text(r.tps, i, f" {_tps(r.tps)}", va="center", fontsize=6)
         for ax in list(axes.flat)[len(groups):]:
             ax.axis("off")
-        handles = [plt.Rectangle((0, 0), 1, 1, color=colours[label]) for label in labels]
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colours[name]) for name in labels]
         handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="grey", hatch="///", edgecolor="white"))
         fig.legend(handles, labels + ["peer (hatched)"], loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))

@@ -37,14 +37,6 @@ def where_label(runner: str, device: str | None = None, mesh: str | None = None,
     return runner + (f":{device}" if device else "") + (f"[{mesh}]" if mesh else "") + (f"@{threads}t" if threads else "")
 
 
-def row_label(result: dict) -> str:
-    """'jax:gpu[tp=2] float32+tf32': a result's runner, device, mesh and numerics, as plot and report name a
-    line or bar (a record of any schema: numerics from its dtype, precision and weights where absent)."""
-    numerics = result.get("numerics") or numerics_label(result["dtype"], result.get("precision") or "float32",
-                                                        result.get("weights"))
-    return f"{where_label(result['runner'], result.get('device'), result.get('mesh'), result.get('threads'))} {numerics}"
-
-
 def worker_label(runner: str, device: str | None = None, mesh: str | None = None, precision: str = "float32",
                  threads: int | None = None) -> str:
     """The worker a scenario runs in (one process per runner, device, mesh, threads and precision); probes

@@ -100,9 +100,9 @@ def median_interval(values, confidence: float = 0.95) -> dict | None:
             "half_width": max(median - low, high - median) / median if median else math.inf}
 
 
-def headline(scenario) -> str:
+def headline(new_tokens: int) -> str:
     """The figure a scenario is judged by: decode tokens/s, or prefill tokens/s for a single new token."""
-    return "decode_tps" if scenario["new_tokens"] > 1 else "prefill_tps"
+    return "decode_tps" if new_tokens > 1 else "prefill_tps"
 
 
 def tokens_of(scenario) -> int:
@@ -130,7 +130,7 @@ def run_repeats(one_run, scenario) -> dict:
     for _ in range(scenario["warmup"]):
         run = one_run()
         first = first if first is not None else run
-    metric, target, budget = headline(scenario), scenario.get("target_ci"), scenario.get("ci_budget_s", 60.0)
+    metric, target, budget = headline(scenario["new_tokens"]), scenario.get("target_ci"), scenario.get("ci_budget_s", 60.0)
 
     def width(repeats):
         interval = median_interval([r[metric] for r in repeats if metric in r])
@@ -167,7 +167,7 @@ def pool_rounds(earlier: dict, later: dict, scenario) -> dict:
     from .validity import pooled_load
     repeats = earlier["repeats"] + later["repeats"]
     m_old, m_new = earlier["metrics"], later["metrics"]
-    metrics = m_old | summarized(repeats, headline(scenario))
+    metrics = m_old | summarized(repeats, headline(scenario["new_tokens"]))
     if "first_call_s" in m_old:
         metrics["compile_s"] = max(0.0, m_old["first_call_s"] - metrics["e2e_s"]["median"])
     for key in ("rss_peak_bytes", "device_bytes"):

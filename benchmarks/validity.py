@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from .records import Validity
+
 # The rules a suite may set in [validity]; these defaults are what a run is judged by otherwise.
 RULES = {
     "min_repeats": 3,         # timed repeats below this: invalid (a point is not a distribution)
@@ -170,18 +172,18 @@ def sure_load(load: dict) -> tuple[float | None, float | None]:
     return other, steal
 
 
-def judge_result(r: dict, rules: dict, probes: list[dict], label: str) -> dict:
-    """{"status": valid|unsteady|invalid, "reasons": [...], "short": [...]} for one ok result: each reason
-    in a sentence, and in a few characters for the tables."""
-    m, invalid, unsteady = r.get("metrics", {}), [], []
-    repeats = len(r.get("repeats", []))
+def judge_result(r, rules: dict, probes: list[dict]) -> Validity:
+    """Valid, unsteady or invalid, with every reason in a sentence and in a few characters for the tables,
+    for one ok result (records.Result), judged on what it recorded and the run's drift probes."""
+    m, invalid, unsteady = r.metrics, [], []
+    repeats = len(r.timed)
     if repeats < rules["min_repeats"]:
         invalid.append((f"{repeats} timed repeat{'s' * (repeats != 1)} < {rules['min_repeats']}",
                         f"repeats {repeats}<{rules['min_repeats']}"))
-    timed = sum(x.get("e2e_s", 0) for x in r.get("repeats", []))
+    timed = sum(x.get("e2e_s", 0) for x in r.timed)
     if timed < rules["min_seconds"]:
         invalid.append((f"{timed:.2f} s timed < {rules['min_seconds']:g} s", f"timed {timed:.1f}s"))
-    load = m.get("load") or {}
+    load = m.load or {}
     other, steal = sure_load(load)
     if other is not None and other > rules["max_other_cores"]:
         unsteady.append((f"other load {load['other_cores']:.2f} cores > {rules['max_other_cores']:g}",
@@ -189,64 +191,62 @@ def judge_result(r: dict, rules: dict, probes: list[dict], label: str) -> dict:
     if steal is not None and steal > rules["max_steal"]:
         unsteady.append((f"{load['steal']:.0%} of CPU time stolen > {rules['max_steal']:.0%}",
                          f"steal {load['steal']:.0%}"))
-    drift = worker_drift(probes, label)
+    drift = worker_drift(probes, r.worker)
     if drift is not None and drift > rules["max_drift"]:
         unsteady.append((f"machine drifted {drift:.0%} around this runner > {rules['max_drift']:.0%}",
                          f"drift {drift:.0%}"))
-    target = m.get("target_ci")
+    target = m.target_ci
     if target and not target.get("met"):
         width = target.get("achieved")
         unsteady.append((f"95% CI ±{width:.1%} > target ±{target['target']:.1%} within {target['budget_s']:g} s",
                          f"CI ±{width:.1%}") if width is not None else
                         (f"no 95% CI within {target['budget_s']:g} s ({repeats} repeats; 6 are needed)", "no CI"))
-    derived = r.get("derived", {})
-    roof = derived.get("decode_roofline") if "decode_tps" in m else derived.get("prefill_roofline")
+    roof = r.derived.roofline(m.metric) if r.derived else None
     if roof is not None and roof > 1:
         unsteady.append((f"{roof:.0%} of roofline: the run's ceiling is below what the row reached", f"roof {roof:.0%}"))
     status = "invalid" if invalid else "unsteady" if unsteady else "valid"
-    return {"status": status, "reasons": [long for long, _ in invalid + unsteady],
-            "short": [short for _, short in invalid + unsteady]}
+    return Validity(status, tuple(long for long, _ in invalid + unsteady), tuple(short for _, short in invalid + unsteady))
 
 
-def judge(doc: dict) -> None:
-    """Set each ok result's "validity" and the run's doc["validity"] (status and its one line). A run
-    recorded before validity was measured (no probes, no load) is "unmeasured"."""
-    from .derive import result_label
-    rules = RULES | (doc.get("suite", {}).get("validity") or {})
-    probes = doc.get("drift", [])
+def judge(run):
+    """The run (records.Run) with each ok result's Validity and the run's validity (status, counts, rules
+    and its one line), as a new Run. A run recorded before validity was measured (no probes, no load) is
+    "unmeasured"."""
+    import dataclasses
+    rules = RULES | (run.suite.get("validity") or {})
+    probes = run.drift
     drift = drift_of(probes)
-    ok = [r for r in doc.get("results", []) if r.get("status") == "ok"]
-    measured = bool(probes) or any("load" in r.get("metrics", {}) for r in ok)
+    ok = run.ok_results
+    measured = bool(probes) or any(r.metrics.load is not None for r in ok)
     if not measured:
-        doc["validity"] = {"status": "unmeasured", "line": "validity: not measured (a run from before validity "
-                           "was recorded)"}
-        return
-    for r in ok:
-        r["validity"] = judge_result(r, rules, probes, result_label(r))
-    counts = {s: sum(r["validity"]["status"] == s for r in ok) for s in STATUSES}
-    loads = [r["metrics"]["load"] for r in ok if "other_cores" in r["metrics"].get("load", {})]
+        return dataclasses.replace(run, validity={"status": "unmeasured", "line": "validity: not measured (a run "
+                                                  "from before validity was recorded)"})
+    judged = {r.id: judge_result(r, rules, probes) for r in ok}
+    results = [dataclasses.replace(r, validity=judged[r.id]) if r.ok else r for r in run.results]
+    ok = [r for r in results if r.ok]
+    counts = {s: sum(r.validity.status == s for r in ok) for s in STATUSES}
+    loads = [r.metrics.load for r in ok if "other_cores" in (r.metrics.load or {})]
     evidence = []
     if loads:
         evidence.append(f"other load at most {max(x['other_cores'] for x in loads):.2f} cores, "
                         f"steal at most {max(x['steal'] for x in loads):.1%}")
     if drift:
         low, high = drift["bandwidth_range"]
-        labels = {result_label(r) for r in ok}
-        runners = {label: worker_drift(probes, label) for label in labels}
+        runners = {label: worker_drift(probes, label) for label in {r.worker for r in ok}}
         runners = {label: d for label, d in runners.items() if d is not None}
         worst = max(runners, key=runners.get) if runners else None
         evidence.append(f"{len(probes)} machine probes read {low / 1e9:.1f}-{high / 1e9:.1f} GB/s"
                         + (f"; the speed each runner saw within {runners[worst]:.1%} of their median "
                            f"(largest: {worst})" if worst else ""))
         drift["runners"] = runners
-    errors = sum(r.get("status") == "error" for r in doc.get("results", []))
+    errors = sum(r.status == "error" for r in results)
     if counts["invalid"] or counts["unsteady"] or errors:
-        worst = [r for r in ok if r["validity"]["status"] != "valid"]
+        worst = [r for r in ok if r.validity.status != "valid"]
         parts = [f"{counts[s]} {s}" for s in ("invalid", "unsteady") if counts[s]] + [f"{errors} failed"] * bool(errors)
-        example = f" ({worst[0]['id']}: {worst[0]['validity']['reasons'][0]})" if worst else ""
+        example = f" ({worst[0].id}: {worst[0].validity.reasons[0]})" if worst else ""
         status = "invalid" if counts["invalid"] or errors else "unsteady"
-        line = f"not valid: {', '.join(parts)} of {len(doc.get('results', []))} scenarios{example}"
+        line = f"not valid: {', '.join(parts)} of {len(results)} scenarios{example}"
     else:
         status, line = "valid", f"valid: {len(ok)} scenarios"
-    doc["validity"] = {"status": status, "counts": counts, "rules": rules, "drift": drift,
-                       "line": "; ".join([line] + evidence)}
+    validity = {"status": status, "counts": counts, "rules": rules, "drift": drift, "line": "; ".join([line] + evidence)}
+    return dataclasses.replace(run, results=results, validity=validity)

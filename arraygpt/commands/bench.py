@@ -208,28 +208,26 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
                       json_path=json_path, roofline=not args.no_roofline, parity=not args.no_parity,
                       on_event=on_event, target_ci=target_ci, ci_budget_s=args.ci_budget, rounds=rounds)
         try:
-            doc = bench.run()
+            run = bench.run()
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the worker is ended, the rows so far are kept
             progress.stop()
             stderr.print(f"interrupted: {len(bench.doc['results'])} finished scenario(s) kept in {json_path} "
                          "(\"complete\": false)")
             raise
     if args.format == "table":
-        console.print(results_table(doc))
-        if doc["probes"]:
-            console.print(probes_table(doc))
+        console.print(results_table(run))
+        if run.probes:
+            console.print(probes_table(run))
     else:
         from benchmarks.formats import flat_rows, render
-        from benchmarks.report import run_label
-        print(render(flat_rows(doc, run_label(doc)), args.format), end="")
+        print(render(flat_rows(run, run.label), args.format), end="")
     stderr.print(f"results: {json_path}")
-    ok = [r for r in doc["results"] if r["status"] == "ok"]
-    meters = [r["metrics"].get("energy", {}) for r in ok]
-    if ok and not any(m.get("meter") for m in meters):
+    meters = [r.metrics.energy or {} for r in run.ok_results]
+    if meters and not any(m.get("meter") for m in meters):
         reason = next((m["reason"] for m in meters if m.get("reason")), "no meter")
         stderr.print(f"energy: not measured ({escape(reason)})", highlight=False)
-    validity = doc.get("validity", {})
+    validity = run.validity or {}
     colour = {"valid": "green", "unsteady": "yellow"}.get(validity.get("status"), "red")
-    stderr.print(f"[{colour}]{escape(validity.get('line', 'validity: not judged'))}[/]", highlight=False)
-    failed = [r for r in doc["results"] if r["status"] == "error"]
+    stderr.print(f"[{colour}]{escape(run.validity_line)}[/]", highlight=False)
+    failed = [r for r in run.results if r.status == "error"]
     return 1 if failed else 0

@@ -52,7 +52,8 @@ def add_parser(sub):
 
 def run(args) -> int:
     from benchmarks.compare import NumericsBudget, compare
-    from benchmarks.jsonio import check_bench_file, read_json, write_json_atomic
+    from benchmarks.jsonio import write_json_atomic
+    from benchmarks.records import Run
     from benchmarks.outputs import check_json_output
 
     limit = fraction(args.threshold, "--threshold", "10%")
@@ -62,15 +63,14 @@ def run(args) -> int:
         paths = [path for path in paths.split(",") if path]
         if not paths:
             raise ArrayGPTError(f"no {side} file given")
-        docs = [read_json(path) for path in paths]
-        for path, doc in zip(paths, docs):
-            check_bench_file(doc, path)
-            if not doc.get("complete", False) and not args.allow_incomplete:
-                unfinished = sum(r.get("status") != "ok" for r in doc["results"])
+        runs = [Run.load(path) for path in paths]
+        for path, run in zip(paths, runs):
+            if not run.complete and not args.allow_incomplete:
+                unfinished = sum(not r.ok for r in run.results)
                 raise ArrayGPTError(f"{path} is an incomplete run (\"complete\": false; {unfinished} scenario(s) "
-                                    f"did not finish, of {len(doc['results'])} recorded): no verdict. Rerun it, or "
+                                    f"did not finish, of {len(run.results)} recorded): no verdict. Rerun it, or "
                                     "pass --allow-incomplete to compare the scenarios that finished")
-        sides[side] = docs
+        sides[side] = runs
     base, new = sides["BASE"], sides["NEW"]
     if args.min_repeats < 1 or not (args.parity_factor >= 1) or not (args.parity_floor >= 0):
         raise ArrayGPTError("--min-repeats must be >= 1, --parity-factor >= 1 and --parity-floor >= 0")

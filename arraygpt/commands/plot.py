@@ -15,13 +15,11 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from benchmarks.jsonio import check_bench_file, read_json
     from benchmarks.outputs import check_image_output
     from benchmarks.plot import plot_results
+    from benchmarks.records import Run
 
     output = check_image_output(args.output)
-    doc = read_json(args.results)
-    check_bench_file(doc, args.results)
-    plot_results(doc, output)
+    plot_results(Run.load(args.results), output)
     stderr.print(f"wrote {output}")
     return 0

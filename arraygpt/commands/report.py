@@ -21,28 +21,24 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from benchmarks.jsonio import check_bench_file, read_json
     from benchmarks.outputs import check_image_output
+    from benchmarks.records import Run
     from benchmarks.report import chart, markdown
 
     output = check_image_output(args.output) if args.output else None
-    docs = []
-    for path in args.results:
-        doc = read_json(path)
-        check_bench_file(doc, path)
-        docs.append(doc)
+    runs = [Run.load(path) for path in args.results]
     if args.format == "md":
-        print(markdown(docs, args.results), end="")
+        print(markdown(runs, args.results), end="")
     else:
         from benchmarks.formats import flat_rows, render
-        from benchmarks.report import disambiguate, run_label
-        labels = disambiguate([run_label(doc) for doc in docs])
-        print(render([row for doc, label in zip(docs, labels) for row in flat_rows(doc, label)], args.format), end="")
-    incomplete = [path for path, doc in zip(args.results, docs) if not doc.get("complete", False)]
+        from benchmarks.report import run_labels
+        print(render([row for run, name in zip(runs, run_labels(runs)) for row in flat_rows(run, name)], args.format),
+              end="")
+    incomplete = [path for path, run in zip(args.results, runs) if not run.complete]
     if incomplete:
         stderr.print(f"[yellow]note:[/] {', '.join(incomplete)}: an incomplete run (\"complete\": false); "
                      "its missing scenarios are not in the report")
     if output:
-        chart(docs, output)
+        chart(runs, output)
         stderr.print(f"wrote {output}")
     return 0

@@ -17,15 +17,16 @@ def main(out: str) -> int:
     bench = out / "bench.json"
     if bench.exists():
         from benchmarks.formats import flat_rows
-        doc = json.loads(bench.read_text())
+        from benchmarks.records import Run
+        run = Run.load(bench)
         lines += ["", "| scenario | status | tok/s | % roofline | x hf | x hf-static | parity |", "|---|---|---:|---:|---:|---:|---:|"]
-        for row in flat_rows(doc):
+        for row in flat_rows(run):
             tps = row["decode_tps"] or row["prefill_tps"]
             fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
             lines.append(f"| {row['id']} | {row['status']} | {fmt(tps, ',.0f')} | {fmt(row['roofline'], '.0%')} | "
                          f"{fmt(row['vs_hf'], '.2f')} | {fmt(row['vs_hf-static'], '.2f')} | "
                          f"{fmt(row['parity_relative'], '.0e')} |")
-        lines.append(f"\ncomplete: {doc.get('complete')}")
+        lines.append(f"\ncomplete: {run.complete}")
     parity = out / "parity.json"
     if parity.exists():
         cells = json.loads(parity.read_text())["cells"]

@@ -162,32 +162,40 @@ def test_rapl_counters_are_read_per_package_and_across_a_wrap(tmp_path):
 def test_judged_from_what_was_recorded():
     """The rules on recorded figures: the counters' resolution is not load, a row over 100% of roofline
     is unsteady, drift marks the runner between the two probes it lies between."""
+    import dataclasses
+
+    from benchmarks.records import Derived, Metrics, Result, Stat
     from benchmarks.validity import RULES, judge_result
     ticks = {"other": 2, "steal": 2, "total": 40, "cpus": 2, "per_s": 100}
-    short = {"metrics": {"decode_tps": {"median": 1.0}, "load": {"other_cores": 0.1, "steal": 0.05, "wall_s": 0.2,
-                                                                  "ticks": ticks}},
-             "repeats": [{"e2e_s": 0.07}] * 3, "derived": {"decode_roofline": 0.5}}
-    assert judge_result(short, RULES, [], "numpy") == {"status": "valid", "reasons": [], "short": []}
-    over = short | {"derived": {"decode_roofline": 1.11}}
-    assert judge_result(over, RULES, [], "numpy")["short"] == ["roof 111%"]
-    assert judge_result(over, RULES, [], "numpy")["reasons"] == [
-        "111% of roofline: the run's ceiling is below what the row reached"]
+
+    def row(runner="numpy", roofline=0.5, load=None):
+        metrics = Metrics(decode_tps=Stat(1.0), load=load or {"other_cores": 0.1, "steal": 0.05, "wall_s": 0.2,
+                                                                "ticks": ticks})
+        return Result(id="x", runner=runner, model="tiny", dtype="float32", batch=1, prompt_len=4, new_tokens=4,
+                      status="ok", metrics=metrics, repeats=[{"e2e_s": 0.07}] * 3,
+                      derived=Derived(decode_roofline=roofline))
+
+    judged = judge_result(row(), RULES, [])
+    assert (judged.status, judged.reasons, judged.short) == ("valid", (), ())
+    assert judge_result(row(roofline=1.11), RULES, []).short == ("roof 111%",)
+    assert judge_result(row(roofline=1.11), RULES, []).reasons == (
+        "111% of roofline: the run's ceiling is below what the row reached",)
     # probes (bandwidth GB/s) 20 before jax, 20 between, 8 after numpy: numpy ran at (20 + 8) / 2 = 14, 30%
     # under the run's median of 20; jax at 20
     probes = [{"after": after, "before": before, "bandwidth_bytes_s": bw * 1e9, "matmul_flops_s": 1e11}
               for after, before, bw in ((None, "jax", 20), ("jax", "numpy", 20), ("numpy", None, 8))]
-    assert judge_result(short, RULES, probes, "jax")["status"] == "valid"
-    assert judge_result(short, RULES, probes, "numpy")["reasons"] == ["machine drifted 30% around this runner > 25%"]
+    assert judge_result(row("jax"), RULES, probes).status == "valid"
+    assert judge_result(row("numpy"), RULES, probes).reasons == ("machine drifted 30% around this runner > 25%",)
     # two rounds, alternating (jax numpy | numpy jax), the slow spell between the rounds: numpy's probes
     # 20, 8, 20 (a mean 20% under the median), so the pooled row is valid
     sequence = ((None, "jax", 20), ("jax", "numpy", 20), ("numpy", "numpy", 8), ("numpy", "jax", 20), ("jax", None, 20))
     rounds = [{"after": after, "before": before, "bandwidth_bytes_s": bw * 1e9, "matmul_flops_s": 1e11}
               for after, before, bw in sequence]
-    assert judge_result(short, RULES, rounds, "numpy")["status"] == "valid"
-    assert judge_result(short, RULES, rounds, "jax")["status"] == "valid"
-    stolen = {"metrics": short["metrics"] | {"load": {"other_cores": 0.0, "steal": 0.3, "wall_s": 3.0,
-                                                      "ticks": ticks | {"steal": 180, "total": 600}}}}
-    assert judge_result(short | stolen, RULES, [], "numpy")["reasons"] == ["30% of CPU time stolen > 10%"]
+    assert judge_result(row("numpy"), RULES, rounds).status == "valid"
+    assert judge_result(row("jax"), RULES, rounds).status == "valid"
+    stolen = row(load={"other_cores": 0.0, "steal": 0.3, "wall_s": 3.0, "ticks": ticks | {"steal": 180, "total": 600}})
+    assert judge_result(stolen, RULES, []).reasons == ("30% of CPU time stolen > 10%",)
+    assert dataclasses.replace(stolen, runner="jax").worker == "jax"
 
 
 def test_rounds_alternate_the_runners_and_pool_their_repeats(tmp_path):
