@@ -6,6 +6,7 @@ import warnings
 
 from .base import ArrayBackend, BackendUnavailable, check_precision, parse_device
 from .host import host_array
+from .torch_tf32 import set_cuda_tf32
 
 import torch  # noqa: E402  (an ImportError here tells the registry that torch is missing)
 from array_api_compat import torch as xp  # noqa: E402
@@ -77,15 +78,6 @@ class TorchBackend(ArrayBackend):
         if self.device.type == "cuda":
             return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
         return "cpu"
-
-
-def set_cuda_tf32(enabled: bool) -> None:
-    """float32 matmuls on CUDA: TF32 tensor cores, or IEEE float32 (torch's default)."""
-    matmul = torch.backends.cuda.matmul
-    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9; allow_tf32 is its older spelling
-        matmul.fp32_precision = "tf32" if enabled else "ieee"
-    else:
-        matmul.allow_tf32 = enabled
 
 
 def create(device: str | None = None, precision: str = "float32", **options) -> TorchBackend:

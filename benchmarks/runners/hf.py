@@ -33,7 +33,7 @@ class HFRunner:
             model = GPT2LMHeadModel.from_pretrained(directory, dtype=getattr(self.torch, dtype))
             self._models[key] = model.to(self.device).eval()
         if self.device.type == "cuda":
-            from backends.torch import set_cuda_tf32
+            from backends.torch_tf32 import set_cuda_tf32
             set_cuda_tf32(self.precision == "tf32")
         return self._models[key]
 
