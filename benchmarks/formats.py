@@ -18,7 +18,7 @@ from .runners import PEERS
 FORMATS = ("csv", "jsonl", "md")
 COLUMNS = ["run", "id", "runner", "device", "device_key", "mesh", "threads", "numerics", "model", "batch",
            "prompt_len", "new_tokens", "status", "validity", "prefill_tps", "ttft_s", "decode_tps", "decode_tps_iqr",
-           "ci95_low", "ci95_high", "repeats", "latency_p50_s", "latency_p90_s", "latency_p99_s", "e2e_s", "compile_s",
+           "ci95_low", "ci95_high", "repeats", "latency_p50_s", "latency_p90_s", "latency_p99_s", "e2e_s", "first_call_s", "compile_s", "shape",
            "rss_peak_bytes", "device_bytes", "roofline", "parity_relative", "token_agreement", "joules_per_token",
            "watts", "other_cores", "steal"] + [f"vs_{peer}" for peer in PEERS] + ["validity_reasons", "message"]
 
@@ -42,7 +42,8 @@ def flat_rows(run, name: str = "") -> list[dict]:
                "repeats": len(r.repeats) if isinstance(r.repeats, (list, tuple)) else None,
                "latency_p50_s": latency and latency.p50, "latency_p90_s": latency and latency.p90,
                "latency_p99_s": latency and latency.p99, "e2e_s": m.median("e2e_s"),
-               "compile_s": m.compile_s if m.compiles else None,
+               "first_call_s": m.first_call_s, "compile_s": m.compile_s if m.compiles else None,
+               "shape": shape_cell(m.shape),
                "rss_peak_bytes": m.rss_peak_bytes, "device_bytes": m.device_bytes,
                "roofline": d.roofline(metric), "parity_relative": d.parity_relative,
                "token_agreement": d.token_agreement, "joules_per_token": energy.get("joules_per_token"),
@@ -52,6 +53,14 @@ def flat_rows(run, name: str = "") -> list[dict]:
         row |= {f"vs_{peer}": d.ratio(metric, peer) for peer in PEERS}
         rows.append(row)
     return rows
+
+
+def shape_cell(shape: dict | None) -> str | None:
+    """'p16 s192 l128': the prompt columns, cache slots and decode-loop room a row ran at (its shape
+    bucket on a compiling backend)."""
+    if not shape:
+        return None
+    return f"p{shape['prompt_len']} s{shape['n_slots']} l{shape['loop_steps']}"
 
 
 def _cell(value) -> str:

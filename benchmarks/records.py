@@ -92,6 +92,8 @@ class Metrics(Record):
     load: dict | None = None         # validity.MachineLoad's record
     energy: dict | None = None       # energy.EnergyMeter's record
     target_ci: dict | None = None    # --target-ci: target, achieved, met, budget_s, repeats
+    shape: dict | None = None        # the shapes it ran at: prompt_len, n_slots, loop_steps (a compiling
+                                     # backend's bucket, engine/buckets.py)
     extra: dict = dataclasses.field(default_factory=dict)
 
     _NESTED: ClassVar[dict] = {"prefill_tps": Stat.from_json, "ttft_s": Stat.from_json, "decode_tps": Stat.from_json,

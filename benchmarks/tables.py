@@ -46,7 +46,9 @@ def results_table(run: Run) -> Table:
                   "roof = % of the floor set by the best bandwidth or matmul rate measured on that device in this "
                   "run; !roof over 100%: the ceiling this run measured is below what that row reached, so the "
                   "ceiling is wrong for it (a probe disturbed by other load); xPEER = ratio to that peer on the same "
-                  "workload, numerics and device; compile = first call minus a steady one (compiling runners only)",
+                  "workload, numerics and device; compile = first call minus a steady one (compiling runners only; they run "
+                  "each call at its shape bucket, so a scenario in a bucket that an earlier one of the same runner "
+                  "compiled shows none)",
                   caption_justify="left")
     ok = run.ok_results
     with_ci = any(r.metrics.headline.ci95 for r in ok)

@@ -30,6 +30,7 @@ class Job:
     prompt_len: int                  # the first decode slot (after the left-padded prompts)
     n_slots: int                     # the cache's slots: the last new token is never written
     new_tokens: int                  # tokens the strategy makes (all but the prefill's)
+    loop_steps: int                  # the compiled loop's room (>= new_tokens: its shape bucket)
     pad: Any                         # [B] pad counts on the device
     sampling: Sampling
     uniforms: Callable[..., Any]     # uniforms() -> [B] draws for one step; uniforms(n) -> [n, B]
@@ -62,9 +63,10 @@ class CompiledLoop:
                                     static_argnames=("n_slots", "sampling"), donate_argnames=("cache",))
 
     def run(self, params, tokens, cache, job: Job) -> Iterator[list[int]]:
-        new, _ = self.loop(params, tokens, job.prompt_len, job.pad, cache, job.uniforms(job.new_tokens),
-                           n_slots=job.n_slots, sampling=job.sampling)
-        yield from self.backend.to_host(new).tolist()
+        # The trip count is traced: one compilation serves every step count up to the bucket's room.
+        new, _ = self.loop(params, tokens, job.prompt_len, job.pad, cache, job.uniforms(job.new_tokens, job.loop_steps),
+                           job.new_tokens, n_slots=job.n_slots, sampling=job.sampling)
+        yield from self.backend.to_host(new).tolist()[:job.new_tokens]
 
 
 class Recorded:

@@ -13,7 +13,7 @@ from .decoding import Job
 from .errors import GenerationError
 from .kv_cache import allocate_kv_cache
 from .layout import BATCH, CACHE_AXES
-from .prompts import check_prompts, check_seed, padded_batch, positions_needed
+from .prompts import check_prompts, check_seed, padded_batch
 from .sampling import NON_FINITE, Sampling
 
 
@@ -38,13 +38,16 @@ class HostDraws:
         xp = backend.xp
         self.zeros = xp.zeros((rows,), dtype=xp.float32, device=backend.device_for((BATCH,)))
 
-    def __call__(self, n_steps: int | None = None):
+    def __call__(self, n_steps: int | None = None, room: int | None = None):
+        """One step's [B] draws, or the next n_steps' [room, B] (rows past n_steps zero: a bucket's room)."""
         xp, backend, batch = self.backend.xp, self.backend, self.batch
+        room = n_steps if room is None else room
         if self.rng is None:
-            return self.zeros if n_steps is None else xp.zeros((n_steps, self.rows), dtype=xp.float32,
+            return self.zeros if n_steps is None else xp.zeros((room, self.rows), dtype=xp.float32,
                                                                device=backend.device_for((None, BATCH)))
         draws = self.rng.uniform(batch * (n_steps or 1))
         steps = [draws[i * batch:(i + 1) * batch] + [0.0] * (self.rows - batch) for i in range(n_steps or 1)]
+        steps += [[0.0] * self.rows] * ((room or 1) - len(steps))
         if n_steps is None:
             return xp.asarray(steps[0], dtype=xp.float32, device=backend.device_for((BATCH,)))
         return xp.asarray(steps, dtype=xp.float32, device=backend.device_for((None, BATCH)))
@@ -55,12 +58,13 @@ def _generation_loop(model, prompts, max_new_tokens, sampling, seed, stop_token)
     xp = backend.xp
     batch = len(prompts)  # the caller's rows; any more are padding
     rows = padded_batch(prompts, backend.multiple(BATCH))
-    prompt_len = max(len(p) for p in rows)
-    pads = [prompt_len - len(p) for p in rows]
+    longest, steps = max(len(p) for p in rows), max_new_tokens - 1
+    shape = model.call_shape(longest, max_new_tokens)  # a compiling backend's shape bucket
+    pads = [shape.prompt_len - len(p) for p in rows]
     ids = xp.asarray([[0] * pad + list(p) for pad, p in zip(pads, rows)], dtype=xp.int32,
                      device=backend.device_for((BATCH, None)))
-    job = Job(prompt_len=prompt_len, n_slots=positions_needed(prompt_len, max_new_tokens),
-              new_tokens=max_new_tokens - 1, pad=xp.asarray(pads, dtype=xp.int32, device=backend.device_for((BATCH,))),
+    job = Job(prompt_len=shape.prompt_len, n_slots=shape.n_slots, new_tokens=steps, loop_steps=shape.loop_steps,
+              pad=xp.asarray(pads, dtype=xp.int32, device=backend.device_for((BATCH,))),
               sampling=sampling, uniforms=HostDraws(backend, sampling, seed, batch, len(rows)))
     cache = allocate_kv_cache(xp, config, len(rows), job.n_slots, model.dtype, backend.device_for(CACHE_AXES),
                               n_heads=model.n_heads)

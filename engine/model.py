@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 from typing import Iterator
 
+from .buckets import Bucket
 from .checkpoint import is_matrix, load_checkpoint, nest_params
 from .config import ITEMSIZE, GPTConfig
 from .decoding import strategy_for
@@ -38,6 +39,14 @@ class Model:
         self._forward = backend.compile(functools.partial(full_forward, hp=hp))
         # How the tokens after the first are made, from what the backend declares it can do.
         self.decoding = strategy_for(backend, hp)
+
+    def call_shape(self, prompt_len: int, max_new_tokens: int) -> Bucket:
+        """The shapes a call with this longest prompt runs at: its shape bucket on a compiling backend
+        (varied calls then share compilations; engine/buckets.py), its own shapes on an eager one."""
+        steps = max_new_tokens - 1
+        if self.backend.compiles:
+            return Bucket.for_call(prompt_len, steps, self.config.n_positions)
+        return Bucket.exact(prompt_len, steps)
 
     @property
     def synthetic(self) -> bool:

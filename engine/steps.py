@@ -45,12 +45,14 @@ def decode_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling
     return sample(logits[:, -1, :], uniforms, sampling), new_kv
 
 
-def decode_loop(params, tokens, start, pad, cache, uniforms, *, fori_loop, n_slots, sampling, hp: Hyper):
-    """[B] last ids at cache slot `start` -> [N, B] the next N ids (N = uniforms' rows), and the cache.
+def decode_loop(params, tokens, start, pad, cache, uniforms, n_steps, *, fori_loop, n_slots, sampling, hp: Hyper):
+    """[B] last ids at cache slot `start` -> [R, B] holding the next n_steps ids in its first rows (R =
+    uniforms' rows, the room; the rest zeros), and the cache. n_steps may be traced (a compiler's loop
+    then runs that many steps of one compiled body: a while loop).
 
     The whole decode loop as one pure function, for a backend that compiles loops (jax.lax.fori_loop):
     each iteration is decode_step then kv_cache.write_kv, with no return to the host between tokens.
-    uniforms is [N, B], one row per step, in the order the step-by-step loop draws them, so both
+    uniforms is [R, B], one row per step, in the order the step-by-step loop draws them, so both
     loops sample the same tokens.
     """
     xp = array_namespace(tokens)
@@ -69,7 +71,7 @@ def decode_loop(params, tokens, start, pad, cache, uniforms, *, fori_loop, n_slo
             write_at = slot + xp.astype(xp.min(tokens) < 0, xp.int32)
         return tokens, write_kv(cache, new_kv, write_at), xpx.at(out, (i, ...)).set(tokens)
 
-    _, cache, out = fori_loop(0, uniforms.shape[0], step, (tokens, cache, out))
+    _, cache, out = fori_loop(0, n_steps, step, (tokens, cache, out))
     return out, cache
 
 

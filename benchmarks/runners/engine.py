@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -14,11 +15,11 @@ def per_device_bytes(model, scenario) -> dict:
     heads over tp), as the adapter reports them."""
     from engine.checkpoint import leaves
     from engine.config import ITEMSIZE
-    from engine.prompts import padded_batch, positions_needed
+    from engine.prompts import padded_batch
     from engine.layout import CACHE_AXES
     backend, config = model.backend, model.config
     batch = len(padded_batch([[0]] * scenario["batch"], backend.multiple("batch")))
-    slots = positions_needed(scenario["prompt_len"], scenario["new_tokens"])
+    slots = model.call_shape(scenario["prompt_len"], scenario["new_tokens"]).n_slots
     cache = 2 * config.n_layer * backend.shard_bytes((batch, model.n_heads, slots, config.head_dim), CACHE_AXES,
                                                      ITEMSIZE[model.dtype_name])
     return {"weights": backend.first_device_bytes(leaves(model.params)), "kv_cache": cache}
@@ -54,6 +55,9 @@ class EngineRunner:
         result = run_repeats(one_run, scenario)
         result["metrics"]["device_bytes"] = self.backend.memory_in_use()
         result["metrics"]["compiled"] = bool(self.backend.compiles)  # a compile time means something only then
+        # the shapes it ran at: a compiling backend's bucket (first_call_s compiled it, unless an earlier
+        # scenario of this worker had the same bucket)
+        result["metrics"]["shape"] = dataclasses.asdict(model.call_shape(scenario["prompt_len"], scenario["new_tokens"]))
         if self.backend.mesh_label is not None:
             result["metrics"]["per_device"] = per_device_bytes(model, scenario)
         return result

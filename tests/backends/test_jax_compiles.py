@@ -64,7 +64,38 @@ def test_jax_loop_compiles_once_and_updates_the_cache_in_place(small_checkpoint,
     xp = backend.xp
     cache = allocate_kv_cache(xp, model.config, 1, 40, model.dtype, backend.device)
     token, pad = xp.zeros((1,), dtype=xp.int32), xp.zeros((1,), dtype=xp.int32)
-    loop = model.decoding.loop.lower(model.params, token, 7, pad, cache, xp.zeros((32, 1), dtype=xp.float32),
-                                   n_slots=40, sampling=Sampling())
+    loop = model.decoding.loop.lower(model.params, token, 7, pad, cache, xp.zeros((32, 1), dtype=xp.float32), 30,
+                                     n_slots=40, sampling=Sampling())
     copies = [line for line in loop.compile().as_text().splitlines() if " copy(" in line and "[1,4,40,16]" in line]
     assert not copies
+
+
+@pytest.mark.parametrize("runner", ["jax", "jax-loop"])
+def test_a_call_inside_the_same_buckets_compiles_nothing(small_checkpoint, runner, caplog):
+    """Another prompt length and another new-token count in the same shape buckets (engine/buckets.py):
+    no line in JAX's compile log; a prompt in the next bucket compiles again. The tokens are the eager
+    backend's, which runs every call at its exact shape."""
+    import logging
+
+    import jax
+
+    model = load_model(small_checkpoint, backend=backend_or_skip(runner, "cpu"))
+    eager = load_model(small_checkpoint, backend="numpy")
+    sampled = dict(temperature=0.8, top_k=30, seed=3)  # a sampling mode is static: compiled once each
+    for kwargs in ({}, sampled):
+        first = random_ids(5, 100, seed=1)
+        assert model.generate(first, max_new_tokens=20, **kwargs) == eager.generate(first, max_new_tokens=20, **kwargs)
+    caplog.set_level(logging.WARNING, logger="jax")
+
+    def compiled() -> list[str]:
+        return [r.getMessage()[:80] for r in caplog.records if r.getMessage().startswith("Compiling ")]
+
+    with jax.log_compiles():
+        prompt = random_ids(7, 100, seed=2)  # 5 and 7 are in bucket 8; 19 and 17 decode steps in bucket 32
+        for kwargs in ({}, sampled):
+            assert model.generate(prompt, max_new_tokens=18, **kwargs) == eager.generate(prompt, max_new_tokens=18,
+                                                                                         **kwargs)
+        assert compiled() == []
+        caplog.clear()
+        model.generate(random_ids(12, 100, seed=4), max_new_tokens=18)  # prompt bucket 16: a new prefill
+        assert compiled()

@@ -36,7 +36,7 @@ def test_jax_float32_products_are_ieee_float32_on_every_device(small_checkpoint,
     cache = allocate_kv_cache(xp, model.config, 1, 12, model.dtype, backend.device)
     assert dot_precisions(model.prefill.lower(model.params, ids, pad, uniforms, sampling=Sampling())) == {"HIGHEST, HIGHEST"}
     if name == "jax-loop":  # the whole decode loop is the compiled function
-        decode = model.decoding.loop.lower(model.params, ids[:, 0], 7, pad, cache, xp.zeros((4, 1), dtype=xp.float32),
+        decode = model.decoding.loop.lower(model.params, ids[:, 0], 7, pad, cache, xp.zeros((4, 1), dtype=xp.float32), 4,
                                            n_slots=12, sampling=Sampling())
     else:
         decode = model.decoding.step.lower(model.params, ids[:, 0], 7, pad, cache, uniforms, n_slots=12,
