@@ -204,6 +204,9 @@ def peer_runs(peer: str, device: str | None, dtype: str, precision: str, weights
     if peer == "llamacpp":
         from .runners.llamacpp import runs
         return runs(dtype, precision, weights, batch, device)
+    if peer == "ort":
+        from .runners.ort import runs
+        return runs(dtype, precision, weights, batch, device)
     return not mixed and (precision == "float32" or device not in (None, "cpu"))
 
 

@@ -15,6 +15,8 @@ PEERS = {
     "picogpt": "picoGPT's loop as published (NumPy, no KV cache, float32, batch 1)",
     "llamacpp": "llama.cpp through llama-cpp-python (the peers extra): the checkpoint as GGUF, F32 or F16/BF16 "
                 "weights, a batch as parallel sequences, on the CPU",
+    "ort": "ONNX Runtime (the peers extra): HF's GPT-2 with its KV cache exported to ONNX, ORT's transformer "
+           "fusions, float32 on the CPU",
 }
 
 
@@ -29,6 +31,9 @@ def make_runner(name: str, device: str | None, precision: str = "float32", mesh:
     if name == "llamacpp":
         from .llamacpp import LlamaCppRunner
         return LlamaCppRunner(), get_backend("numpy")
+    if name == "ort":
+        from .ort import OrtRunner
+        return OrtRunner(), get_backend("numpy")
     if name == "picogpt":
         from .picogpt import PicoGPTRunner
         return PicoGPTRunner(), get_backend("numpy")

@@ -1,0 +1,102 @@
+"""ONNX Runtime, the other engine a CPU user picks: the scenario's checkpoint exported to ONNX with its KV
+cache (onnx_export.py), ORT's transformer fusions applied, its CPU execution provider (CUDA where a GPU
+build of onnxruntime is installed and the scenario runs on a GPU).
+
+The prompt runs through the cached graph with an empty past, then one token per step: the present keys
+and values of a step are the next step's past (they stay ORT values; no copy to NumPy between steps),
+greedy, each token chosen on the host. Threads: the cores the worker may use.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from ..timing import fixed_prompts, run_repeats, summarize_run
+
+INSTALL_HINT = "pip install 'arraygpt[peers]' (onnxruntime, onnx and onnxscript; the export uses torch)"
+
+
+def runs(dtype: str, precision: str, weights: str | None, batch: int, device: str | None) -> bool:
+    """float32 on the CPU (the exported graph is float32; half-width graphs are not exported)."""
+    return device in (None, "cpu") and dtype == "float32" and precision == "float32" and weights in (None, "float32")
+
+
+class OrtRunner:
+    def __init__(self):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise RuntimeError(f"onnxruntime is not installed: {INSTALL_HINT}") from None
+        self.ort = onnxruntime
+        self.threads = len(os.sched_getaffinity(0))
+        self._spec, self._sessions = None, None
+
+    def sessions(self, spec: str):
+        """(step session, full session, config) of a checkpoint: exported once, loaded once per worker."""
+        if spec != self._spec:
+            from engine.config import GPTConfig
+            from engine.source import resolve_model
+
+            from .onnx_export import ensure_onnx
+            directory = resolve_model(spec).directory
+            step, full = ensure_onnx(directory)
+            options = self.ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            make = lambda path: self.ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])  # noqa: E731
+            self._sessions = (make(step), make(full), GPTConfig.from_hf_json(directory / "config.json"))
+            self._spec = spec
+        return self._sessions
+
+    def run(self, spec: str, prompts: list[list[int]], new_tokens: int, on_token) -> list[list[int]]:
+        step, _, config = self.sessions(spec)
+        B, P = len(prompts), len(prompts[0])
+        H, D = config.n_head, config.n_embd // config.n_head
+        ids = np.asarray(prompts, dtype=np.int64)
+        empty = np.zeros((B, H, 0, D), dtype=np.float32)
+        feeds = {"input_ids": ids, "attention_mask": np.ones((B, P), dtype=np.int64),
+                 "position_ids": np.broadcast_to(np.arange(P, dtype=np.int64), (B, P)).copy()}
+        feeds |= {f"past_{i // 2}_{'kv'[i % 2]}": empty for i in range(2 * config.n_layer)}
+        names = [o.name for o in step.get_outputs()]
+        tokens = []
+        for t in range(new_tokens):
+            outputs = step.run_with_ort_values(names, {k: self.ort.OrtValue.ortvalue_from_numpy(v) if
+                                                       isinstance(v, np.ndarray) else v for k, v in feeds.items()})
+            token = outputs[0].numpy().argmax(-1)
+            tokens.append(token)
+            on_token()
+            if t == new_tokens - 1:
+                break
+            total = P + t + 1
+            feeds = {"input_ids": token[:, None].astype(np.int64), "attention_mask": np.ones((B, total), dtype=np.int64),
+                     "position_ids": np.full((B, 1), total - 1, dtype=np.int64)}
+            feeds |= {name.replace("present", "past"): value for name, value in zip(names[1:], outputs[1:])}
+        return np.stack(tokens, axis=1).tolist()
+
+    def measure(self, scenario) -> dict:
+        _, _, config = self.sessions(scenario["model"])
+        prompts = fixed_prompts(scenario["batch"], scenario["prompt_len"], config.vocab_size)
+
+        def one_run():
+            times = []
+            start = time.perf_counter()
+            self.run(scenario["model"], prompts, scenario["new_tokens"], lambda: times.append(time.perf_counter()))
+            return summarize_run(times, start, scenario["batch"], scenario["prompt_len"])
+
+        result = run_repeats(one_run, scenario)
+        result["metrics"]["compiled"] = False  # the graph was optimized once, when exported and loaded
+        result["metrics"]["threads_used"] = self.threads
+        return result
+
+    def generate_ids(self, scenario) -> list[list[int]]:
+        _, _, config = self.sessions(scenario["model"])
+        prompts = fixed_prompts(scenario["batch"], scenario["prompt_len"], config.vocab_size)
+        return self.run(scenario["model"], prompts, scenario["new_tokens"], lambda: None)
+
+    def parity_logits(self, spec, dtype, prompt, weights=None):
+        _, full, _ = self.sessions(spec)
+        return np.asarray(full.run(None, {"input_ids": np.asarray(prompt, dtype=np.int64)})[0], dtype=np.float64)
