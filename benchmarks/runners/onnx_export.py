@@ -8,7 +8,8 @@ exporter, which traces the cache object through), then optimized offline by onnx
 optimizer for GPT-2 (attention, LayerNorm, GELU and bias fusions), as ONNX Runtime's GPT-2 tooling does.
 
 Each file is made once per checkpoint, in the cache ($ARRAYGPT_CACHE/onnx), written under a temporary name
-and renamed, so a crash never leaves half a file.
+and renamed, so a crash never leaves half a file; the export runs in a process of its own (torch and the HF
+model would otherwise stay in the bench worker's memory, and in its RSS figures).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 KINDS = ("step", "full")
@@ -106,10 +109,19 @@ def ensure_onnx(directory: Path) -> tuple[Path, Path]:
         if not (step.exists() and full.exists()):
             tmp_step, tmp_full = (p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (step, full))
             try:
-                export(directory, tmp_step, tmp_full)
+                done = subprocess.run([sys.executable, "-m", "benchmarks.runners.onnx_export", str(directory),
+                                       str(tmp_step), str(tmp_full)], capture_output=True, text=True,
+                                      cwd=Path(__file__).resolve().parents[2])
+                if done.returncode != 0:
+                    last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                    raise RuntimeError(f"the ONNX export of {directory} failed: {last}")
                 os.replace(tmp_full, full)
                 os.replace(tmp_step, step)
             finally:
                 for p in (tmp_step, tmp_full):
                     p.unlink(missing_ok=True)
     return step, full
+
+
+if __name__ == "__main__":  # ensure_onnx's child process: python -m benchmarks.runners.onnx_export DIR STEP FULL
+    export(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))

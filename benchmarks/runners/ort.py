@@ -34,26 +34,34 @@ class OrtRunner:
         self.threads = len(os.sched_getaffinity(0))
         self._spec, self._sessions = None, None
 
-    def sessions(self, spec: str):
-        """(step session, full session, config) of a checkpoint: exported once, loaded once per worker."""
-        if spec != self._spec:
-            from engine.config import GPTConfig
-            from engine.source import resolve_model
+    def session(self, path):
+        options = self.ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return self.ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-            from .onnx_export import ensure_onnx
-            directory = resolve_model(spec).directory
-            step, full = ensure_onnx(directory)
-            options = self.ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            make = lambda path: self.ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])  # noqa: E731
-            self._sessions = (make(step), make(full), GPTConfig.from_hf_json(directory / "config.json"))
+    @staticmethod
+    def graphs(spec: str):
+        """(step graph, full graph, config) of a checkpoint, exported on first use."""
+        from engine.config import GPTConfig
+        from engine.source import resolve_model
+
+        from .onnx_export import ensure_onnx
+        directory = resolve_model(spec).directory
+        return (*ensure_onnx(directory), GPTConfig.from_hf_json(directory / "config.json"))
+
+    def sessions(self, spec: str):
+        """(step session, config): loaded once per worker (the full graph only for parity, then dropped)."""
+        if spec != self._spec:
+            self._sessions = None  # one model at a time: memory figures stay per model
+            step, _, config = self.graphs(spec)
+            self._sessions = (self.session(step), config)
             self._spec = spec
         return self._sessions
 
     def run(self, spec: str, prompts: list[list[int]], new_tokens: int, on_token) -> list[list[int]]:
-        step, _, config = self.sessions(spec)
+        step, config = self.sessions(spec)
         B, P = len(prompts), len(prompts[0])
         H, D = config.n_head, config.n_embd // config.n_head
         ids = np.asarray(prompts, dtype=np.int64)
@@ -78,7 +86,7 @@ class OrtRunner:
         return np.stack(tokens, axis=1).tolist()
 
     def measure(self, scenario) -> dict:
-        _, _, config = self.sessions(scenario["model"])
+        _, config = self.sessions(scenario["model"])
         prompts = fixed_prompts(scenario["batch"], scenario["prompt_len"], config.vocab_size)
 
         def one_run():
@@ -93,10 +101,10 @@ class OrtRunner:
         return result
 
     def generate_ids(self, scenario) -> list[list[int]]:
-        _, _, config = self.sessions(scenario["model"])
+        _, config = self.sessions(scenario["model"])
         prompts = fixed_prompts(scenario["batch"], scenario["prompt_len"], config.vocab_size)
         return self.run(scenario["model"], prompts, scenario["new_tokens"], lambda: None)
 
     def parity_logits(self, spec, dtype, prompt, weights=None):
-        _, full, _ = self.sessions(spec)
+        full = self.session(self.graphs(spec)[1])
         return np.asarray(full.run(None, {"input_ids": np.asarray(prompt, dtype=np.int64)})[0], dtype=np.float64)

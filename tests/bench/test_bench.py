@@ -172,7 +172,7 @@ def test_shipped_suites_expand():
         scenarios = expand(load_suite(name), [("numpy", None)])
         assert scenarios and len({s.id for s in scenarios}) == len(scenarios)
     quick = expand(load_suite("quick"), [("numpy", None), ("jax", None)])
-    assert {s.runner for s in quick} == {"numpy", "jax", "hf", "hf-static", "picogpt", "llamacpp"}
+    assert {s.runner for s in quick} == {"numpy", "jax", "hf", "hf-static", "picogpt", "llamacpp", "ort"}
     assert {s.batch for s in quick if s.runner == "llamacpp"} == {1, 8}  # b8: parallel sequences
     assert all(s.batch == 1 for s in quick if s.runner == "picogpt")
     overridden = expand(load_suite("quick"), [("numpy", None)], {"batch": [2, 4], "model": ["tiny"]}, peers=[])
