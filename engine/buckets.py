@@ -9,8 +9,8 @@ the slots the generation needs, and the compiled decode loop given room for the 
 its trip count is traced (a while loop that stops at the request's own count). An eager backend runs
 every call at its exact shape: padding would be work for nothing there.
 
-Buckets are powers of two up to 64 and multiples of 64 above: at most twice the work for a short prompt
-(a few milliseconds), under 50% from 65 tokens and falling, and 16 buckets up to GPT-2's 1024 positions.
+Buckets are powers of two up to 64 and multiples of 64 above: under twice the work below 129 tokens (a
+prefill of 65 runs 128), under 50% more from 129 and falling, and 22 buckets up to GPT-2's 1024 positions.
 """
 
 from __future__ import annotations
