@@ -27,7 +27,7 @@ test: install  ## run the test suite: on both cores, then alone the tests that m
 	$(PY) -m pytest $(PYTEST_ARGS) -m "not solo"
 	$(PY) -m pytest -m solo
 
-bench: install  ## the main job: the quick suite on every usable backend, beside HF and picoGPT
+bench: install  ## the main job: the quick suite on every usable backend, beside HF and picoGPT (and llama.cpp, ONNX Runtime with EXTRAS=...,peers)
 	$(VENV)/bin/arraygpt bench $(BENCH_ARGS)
 
 gpu-check:  ## on a GPU machine: the prepared GPU check (benchmarks/gpu/check.sh), 7 minutes; OUT=DIR for its files
