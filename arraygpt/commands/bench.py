@@ -174,8 +174,10 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
     from benchmarks.tables import probes_table, results_table
 
     console = report_console()
+    # Off a terminal the bar draws nothing, so it is disabled: no refresh thread then shares rich's locks
+    # with the main thread, which a Ctrl-C landing mid-print could leave held (a bench that never ends).
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=stderr, transient=True) as progress:
+                  console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
         total = len(scenarios) * rounds
         task = progress.add_task("starting", total=total)
         finished, started = [0], time.monotonic()
