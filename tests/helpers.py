@@ -25,9 +25,19 @@ def cli(*argv, env=None, timeout=300, **kwargs) -> subprocess.CompletedProcess:
                           timeout=timeout, env=os.environ | (env or {}) | {"COLUMNS": "160"}, **kwargs)
 
 
+def interruptible():
+    """For Popen's preexec_fn: Ctrl-C (SIGINT) back to its default in the child, whatever the test run was
+    started with. A shell starts a background job (`make test &`) with SIGINT ignored, the child inherits
+    that, and Python then installs no KeyboardInterrupt handler: a test that presses Ctrl-C would wait
+    forever."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(*argv, env=None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "arraygpt", *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=os.environ | (env or {}) | {"COLUMNS": "160"})
+                            stderr=subprocess.PIPE, text=True, env=os.environ | (env or {}) | {"COLUMNS": "160"},
+                            preexec_fn=interruptible)
 
 
 def one_line_error(result) -> str:

@@ -15,6 +15,7 @@ import pytest
 from arraygpt.cli import main
 from backends import get_backend, usable_backends
 from benchmarks.scenarios import available_suites, expand, load_suite
+from helpers import interruptible
 
 TINY = ["--models", "tiny", "--batch-sizes", "1", "--prompt-lens", "8", "--new-tokens", "16", "--warmup", "1"]
 
@@ -152,7 +153,7 @@ def test_interrupted_run_keeps_what_finished(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "arraygpt", "bench", *TINY, "--repeats", "2", "--backends",
                                 "numpy", "--peer", "picogpt", "--new-tokens", "300", "--no-roofline", "--no-parity",
                                 "--json", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=os.environ | {"COLUMNS": "120"})
+                               env=os.environ | {"COLUMNS": "120"}, preexec_fn=interruptible)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until the numpy scenario has finished, then press Ctrl-C
         if path.exists() and json.loads(path.read_text())["results"]:
