@@ -21,9 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-KINDS = ("step", "full")
-
-
 def onnx_path(directory: Path, kind: str) -> Path:
     """Where a checkpoint's graph lives, named by its path and its files' size and time."""
     from engine.presets import cache_dir
