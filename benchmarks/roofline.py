@@ -11,6 +11,15 @@ import numpy as np
 
 from engine.config import ITEMSIZE, GPTConfig, expected_shapes
 
+# Weight formats only a peer reads (llama.cpp's Q8_0: blocks of 32 int8 weights and one float16 scale),
+# and their bytes per weight. Their rows are their own numerics: no backend of ours runs them.
+QUANTIZED = {"q8_0": 34 / 32}
+
+
+def weight_bytes(weights: str) -> float:
+    """Bytes per stored weight of a dtype or a quantized format."""
+    return QUANTIZED[weights] if weights in QUANTIZED else ITEMSIZE[weights]
+
 
 def matrix_params(config: GPTConfig) -> int:
     """Parameters of the weight products: the four linear weights of each block and wte (tied logits).
@@ -21,11 +30,11 @@ def matrix_params(config: GPTConfig) -> int:
 
 def decode_bytes_per_step(config: GPTConfig, dtype: str, batch: int, context: float, weights: str | None = None) -> float:
     """Weights read once per step (only one row of wpe), plus every cached key and value attended to
-    (the cache is kept in the dtype). The matrices count at the weights' itemsize."""
+    (the cache is kept in the dtype). The matrices count at the weights' bytes (Q8_0: 34 per 32)."""
     matrices = matrix_params(config)
     rest = config.n_params - config.n_positions * config.n_embd + config.n_embd - matrices
     cache = 2 * config.n_layer * batch * context * config.n_embd
-    return matrices * ITEMSIZE[weights or dtype] + (rest + cache) * ITEMSIZE[dtype]
+    return matrices * weight_bytes(weights or dtype) + (rest + cache) * ITEMSIZE[dtype]
 
 
 def prefill_flops(config: GPTConfig, batch: int, prompt_len: int) -> float:

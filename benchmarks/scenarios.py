@@ -22,6 +22,7 @@ from engine.errors import ArrayGPTError
 
 from backends import BACKENDS
 
+from .roofline import QUANTIZED
 from .runners import PEERS as RUNNER_PEERS
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -156,8 +157,9 @@ def check_values(table: dict, where: str = "") -> None:
             if not good:
                 want = f"an integer >= {least}" if kind is int else "a string"
                 raise ArrayGPTError(f"{where}{field} must be {want}{' or a list of them' if listable else ''}, got {v!r}")
-            if field in ("dtype", "weights") and v not in DTYPE_NAMES:
-                raise ArrayGPTError(f"{where}unknown {field} {v!r} (choose from {', '.join(DTYPE_NAMES)})")
+            known = DTYPE_NAMES + tuple(QUANTIZED) if field == "weights" else DTYPE_NAMES
+            if field in ("dtype", "weights") and v not in known:
+                raise ArrayGPTError(f"{where}unknown {field} {v!r} (choose from {', '.join(known)})")
             if field == "precision" and v not in PRECISIONS:
                 raise ArrayGPTError(f"{where}unknown precision {v!r} (choose from {', '.join(PRECISIONS)})")
 
@@ -195,7 +197,7 @@ def peer_runs(peer: str, device: str | None, dtype: str, precision: str, weights
               mesh: str | None = None) -> bool:
     """Whether a peer can run a scenario: peers run on one device; HF has no mixed mode (and tf32 only on a
     GPU); picoGPT runs one float32 sequence on the CPU; llama.cpp float32 arithmetic on the CPU, with
-    float32 or half-width weights."""
+    float32, half-width or Q8_0 weights."""
     if mesh:
         return False
     mixed = weights is not None and weights != dtype
@@ -243,6 +245,8 @@ def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict 
                 continue  # weights wider than the arithmetic reading them: a list product's empty corner
             if runner in PEERS and not peer_runs(runner, device, dtype, precision, weights, int(batch), mesh):
                 continue
+            if weights in QUANTIZED and runner not in PEERS:
+                continue  # a quantized format is a peer's own row (llama.cpp's Q8_0), never ours
             if mesh and runner not in PEERS and not (runner in BACKENDS and BACKENDS[runner].meshes):
                 continue  # only backends that split a model over a mesh get mesh rows
             scenarios.append(Scenario(group=spec.get("name", "group"), model=str(model), runner=runner,

@@ -79,7 +79,10 @@ def main(job_path: str) -> int:
         # float32 always: memory bandwidth does not depend on the dtype a library reads it with, and a
         # library's slow half-precision matrix x vector must show as a low % of the machine's ceiling, not
         # as a low ceiling (a bfloat16-only run once put jax-loop at 111%).
-        for dtype in dict.fromkeys(["float32"] + [s.get("weights") or s["dtype"] for s in scenarios]):
+        from .roofline import QUANTIZED
+        # a quantized format (a peer's Q8_0) has no product of ours to probe: its rows use float32's ceilings
+        for dtype in dict.fromkeys(["float32"] + [s.get("weights") or s["dtype"] for s in scenarios
+                                                  if s.get("weights") not in QUANTIZED]):
             key = product_key(dtype, precision)
             try:
                 emit(event="probe", key=key, dtype=dtype, precision=precision, device=probe_backend.device_name(),

@@ -50,7 +50,8 @@ def add_parser(sub):
     p.add_argument("--weights", type=str_list, default=None, metavar="LIST",
                    help="the dtypes the matrices are stored in (mixed precision: --dtypes float32 --weights "
                         "float32,bfloat16 gives a float32 row and a float32-with-bfloat16-weights row); weights "
-                        "wider than the dtype are skipped")
+                        "wider than the dtype are skipped; q8_0 is llama.cpp's 8-bit format, a row of its own "
+                        "that only --peer llamacpp runs")
     p.add_argument("--mesh", type=mesh_list, default=None, metavar="LIST",
                    help="device meshes for jax and jax-loop, ';'-separated, 'none' for one device: such as "
                         "'none;tp=2;dp=2,tp=4' (each its own row; on simulated CPU devices tokens/s says nothing "

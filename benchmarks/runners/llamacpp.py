@@ -3,9 +3,14 @@
 The scenario's checkpoint is converted to GGUF once (gguf_export.py): F32 for float32, F16 or BF16 for
 float32 arithmetic on half-width weights (llama.cpp computes in float32 whatever its weights' type, so
 its half types are our `--weights` rows). Our token ids go straight in (no tokenizer between), greedy.
-One prompt goes through llama-cpp-python's `Llama`; a batch of B prompts through llama.cpp's batch API
-(its low-level bindings): B sequences in one context, every step one llama_decode of B tokens, as
-llama.cpp serves parallel sequences. Threads are the cores the worker may use (all, or --threads).
+Every run goes through llama.cpp's batch API (llama-cpp-python's low-level bindings): B prompts are B
+sequences of one context, every step one llama_decode of B tokens, as llama.cpp serves parallel
+sequences (B = 1 is the plain case). Threads are the cores the worker may use (all, or --threads).
+
+Q8_0 (`--weights q8_0`) is llama.cpp's own 8-bit format: a numerics row of its own, never beside ours.
+It loads without llama.cpp's extra buffer types (use_extra_bufts off): with them, the AMX int8 and
+repacked Q8_0 kernels crashed (SIGSEGV in llama_decode) on this project's Xeon with AMX, on the tiny
+model and on 124M; its rows therefore measure llama.cpp's plain AVX-512 Q8_0 kernels.
 """
 
 from __future__ import annotations
@@ -17,14 +22,14 @@ import numpy as np
 
 from ..timing import fixed_prompts, run_repeats, summarize_run
 
-# the weights' dtype of a scenario -> the GGUF file type llama.cpp reads them from
-FILE_TYPE_OF = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+# the weights of a scenario -> the GGUF file type llama.cpp reads them from (q8_0: its own numerics row)
+FILE_TYPE_OF = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "q8_0": "Q8_0"}
 INSTALL_HINT = ("pip install 'arraygpt[peers]' (llama-cpp-python builds llama.cpp from source: about 10 "
                 "CPU-minutes, once; pip keeps the wheel)")
 
 
 def runs(dtype: str, precision: str, weights: str | None, batch: int, device: str | None) -> bool:
-    """Which scenarios the peer has: float32 arithmetic on the CPU, weights in float32 or a half type."""
+    """Which scenarios the peer has: float32 arithmetic on the CPU, weights in float32, a half type or Q8_0."""
     return (device in (None, "cpu") and dtype == "float32" and precision == "float32"
             and (weights or dtype) in FILE_TYPE_OF)
 
@@ -46,55 +51,25 @@ class LlamaCppRunner:
         from .gguf_export import ensure_gguf
         return ensure_gguf(resolve_model(spec).directory, file_type)
 
-    def model(self, spec: str, file_type: str, n_ctx: int, logits_all: bool = False):
-        key = (spec, file_type, n_ctx, logits_all)
+    def sequences(self, spec: str, weights: str, batch: int, n_ctx: int, n_batch: int) -> "Sequences":
+        """One model and context at a time (memory figures stay per model), reused while the key holds."""
+        key = (spec, weights, batch, n_ctx, n_batch)
         if key != self._key:
-            self._llm = None  # one model at a time: memory figures stay per model
-            path = self.gguf(spec, file_type)
-            # The KV cache in float32, as ours keeps it (llama.cpp's default is float16). Its logits stay
-            # 2.3e-4 of max |logit| from the float64 reference on the tiny model either way (2.6e-4 with a
-            # float16 cache): the error is its float16 GELU table, not the cache.
-            self._llm = self.llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                                             n_threads=self.threads, n_threads_batch=self.threads,
-                                             type_k=self.llama_cpp.GGML_TYPE_F32, type_v=self.llama_cpp.GGML_TYPE_F32,
-                                             logits_all=logits_all, verbose=False)
+            self._llm = None
+            file_type = FILE_TYPE_OF[weights]
+            self._llm = Sequences(self.llama_cpp, self.gguf(spec, file_type), batch, n_ctx, n_batch, self.threads,
+                                  extra_bufts=file_type != "Q8_0")
             self._key = key
         return self._llm
 
-    def last_logits(self, llm) -> np.ndarray:
-        """The logits of the last token evaluated (llama.cpp keeps only those without logits_all)."""
-        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
-
-    def run(self, llm, prompt: list[int], new_tokens: int, on_token) -> list[int]:
-        """Greedy: the prompt in one batch, then one token at a time, each chosen on the host."""
-        llm.reset()
-        llm.eval(prompt)
-        tokens = [int(np.argmax(self.last_logits(llm)))]
-        on_token()
-        for _ in range(new_tokens - 1):
-            llm.eval(tokens[-1:])
-            tokens.append(int(np.argmax(self.last_logits(llm))))
-            on_token()
-        return tokens
-
-    def scenario_model(self, scenario):
+    def scenario_model(self, scenario) -> "Sequences":
         n_ctx = -(-(scenario["prompt_len"] + scenario["new_tokens"]) // 64) * 64
-        file_type = FILE_TYPE_OF[scenario.get("weights") or scenario["dtype"]]
-        if scenario["batch"] > 1:
-            key = (scenario["model"], file_type, n_ctx, scenario["batch"], scenario["prompt_len"])
-            if key != self._key:
-                self._llm = None
-                self._llm = Parallel(self.llama_cpp, self.gguf(scenario["model"], file_type), scenario["batch"],
-                                     n_ctx, scenario["prompt_len"], self.threads)
-                self._key = key
-            return self._llm
-        return self.model(scenario["model"], file_type, n_ctx)
+        return self.sequences(scenario["model"], scenario.get("weights") or scenario["dtype"], scenario["batch"],
+                              n_ctx, scenario["batch"] * scenario["prompt_len"])
 
     def tokens(self, llm, scenario, on_token):
         prompts = fixed_prompts(scenario["batch"], scenario["prompt_len"], llm.n_vocab())
-        if scenario["batch"] > 1:
-            return llm.run(prompts, scenario["new_tokens"], on_token)
-        return self.run(llm, prompts[0], scenario["new_tokens"], on_token)
+        return llm.run(prompts, scenario["new_tokens"], on_token)
 
     def measure(self, scenario) -> dict:
         llm = self.scenario_model(scenario)
@@ -112,58 +87,76 @@ class LlamaCppRunner:
 
     def generate_ids(self, scenario) -> list:
         """The greedy ids of one run: a flat list for one prompt, a list per row for a batch."""
-        return self.tokens(self.scenario_model(scenario), scenario, lambda: None)
+        rows = self.tokens(self.scenario_model(scenario), scenario, lambda: None)
+        return rows[0] if scenario["batch"] == 1 else rows
 
     def parity_logits(self, spec, dtype, prompt, weights=None):
-        """Every position's logits of one prompt (a model with logits_all, made for this)."""
-        llm = self.model(spec, FILE_TYPE_OF[weights or dtype], -(-len(prompt[0]) // 64) * 64, logits_all=True)
-        llm.reset()
-        llm.eval(prompt[0])
-        return np.asarray(llm.scores[: len(prompt[0])], dtype=np.float64)[None]
+        """Every position's logits of one prompt, [1, T, V]."""
+        n_ctx = -(-len(prompt[0]) // 64) * 64
+        llm = self.sequences(spec, weights or dtype, 1, n_ctx, len(prompt[0]))
+        llm.clear()
+        return llm.logits(prompt[0])[None]
 
 
-class Parallel:
+class Sequences:
     """B prompts as B sequences of one llama.cpp context (n_seq_max = B, a KV cache of n_ctx cells each,
     float32 like ours): the prompts in one llama_decode, then each step one llama_decode of the B new
     tokens, every row's logits read and its token chosen on the host."""
 
-    def __init__(self, lib, path, batch: int, n_ctx: int, prompt_len: int, threads: int):
+    def __init__(self, lib, path, batch: int, n_ctx: int, n_batch: int, threads: int, extra_bufts: bool = True):
         self.lib, self.batch = lib, batch
-        self.model_ptr = lib.llama_model_load_from_file(str(path).encode(), lib.llama_model_default_params())
+        model_params = lib.llama_model_default_params()
+        model_params.use_extra_bufts = extra_bufts
+        self.model_ptr = lib.llama_model_load_from_file(str(path).encode(), model_params)
         if not self.model_ptr:
             raise RuntimeError(f"llama.cpp could not load {path}")
         params = lib.llama_context_default_params()
         params.n_ctx, params.n_seq_max = batch * n_ctx, batch
-        params.n_batch = params.n_ubatch = batch * prompt_len
+        params.n_batch = params.n_ubatch = n_batch
         params.n_threads = params.n_threads_batch = threads
         params.type_k = params.type_v = lib.GGML_TYPE_F32
         self.ctx = lib.llama_init_from_model(self.model_ptr, params)
         if not self.ctx:
             raise RuntimeError(f"llama.cpp could not make a context of {batch} x {n_ctx} tokens")
         self._vocab = lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(self.model_ptr))
-        self._batch = lib.llama_batch_init(batch * prompt_len, 0, 1)
+        self._batch = lib.llama_batch_init(n_batch, 0, 1)
 
     def n_vocab(self) -> int:
         return self._vocab
 
-    def decode(self, rows: list[list[int]], start: int) -> list[int]:
-        """Each row's tokens at positions start.. of its own sequence; the greedy next token of each row."""
+    def clear(self) -> None:
+        self.lib.llama_memory_clear(self.lib.llama_get_memory(self.ctx), True)
+
+    def _decode(self, rows: list[list[int]], start: int, every: bool = False) -> None:
+        """Each row's tokens at positions start.. of its own sequence; logits kept for each row's last
+        token (every: for every token)."""
         b, i = self._batch, 0
         for seq, tokens in enumerate(rows):
             for offset, token in enumerate(tokens):
                 b.token[i], b.pos[i], b.n_seq_id[i] = token, start + offset, 1
                 b.seq_id[i][0] = seq
-                b.logits[i] = offset == len(tokens) - 1
+                b.logits[i] = every or offset == len(tokens) - 1
                 i += 1
         b.n_tokens = i
         if self.lib.llama_decode(self.ctx, b) != 0:
             raise RuntimeError("llama_decode failed")
+
+    def _row_logits(self, j: int) -> np.ndarray:
+        return np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.ctx, j), shape=(self._vocab,))
+
+    def decode(self, rows: list[list[int]], start: int) -> list[int]:
+        """The greedy next token of each row after its tokens at positions start.."""
+        self._decode(rows, start)
         last = [sum(len(r) for r in rows[: seq + 1]) - 1 for seq in range(len(rows))]
-        return [int(np.argmax(np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.ctx, j), shape=(self._vocab,))))
-                for j in last]
+        return [int(np.argmax(self._row_logits(j))) for j in last]
+
+    def logits(self, tokens: list[int]) -> np.ndarray:
+        """[T, V] float64: every position's logits of one sequence from position 0 (a cleared context)."""
+        self._decode([tokens], 0, every=True)
+        return np.stack([self._row_logits(j) for j in range(len(tokens))]).astype(np.float64)
 
     def run(self, prompts: list[list[int]], new_tokens: int, on_token) -> list[list[int]]:
-        self.lib.llama_memory_clear(self.lib.llama_get_memory(self.ctx), True)
+        self.clear()
         out = [[t] for t in self.decode(prompts, 0)]
         on_token()
         for step in range(new_tokens - 1):

@@ -15,6 +15,7 @@ import pytest
 from arraygpt.cli import main
 from backends import get_backend, usable_backends
 from benchmarks.scenarios import available_suites, expand, load_suite
+from engine.errors import ArrayGPTError
 from helpers import interruptible
 
 TINY = ["--models", "tiny", "--batch-sizes", "1", "--prompt-lens", "8", "--new-tokens", "16", "--warmup", "1"]
@@ -168,6 +169,14 @@ def test_interrupted_run_keeps_what_finished(tmp_path):
     assert b"Traceback" not in err
 
 
+def test_q8_0_is_a_weights_format_for_the_llamacpp_peer_only():
+    suite = load_suite("ci")
+    rows = expand(suite, [("numpy", None), ("jax", None)], {"weights": ["q8_0"]}, peers=["llamacpp", "hf"])
+    assert rows and {s.runner for s in rows} == {"llamacpp"}  # not ours, not HF's
+    with pytest.raises(ArrayGPTError, match="unknown dtype 'q8_0'"):
+        expand(suite, [("numpy", None)], {"dtype": ["q8_0"]})  # a storage format, not an arithmetic
+
+
 def test_shipped_suites_expand():
     for name in available_suites():
         scenarios = expand(load_suite(name), [("numpy", None)])
@@ -176,6 +185,8 @@ def test_shipped_suites_expand():
     assert {s.runner for s in quick} == {"numpy", "jax", "hf", "hf-static", "picogpt", "llamacpp", "ort"}
     assert {s.batch for s in quick if s.runner == "llamacpp"} == {1, 8}  # b8: parallel sequences
     assert all(s.batch == 1 for s in quick if s.runner == "picogpt")
+    # llama.cpp's Q8_0 is a row of its own: no backend of ours is given it
+    assert {(s.runner, s.numerics) for s in quick if s.weights == "q8_0"} == {("llamacpp", "float32+q8_0-weights")}
     overridden = expand(load_suite("quick"), [("numpy", None)], {"batch": [2, 4], "model": ["tiny"]}, peers=[])
     assert {s.model for s in overridden} == {"tiny"}
     # --batch-sizes reshapes the decode groups; the prefill groups keep their batch unless asked

@@ -27,6 +27,8 @@ def test_mixed_floor_counts_the_stored_bytes():
     config = PRESETS["tiny"]
     assert decode_bytes_per_step(config, "float32", 1, 0) == 4 * (matrices + rest + one_position)
     assert decode_bytes_per_step(config, "float32", 1, 0, "bfloat16") == 2 * matrices + 4 * (rest + one_position)
+    # llama.cpp's Q8_0: a block of 32 weights is 32 int8 and one float16 scale
+    assert decode_bytes_per_step(config, "float32", 1, 0, "q8_0") == 34 / 32 * matrices + 4 * (rest + one_position)
 
 
 def test_a_mixed_row_and_a_float32_row_stay_apart(tmp_path):
