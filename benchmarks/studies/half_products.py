@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from ..validity import MachineLoad
+
 # 124M: (n_out, n_in) of one layer's four matrices, then the tied embedding read by the logits
 LAYER = ((2304, 768), (768, 768), (3072, 768), (768, 3072))
 N_LAYER, WTE = 12, (50257, 768)
@@ -177,10 +179,11 @@ def measure_one(name: str, batch: int, scale: str, sweeps: int) -> dict:
     for _ in range(2):
         sweep(xs)
     times = []
-    for _ in range(sweeps):
-        start = time.perf_counter()
-        sweep(xs)
-        times.append(time.perf_counter() - start)
+    with MachineLoad() as load:  # what else ran meanwhile: a disturbed way is marked, not hidden
+        for _ in range(sweeps):
+            start = time.perf_counter()
+            sweep(xs)
+            times.append(time.perf_counter() - start)
     error = 0.0
     for w, x, y in zip(matrices, xs_host, first):
         # the exact product of the half-rounded weights with x (x rounded too where the way rounds it)
@@ -194,7 +197,7 @@ def measure_one(name: str, batch: int, scale: str, sweeps: int) -> dict:
             "flags": way.flags, "compiled": way.compiled, "batch": batch, "scale": scale,
             "weight_bytes": weight_bytes, "median_ms": median * 1e3, "best_ms": min(times) * 1e3,
             "gb_s": weight_bytes / median / 1e9, "first_call_s": first_s, "rel_error": error,
-            "threads": len(os.sched_getaffinity(0))}
+            "threads": len(os.sched_getaffinity(0)), "load": load.record}
 
 
 def run_child(name: str, batch: int, scale: str, sweeps: int, timeout: float = 600) -> dict:
@@ -214,6 +217,18 @@ def run_child(name: str, batch: int, scale: str, sweeps: int, timeout: float = 6
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def disturbance(row: dict) -> str:
+    """'steal 21%' or 'other load 0.4 cores' where the machine took a share of the way's time (the bench's
+    validity limits: 10% steal, 0.25 cores), else ''."""
+    load = row.get("load", {})
+    said = []
+    if load.get("steal", 0) > 0.10:
+        said.append(f"steal {load['steal']:.0%}")
+    if load.get("other_cores", 0) > 0.25:
+        said.append(f"other load {load['other_cores']:.2f} cores")
+    return "disturbed: " + ", ".join(said) if said else ""
+
+
 def table(rows: list[dict]) -> str:
     lines = [f"{'way':28} {'B':>2} {'median ms':>10} {'GB/s':>6} {'compile s':>9} {'rel err':>8}  note"]
     for r in rows:
@@ -221,7 +236,7 @@ def table(rows: list[dict]) -> str:
             lines.append(f"{r['way']:28} {r['batch']:>2} {'-':>10} {'-':>6} {'-':>9} {'-':>8}  failed: {r['error']}")
             continue
         lines.append(f"{r['way']:28} {r['batch']:>2} {r['median_ms']:10.2f} {r['gb_s']:6.1f} {r['first_call_s']:9.2f} "
-                     f"{r['rel_error']:8.1e}  {WAYS[r['way']].note}")
+                     f"{r['rel_error']:8.1e}  {'; '.join(filter(None, [disturbance(r), WAYS[r['way']].note]))}")
     return "\n".join(lines)
 
 
