@@ -21,11 +21,17 @@ def weight_bytes(weights: str) -> float:
     return QUANTIZED[weights] if weights in QUANTIZED else ITEMSIZE[weights]
 
 
+def matrix_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """The weight products' matrices, as the checkpoint stores them: the four linear weights of each block
+    (HF's Conv1D, [n_in, n_out]) and wte ([V, C], the tied logits)."""
+    return {name: shape for name, shape in expected_shapes(config).items()
+            if name == "wte.weight" or (name.endswith(".weight") and len(shape) == 2 and name.startswith("h."))}
+
+
 def matrix_params(config: GPTConfig) -> int:
-    """Parameters of the weight products: the four linear weights of each block and wte (tied logits).
-    A mixed-precision run stores these in the weights' dtype; everything else stays in the dtype."""
-    return sum(math.prod(shape) for name, shape in expected_shapes(config).items()
-               if name == "wte.weight" or (name.endswith(".weight") and len(shape) == 2 and name.startswith("h.")))
+    """Parameters of the weight products. A mixed-precision run stores these in the weights' dtype;
+    everything else stays in the dtype."""
+    return sum(math.prod(shape) for shape in matrix_shapes(config).values())
 
 
 def decode_bytes_per_step(config: GPTConfig, dtype: str, batch: int, context: float, weights: str | None = None) -> float:

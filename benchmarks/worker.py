@@ -74,12 +74,11 @@ def main(job_path: str) -> int:
                       "ci_budget_s": job.get("ci_budget_s", 60.0)} for s in job["scenarios"]]
     precision = job.get("precision", "float32")
     if job.get("roofline"):
-        from .roofline import probe
+        from .roofline import QUANTIZED, probe
         from .scenarios import product_key
         # float32 always: memory bandwidth does not depend on the dtype a library reads it with, and a
         # library's slow half-precision matrix x vector must show as a low % of the machine's ceiling, not
         # as a low ceiling (a bfloat16-only run once put jax-loop at 111%).
-        from .roofline import QUANTIZED
         # a quantized format (a peer's Q8_0) has no product of ours to probe: its rows use float32's ceilings
         for dtype in dict.fromkeys(["float32"] + [s.get("weights") or s["dtype"] for s in scenarios
                                                   if s.get("weights") not in QUANTIZED]):

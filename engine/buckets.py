@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from .prompts import positions_needed
+
 STEP = 64
 
 
@@ -40,7 +42,6 @@ class Bucket:
     def exact(cls, prompt_len: int, decode_steps: int) -> "Bucket":
         """A call's own shapes: the prompt, its slots and every decode step's (the last new token is made,
         never written to the cache)."""
-        from .prompts import positions_needed
         return cls(prompt_len, positions_needed(prompt_len, decode_steps + 1), decode_steps)
 
     @classmethod
@@ -48,6 +49,5 @@ class Bucket:
         """The bucket of a call: a prompt of prompt_len, decode_steps tokens after the prefill's, in a model
         of `context` positions (a bucket past the context is cut back to it, or to what the call needs)."""
         prompt = min(bucket(prompt_len), max(prompt_len, context))
-        from .prompts import positions_needed
         needed = positions_needed(prompt, decode_steps + 1)
         return cls(prompt, max(min(bucket(needed), context), needed), bucket(decode_steps) if decode_steps else 0)

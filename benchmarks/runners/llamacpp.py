@@ -104,7 +104,7 @@ class Sequences:
     tokens, every row's logits read and its token chosen on the host."""
 
     def __init__(self, lib, path, batch: int, n_ctx: int, n_batch: int, threads: int, extra_bufts: bool = True):
-        self.lib, self.batch = lib, batch
+        self.lib = lib
         model_params = lib.llama_model_default_params()
         model_params.use_extra_bufts = extra_bufts
         self.model_ptr = lib.llama_model_load_from_file(str(path).encode(), model_params)

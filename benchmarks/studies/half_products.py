@@ -24,11 +24,16 @@ import time
 
 import numpy as np
 
+from engine.config import ITEMSIZE, PRESETS
+from engine.errors import ArrayGPTError
+
+from ..environment import environment
+from ..jsonio import write_json_atomic
+from ..outputs import check_json_output
+from ..roofline import matrix_shapes
 from ..validity import MachineLoad
 
-# 124M: (n_out, n_in) of one layer's four matrices, then the tied embedding read by the logits
-LAYER = ((2304, 768), (768, 768), (3072, 768), (768, 3072))
-N_LAYER, WTE = 12, (50257, 768)
+KIND = "arraygpt-study"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,13 +82,15 @@ WAYS = {
 
 
 def shapes(scale: str) -> list[tuple[int, int]]:
-    """124M's matrices ('full'), or an eighth of each side ('tiny', for tests)."""
-    full = [s for _ in range(N_LAYER) for s in LAYER] + [WTE]
+    """124M's weight matrices as the engine holds them, [n_out, n_in] ('full'), or the first five with an
+    eighth of each side ('tiny', for tests)."""
+    full = [shape if name == "wte.weight" else shape[::-1]  # HF's Conv1D stores [n_in, n_out]
+            for name, shape in matrix_shapes(PRESETS["124M"]).items()]
     return full if scale == "full" else [(max(n // 8, 8), max(k // 8, 8)) for n, k in full[:5]]
 
 
 def host_matrices(scale: str, dtype: str, seed: int = 0) -> list[np.ndarray]:
-    """float32 matrices of the weights' values: rounded to dtype (through torch-free bit tricks) and back."""
+    """float32 matrices of the weights' values: rounded to dtype and back."""
     rng = np.random.default_rng(seed)
     out = []
     for n, k in shapes(scale):
@@ -102,7 +109,7 @@ def round_to(w: np.ndarray, dtype: str) -> np.ndarray:
     return w
 
 
-def sweep_fn(way: Way, weights: list, batch: int):
+def sweep_fn(way: Way, weights: list):
     """One sweep of way over weights: every product's [batch, n_out] result."""
     if way.library == "numpy":
         return lambda xs: [(w @ x.T).T for w, x in zip(weights, xs)]
@@ -172,7 +179,7 @@ def measure_one(name: str, batch: int, scale: str, sweeps: int) -> dict:
     xs_host = [rng.standard_normal((batch, k), dtype=np.float32) for _, k in shapes(scale)]
     weights = to_library(way, matrices, way.weights)
     xs = to_library(way, xs_host, "float32")
-    sweep = sweep_fn(way, weights, batch)
+    sweep = sweep_fn(way, weights)
     start = time.perf_counter()
     first = sweep(xs)
     first_s = time.perf_counter() - start
@@ -189,9 +196,9 @@ def measure_one(name: str, batch: int, scale: str, sweeps: int) -> dict:
         # the exact product of the half-rounded weights with x (x rounded too where the way rounds it)
         xr = round_to(x, way.weights) if way.product in ("engine", "f32acc", "linear") else x
         exact = xr.astype(np.float64) @ w.astype(np.float64).T
-        got = np.asarray(y.float() if hasattr(y, "float") and not isinstance(y, np.ndarray) else y, dtype=np.float64)
+        got = np.asarray(y, dtype=np.float64)  # every way's result is float32 in host memory
         error = max(error, float(np.abs(got - exact).max() / np.abs(exact).max()))
-    weight_bytes = sum(n * k for n, k in shapes(scale)) * np.dtype(np.float32 if way.weights == "float32" else np.float16).itemsize
+    weight_bytes = sum(n * k for n, k in shapes(scale)) * ITEMSIZE[way.weights]
     median = statistics.median(times)
     return {"way": name, "library": way.library, "weights": way.weights, "product": way.product,
             "flags": way.flags, "compiled": way.compiled, "batch": batch, "scale": scale,
@@ -244,22 +251,27 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.half_products", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ways", default=",".join(WAYS), help="comma-separated ways (default: all): " + ", ".join(WAYS))
-    parser.add_argument("--batch", default="1,8", help="activation rows, comma-separated (default 1,8)")
+    parser.add_argument("--batch", type=batches, default="1,8", help="activation rows, comma-separated (default 1,8)")
     parser.add_argument("--scale", choices=("full", "tiny"), default="full", help="124M's matrices, or tiny ones (tests)")
     parser.add_argument("--sweeps", type=int, default=20, help="timed sweeps per way (default 20)")
     parser.add_argument("--rounds", type=int, default=1, help="run every way this many times, order reversed each round")
-    parser.add_argument("--json", help="write the rows here as JSON")
+    parser.add_argument("--json", help="write the rows here as JSON (a new path, or an earlier study's with --force)")
+    parser.add_argument("--force", action="store_true", help="replace the earlier study at --json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(measure_one(args.child, int(args.batch), args.scale, args.sweeps)))
+        print(json.dumps(measure_one(args.child, args.batch[0], args.scale, args.sweeps)))
         return 0
     names = [n for n in args.ways.split(",") if n]
     unknown = [n for n in names if n not in WAYS]
     if unknown:
         parser.error(f"unknown way(s) {', '.join(unknown)} (known: {', '.join(WAYS)})")
-    batches = [int(b) for b in args.batch.split(",")]
-    jobs = [(n, b) for b in batches for n in names]
+    if args.json:
+        try:  # before any work: never overwrite a file this study did not write
+            check_json_output(args.json, KIND, replace=args.force)
+        except ArrayGPTError as err:
+            parser.error(str(err))
+    jobs = [(n, b) for b in args.batch for n in names]
     rows = []
     for round_ in range(args.rounds):
         for i, (name, batch) in enumerate(jobs if round_ % 2 == 0 else jobs[::-1]):
@@ -268,18 +280,17 @@ def main(argv=None) -> int:
     rows.sort(key=lambda r: (r["batch"], names.index(r["way"]), r["round"]))
     print(table(rows))
     if args.json:
-        doc = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "rows": rows}
-        with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1)
+        write_json_atomic(args.json, {"kind": KIND, "study": "half_products", "date": time.strftime("%Y-%m-%d %H:%M"),
+                                      "environment": environment(), "rows": rows})
     return 0 if all("error" not in r for r in rows) else 1
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
+def batches(text: str) -> list[int]:
+    """'1,8' -> [1, 8]; argparse turns the ValueError into a one-line usage error."""
+    values = [int(b) for b in text.split(",") if b]
+    if not values or min(values) < 1:
+        raise ValueError(text)
+    return values
 
 
 if __name__ == "__main__":

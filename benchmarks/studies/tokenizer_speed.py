@@ -14,10 +14,12 @@ import pkgutil
 import statistics
 import time
 
+from engine.errors import ArrayGPTError
 from engine.tokenizer import END_OF_TEXT, GPT2_PATTERN, GPT2_RANKS_FILE, Tokenizer
 
 from ..environment import environment
 from ..jsonio import write_json_atomic
+from ..outputs import check_json_output
 
 
 def english_corpus(target_bytes: int = 1_000_000) -> str:
@@ -54,6 +56,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
+    if args.json:
+        try:  # before any work: an earlier figure file of this study may be replaced, no other file
+            check_json_output(args.json, "arraygpt-tokenizer-speed", replace=True)
+        except ArrayGPTError as err:
+            parser.error(str(err))
     text = english_corpus()
     megabytes = len(text.encode()) / 1e6
     import tiktoken

@@ -27,15 +27,34 @@ def test_each_way_computes_the_products_it_times(tmp_path):
             or r["product"] == "linear" else 1e-5
         assert r["rel_error"] < limit, r
         assert r["gb_s"] > 0 and r["weight_bytes"] > 0
+    with pytest.raises(SystemExit):  # the study's own earlier file is replaced only with --force
+        main(["--scale", "tiny", "--ways", "numpy-f32", "--json", str(out)])
+    assert main(["--scale", "tiny", "--sweeps", "1", "--batch", "1", "--ways", "numpy-f32", "--json", str(out),
+                 "--force"]) == 0
+    assert [r["way"] for r in json.loads(out.read_text())["rows"]] == ["numpy-f32"]
 
 
-def test_bfloat16_rounding_is_to_nearest_even():
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_rounding_is_torchs(dtype):
+    """The weights' values rounded to a half type as torch rounds them (nearest, ties to even), ties included."""
     import numpy as np
-    x = np.array([1.0, 1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8, 1.0 + 2 ** -9], dtype=np.float32)
-    # 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1); 1 + 3 * 2^-8 up to 1 + 2^-6
-    assert round_to(x, "bfloat16").tolist() == [1.0, 1.0, 1.0 + 2 ** -6, 1.0]
+    import torch
+    x = np.random.default_rng(0).standard_normal(10_000, dtype=np.float32)
+    x = np.concatenate([x, np.array([1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -11, 1 + 3 * 2 ** -11], np.float32)])
+    want = torch.from_numpy(x).to(getattr(torch, dtype)).float().numpy()
+    assert np.array_equal(round_to(x, dtype), want)
 
 
-def test_an_unknown_way_is_one_line():
+def test_a_wrong_option_is_one_line_and_writes_nothing(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--ways", "jax-bf17"])
+    assert "unknown way(s) jax-bf17" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--batch", "1,x"])
+    assert "invalid batches value" in capsys.readouterr().err
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"a user\'s": "file"}')
+    with pytest.raises(SystemExit):  # refused before any way runs, the file left as it was
+        main(["--ways", "numpy-f32", "--scale", "tiny", "--json", str(mine)])
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert mine.read_text() == '{"a user\'s": "file"}'
