@@ -57,6 +57,7 @@ class ArrayBackend:
     compiles_loop = False  # True: the model runs its whole decode loop through fori_loop in one call
     records_steps = False  # True: the model replays record(recordable_step) per token (CUDA graphs)
     mesh_label = None      # 'dp=2,tp=4' for an adapter that split the model over a device mesh
+    product = None         # x @ w.T as the engine computes it (engine.gpt2.times_transposed)
 
     def dtype(self, name: str):
         if name not in DTYPE_NAMES:

@@ -1,4 +1,5 @@
-"""PyTorch (CPU or CUDA) through array_api_compat's torch namespace. Eager: no compilation."""
+"""PyTorch (CPU or CUDA) through array_api_compat's torch namespace. Eager: no compilation of the step;
+on the CPU, one-row products with bfloat16 weights run a compiled fused reduction (torch_products.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from .torch_tf32 import set_cuda_tf32
 
 import torch  # noqa: E402  (an ImportError here tells the registry that torch is missing)
 from array_api_compat import torch as xp  # noqa: E402
+
+from .torch_products import BfloatRowProduct  # noqa: E402
 
 
 class TorchBackend(ArrayBackend):
@@ -34,6 +37,8 @@ class TorchBackend(ArrayBackend):
         self.precision = check_precision("torch", precision, tf32_here=self.device.type == "cuda",
                                          where=str(self.device))
         torch.set_grad_enabled(False)  # inference only: no autograd graph per op
+        # CUDA keeps the engine's products: the reduction was measured on CPUs only.
+        self.product = BfloatRowProduct() if self.device.type == "cpu" else None
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         """Eager: fn itself, except on CUDA, where each call sets the float32 matmul mode (a process-wide

@@ -13,31 +13,21 @@ Mixed precision: the matrices (linear weights and wte) may be stored narrower th
 (bfloat16 weights, float32 everything else). A product then reads its input cast to the weights' dtype
 and its result is widened back (cast()); LayerNorm, softmax, GELU, the residual stream, the KV cache and
 the logits keep the activations' dtype. With equal dtypes cast() is the array itself.
+
+Every matrix product with a weight goes through hp.product, times_transposed unless the backend declares
+its own (Backend.product): the one place an adapter may choose how a library computes x @ w.T, such as
+torch's fused reduction for bfloat16 weights on the CPU (backends/torch_products.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Callable
 
 from array_api_compat import device as device_of
 
 from .namespace import array_namespace
-
-
-@dataclasses.dataclass(frozen=True)
-class Hyper:
-    """What the forward pass needs beside the weights (whose shapes give the rest): static numbers, so
-    a compiler traces them in. attn_scales: each layer's factor on q (1/sqrt(D) for GPT-2)."""
-
-    head_dim: int
-    eps: float
-    n_vocab: int
-    attn_scales: tuple[float, ...]
-
-    @classmethod
-    def of(cls, config) -> "Hyper":  # an engine.config.GPTConfig
-        return cls(config.head_dim, config.layer_norm_epsilon, config.vocab_size, config.attn_scales)
 
 
 def gelu(x):  # [...] -> [...]
@@ -63,22 +53,23 @@ def cast(x, dtype):  # [...] -> [...] in dtype; x itself when it already is
     return x if x.dtype == dtype else array_namespace(x).astype(x, dtype)
 
 
-def times_transposed(x, w):  # [N, n_in], [n_out, n_in] -> [N, n_out]
+def times_transposed(x, w):  # [N, n_in], [n_out, n_in] -> [N, n_out] in x's dtype
     """x @ w.T, computed as (w @ x.T).T so that XLA reads w in its stored layout: as x @ w.T, XLA
-    materializes w.T at every call (a transpose and a copy of the weight; NOTES.md change 1)."""
-    return (w @ x.T).T
+    materializes w.T at every call (a transpose and a copy of the weight; NOTES.md change 1). With
+    narrower weights x is cast to their dtype and the result widened back."""
+    return cast((w @ cast(x, w.dtype).T).T, x.dtype)
 
 
-def linear(x, w, b):  # [B, T, n_in], [n_out, n_in], [n_out] -> [B, T, n_out]
+def linear(x, w, b, product=times_transposed):  # [B, T, n_in], [n_out, n_in], [n_out] -> [B, T, n_out]
     xp = array_namespace(x)
     *lead, n_in = x.shape
     # One 2-D matmul over all rows: BLAS runs it as one GEMM instead of one per batch row.
-    y = cast(times_transposed(cast(xp.reshape(x, (-1, n_in)), w.dtype), w), x.dtype) + b
+    y = product(xp.reshape(x, (-1, n_in)), w) + b
     return xp.reshape(y, (*lead, w.shape[0]))
 
 
-def ffn(x, c_fc, c_proj):  # [B, T, C] -> [B, T, C]
-    return linear(gelu(linear(x, **c_fc)), **c_proj)
+def ffn(x, c_fc, c_proj, product=times_transposed):  # [B, T, C] -> [B, T, C]
+    return linear(gelu(linear(x, **c_fc, product=product)), **c_proj, product=product)
 
 
 def split_qkv(qkv, head_dim):  # [B, T, 3C] head-major -> q, k, v, each [B, H, T, D]
@@ -125,8 +116,9 @@ def attention_with_cache(q, k, v, k_cache, v_cache, visible, scale):
     return weights[..., :n_cached] @ v_cache + weights[..., n_cached:] @ v
 
 
-def mha(x, c_attn, c_proj, head_dim, scale, mask, kv_cache=None):  # [B, T, C] -> [B, T, C], and the new (k, v)
-    q, k, v = split_qkv(linear(x, **c_attn), head_dim)  # 3 x [B, H, T, D]
+def mha(x, c_attn, c_proj, head_dim, scale, mask, kv_cache=None, product=times_transposed):
+    # [B, T, C] -> [B, T, C], and the new (k, v)
+    q, k, v = split_qkv(linear(x, **c_attn, product=product), head_dim)  # 3 x [B, H, T, D]
     if kv_cache is None:
         out = attention(q, k, v, mask, scale)
     else:
@@ -135,15 +127,15 @@ def mha(x, c_attn, c_proj, head_dim, scale, mask, kv_cache=None):  # [B, T, C] -
         if n_slots < k_cache.shape[2]:  # eager backends attend to the written slots only
             k_cache, v_cache = k_cache[:, :, :n_slots, :], v_cache[:, :, :n_slots, :]  # [B, H, S, D]
         out = attention_with_cache(q, k, v, k_cache, v_cache, mask, scale)
-    return linear(merge_heads(out), **c_proj), (k, v)
+    return linear(merge_heads(out), **c_proj, product=product), (k, v)
 
 
-def transformer_block(x, mlp, attn, ln_1, ln_2, head_dim, scale, eps, mask, kv_cache=None):
+def transformer_block(x, mlp, attn, ln_1, ln_2, head_dim, scale, eps, mask, kv_cache=None, product=times_transposed):
     # [B, T, C] -> [B, T, C], and this layer's new (k, v)
     a, new_kv = mha(layer_norm(x, **ln_1, eps=eps), **attn, head_dim=head_dim, scale=scale, mask=mask,
-                    kv_cache=kv_cache)
+                    kv_cache=kv_cache, product=product)
     x = x + a
-    x = x + ffn(layer_norm(x, **ln_2, eps=eps), **mlp)
+    x = x + ffn(layer_norm(x, **ln_2, eps=eps), **mlp, product=product)
     return x, new_kv
 
 
@@ -155,14 +147,33 @@ def embed(ids, positions, wte, wpe):  # [B, T] token ids, [B, T] positions -> [B
     return xp.reshape(rows, (B, T, wte.shape[1]))
 
 
-def lm_logits(x, head, n_vocab):  # [B, T, C], [V', C] (wte, or an untied lm_head) -> [B, T, V] in x's dtype
+def lm_logits(x, head, n_vocab, product=times_transposed):
+    # [B, T, C], [V', C] (wte, or an untied lm_head) -> [B, T, V] in x's dtype
     xp = array_namespace(x)
     B, T, C = x.shape
     # The 154 MB table read in its stored layout: 3 ms per 124M step on JAX (NOTES.md change 1).
-    logits = times_transposed(cast(xp.reshape(x, (B * T, C)), head.dtype), head)  # [B*T, V']
+    logits = product(xp.reshape(x, (B * T, C)), head)  # [B*T, V']
     if head.shape[0] > n_vocab:  # a table padded to whole shards: its extra rows are not words
         logits = logits[:, :n_vocab]
-    return xp.reshape(cast(logits, x.dtype), (B, T, n_vocab))
+    return xp.reshape(logits, (B, T, n_vocab))
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyper:
+    """What the forward pass needs beside the weights (whose shapes give the rest): static numbers, so
+    a compiler traces them in. attn_scales: each layer's factor on q (1/sqrt(D) for GPT-2); product: how
+    x @ w.T is computed (times_transposed, or the backend's own)."""
+
+    head_dim: int
+    eps: float
+    n_vocab: int
+    attn_scales: tuple[float, ...]
+    product: Callable = times_transposed
+
+    @classmethod
+    def of(cls, config, product: Callable | None = None) -> "Hyper":  # an engine.config.GPTConfig
+        return cls(config.head_dim, config.layer_norm_epsilon, config.vocab_size, config.attn_scales,
+                   product or times_transposed)
 
 
 def gpt2(params, ids, positions, mask, hp: Hyper, kv_cache=None, last_only=False):
@@ -177,12 +188,13 @@ def gpt2(params, ids, positions, mask, hp: Hyper, kv_cache=None, last_only=False
     new_kv = []
     for i, block in enumerate(params["blocks"]):
         x, layer_kv = transformer_block(x, **block, head_dim=hp.head_dim, scale=hp.attn_scales[i], eps=hp.eps,
-                                        mask=mask, kv_cache=None if kv_cache is None else kv_cache[i])
+                                        mask=mask, kv_cache=None if kv_cache is None else kv_cache[i],
+                                        product=hp.product)
         new_kv.append(layer_kv)
     if last_only:
         x = x[:, -1:, :]  # generation needs the last position only: skips most of the vocab projection
     x = layer_norm(x, **params["ln_f"], eps=hp.eps)
-    return lm_logits(x, params.get("lm_head", params["wte"]), hp.n_vocab), new_kv
+    return lm_logits(x, params.get("lm_head", params["wte"]), hp.n_vocab, hp.product), new_kv
 
 
 # Masks and positions for left-padded batches. A prompt shorter than the longest is padded on the

@@ -35,6 +35,9 @@ class Backend(Protocol):
     compiles_loop: bool  # True: the whole decode loop runs through fori_loop in one compiled call
     records_steps: bool  # True: the decode step is recorded once (a CUDA graph) and replayed per token
     mesh_label: str | None  # 'dp=2,tp=4' when the model is split over a device mesh, else None
+    # How x [N, n_in] @ w.T ([n_out, n_in] weights) -> [N, n_out] in x's dtype is computed, where the adapter
+    # chooses (a library's faster kernel for some dtypes); None: the engine's gpt2.times_transposed.
+    product: Callable | None
 
     def dtype(self, name: str) -> Any:
         """The namespace's dtype for 'float32', 'float16', ...; raises if the library lacks it."""

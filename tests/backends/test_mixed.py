@@ -96,3 +96,69 @@ def test_mixed_greedy_tokens_equal_float32_where_the_margins_are_wide(small_chec
         checked += 1
         assert mixed.generate(prompt, max_new_tokens=8) == tokens, (seed, margins.min(), error)
     assert checked >= 5, f"only {checked} prompts had margins above twice the error"
+
+
+def cxx_or_skip():
+    import shutil
+    if not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        pytest.skip("no C++ compiler here: torch.compile (Inductor) cannot build CPU kernels")
+
+
+def test_torch_cpu_reads_bfloat16_rows_through_a_float32_reduction():
+    """The torch adapter's own product (backends/torch_products.py): one float32 row times bfloat16
+    weights accumulates in float32 without rounding the row to bfloat16, so it is within float32's error
+    of the float64 product of the same (bfloat16) weights, and closer than the engine's formula, which
+    rounds the row; several rows are the engine's formula exactly."""
+    import torch
+    from engine.gpt2 import times_transposed
+    cxx_or_skip()
+    product = backend_or_skip("torch").product
+    rng = np.random.default_rng(3)
+    w = torch.from_numpy(rng.normal(size=(2304, 768)).astype(np.float32)).to(torch.bfloat16)
+    x = torch.from_numpy(rng.normal(size=(1, 768)).astype(np.float32))
+    want = w.double().numpy() @ x.double().numpy()[0]
+    got = product(x, w)
+    assert product.failed is None
+    assert got.shape == (1, 2304) and got.dtype == torch.float32
+    error = np.abs(got.double().numpy()[0] - want).max() / np.abs(want).max()
+    engine_error = np.abs(times_transposed(x, w).double().numpy()[0] - want).max() / np.abs(want).max()
+    assert error < 1e-5 < engine_error
+    rows = torch.from_numpy(rng.normal(size=(3, 768)).astype(np.float32))
+    assert torch.equal(product(rows, w), times_transposed(rows, w))
+
+
+def test_torch_bfloat16_decoding_through_the_reduction_matches_float64(small_checkpoint):
+    """Batch 1, one token at a time: every product is the adapter's reduction."""
+    cxx_or_skip()
+    ids = [[7]]
+    reference = np.asarray(load_model(small_checkpoint, backend="numpy", dtype="float64").logits(ids))
+    model = load_model(small_checkpoint, backend=backend_or_skip("torch"), weights="bfloat16")
+    assert relative_error(model, ids, reference) <= TOLERANCE["float32+bfloat16-weights"]
+    assert model.backend.product.failed is None
+
+
+def test_torch_without_a_compiler_falls_back_to_eager_with_one_warning(tmp_path):
+    """Where Inductor cannot build its kernel (no C++ compiler), the product is the engine's, with a
+    warning, never a traceback. Run in a process of its own: Inductor's compiler setting is global."""
+    import subprocess
+    import sys
+    pytest.importorskip("torch")
+    script = tmp_path / "no_compiler.py"
+    script.write_text(
+        "import warnings, torch\n"
+        "import torch._inductor.config as config\n"
+        "config.cpp.cxx = ('/nonexistent/c++',)\n"
+        "from backends import get_backend\n"
+        "from engine.gpt2 import times_transposed\n"
+        "product = get_backend('torch').product\n"
+        "x, w = torch.ones(1, 64), torch.ones(32, 64, dtype=torch.bfloat16)\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    first, second = product(x, w), product(x, w)\n"
+        "print(product.failed is not None, torch.equal(first, times_transposed(x, w)), torch.equal(second, first),\n"
+        "      sum('could not build the bfloat16 product' in str(c.message) for c in caught))\n")
+    env = {**__import__("os").environ, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1",
+           "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True", "True", "1"], done.stdout + done.stderr[-2000:]

@@ -111,3 +111,24 @@ def test_attention_scales_follow_the_config():
     by_layer = GPTConfig(n_layer=3, n_head=2, n_embd=8, scale_attn_by_inverse_layer_idx=True)
     assert gpt2.Hyper.of(by_layer).attn_scales == (0.5, 0.25, 0.5 / 3)
     assert GPTConfig(n_layer=2, n_head=2, n_embd=8, scale_attn_weights=False).attn_scales == (1.0, 1.0)
+
+
+def test_every_weight_product_goes_through_the_backends_product(small_checkpoint):
+    """Hyper.product is the one place an adapter chooses how x @ w.T is computed: a forward pass calls it
+    for each layer's four matrices and the logits, in that order, and nothing else."""
+    from engine import load_model
+    model = load_model(small_checkpoint, dtype="float32")
+    seen = []
+
+    def product(x, w):
+        seen.append(tuple(w.shape))
+        return gpt2.times_transposed(x, w)
+    n_layer, C = model.config.n_layer, model.config.n_embd
+    hp = gpt2.Hyper.of(model.config, product)
+    ids = np.asarray([[1, 5, 9]], dtype=np.int32)
+    positions, mask = np.asarray([[0, 1, 2]], dtype=np.int32), np.tril(np.ones((3, 3), dtype=bool))[None, None]
+    logits, _ = gpt2.gpt2(model.params, ids, positions, mask, hp)
+    assert seen == [(3 * C, C), (C, C), (4 * C, C), (C, 4 * C)] * n_layer + [(model.config.vocab_size, C)]
+    default, _ = gpt2.gpt2(model.params, ids, positions, mask, gpt2.Hyper.of(model.config))
+    np.testing.assert_array_equal(logits, default)
+    assert gpt2.Hyper.of(model.config).product is gpt2.times_transposed
