@@ -83,10 +83,12 @@ def add_parser(sub):
     p.add_argument("--ci-budget", type=float, default=60.0, metavar="SECONDS",
                    help="timed seconds per scenario that --target-ci may spend (default: 60)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs per scenario (the first includes compiling)")
+    from benchmarks.runners import PEERS
     p.add_argument("--peer", type=str_list, default=None, metavar="LIST",
-                   help="peer rows: hf (transformers eager), hf-static (transformers generate() with a static "
-                        "cache, compiled on CUDA), picogpt (default: the suite's); --peer none for none. Peers run "
-                        "on the devices of the backends: a GPU run compares with HF on that GPU")
+                   help="peer rows: " + " | ".join(f"{name}: {what}" for name, what in PEERS.items())
+                        + ". Default: the suite's; --peer none for none. A peer that is not installed gives its "
+                        "row's reason and the install line. Peers run on the devices of the backends: a GPU run "
+                        "compares with HF on that GPU")
     p.add_argument("--no-roofline", action="store_true", help="skip the bandwidth and matmul probes")
     p.add_argument("--no-parity", action="store_true", help="skip the float64 parity check")
     p.add_argument("--json", metavar="PATH", help="write every repeat, the machine and versions as JSON "

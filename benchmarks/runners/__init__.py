@@ -13,8 +13,8 @@ PEERS = {
     "hf": "Hugging Face transformers, eager: a forward per token with past_key_values",
     "hf-static": "Hugging Face generate() with a static cache (transformers compiles it on CUDA by itself)",
     "picogpt": "picoGPT's loop as published (NumPy, no KV cache, float32, batch 1)",
-    "llamacpp": "llama.cpp through llama-cpp-python (the peers extra): the checkpoint as GGUF, F32 or F16/BF16 "
-                "weights, a batch as parallel sequences, on the CPU",
+    "llamacpp": "llama.cpp through llama-cpp-python (the peers extra): the checkpoint as GGUF (F32, F16, BF16, "
+                "and Q8_0 for --weights q8_0), a batch as parallel sequences, on the CPU",
     "ort": "ONNX Runtime (the peers extra): HF's GPT-2 with its KV cache exported to ONNX, ORT's transformer "
            "fusions, float32 on the CPU",
 }

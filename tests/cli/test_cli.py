@@ -92,3 +92,13 @@ def test_console_script_has_help_and_no_traceback():
     out = subprocess.run([sys.executable, "-m", "arraygpt", "generate", "x", "--model", "/nonexistent"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "no such directory" in out.stderr
+
+
+def test_bench_help_names_every_peer():
+    from benchmarks.runners import PEERS
+    out = subprocess.run([sys.executable, "-m", "arraygpt", "bench", "--help"], capture_output=True, text=True)
+    text = " ".join(out.stdout.split())  # argparse wraps the lines
+    assert out.returncode == 0
+    for name in PEERS:
+        assert f"{name}: " in text, name
+    assert "q8_0" in text
