@@ -58,6 +58,7 @@ class ArrayBackend:
     records_steps = False  # True: the model replays record(recordable_step) per token (CUDA graphs)
     mesh_label = None      # 'dp=2,tp=4' for an adapter that split the model over a device mesh
     product = None         # x @ w.T as the engine computes it (engine.gpt2.times_transposed)
+    compiled_products = ()  # (dtype, weights) pairs whose products `product` compiles at its first call
 
     def dtype(self, name: str):
         if name not in DTYPE_NAMES:

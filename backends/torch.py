@@ -39,6 +39,7 @@ class TorchBackend(ArrayBackend):
         torch.set_grad_enabled(False)  # inference only: no autograd graph per op
         # CUDA keeps the engine's products: the reduction was measured on CPUs only.
         self.product = BfloatRowProduct() if self.device.type == "cpu" else None
+        self.compiled_products = (("float32", "bfloat16"),) if self.product else ()
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         """Eager: fn itself, except on CUDA, where each call sets the float32 matmul mode (a process-wide

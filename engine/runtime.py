@@ -38,6 +38,8 @@ class Backend(Protocol):
     # How x [N, n_in] @ w.T ([n_out, n_in] weights) -> [N, n_out] in x's dtype is computed, where the adapter
     # chooses (a library's faster kernel for some dtypes); None: the engine's gpt2.times_transposed.
     product: Callable | None
+    compiled_products: tuple  # (dtype, weights) pairs, such as ("float32", "bfloat16"), whose products
+    # `product` compiles at its first call (a first call then takes longer, as on a compiling backend)
 
     def dtype(self, name: str) -> Any:
         """The namespace's dtype for 'float32', 'float16', ...; raises if the library lacks it."""
