@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from helpers import TINY_BENCH, cli, one_line_error
+from helpers import TINY_BENCH, bench_rows, cli, one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +221,16 @@ def test_bench_prints_rows_in_the_format_asked(tmp_path):
     assert result.returncode == 0
     header, rule, row = result.stdout.strip().splitlines()
     assert header.startswith("| run | id | runner") and "tiny/numpy/float32/b1/p4/n4" in row
+
+
+def test_a_torch_row_whose_products_compile_reports_its_compile_time(tmp_path):
+    """torch on the CPU compiles its bfloat16 row product at the first call (backends/torch_products.py):
+    that row is marked compiled, so the tables show the first call's extra time; its float32 row is not."""
+    pytest.importorskip("torch")
+    argv = [a if a != "numpy" else "torch" for a in TINY_BENCH[:-2]] + ["--warmup", "1", "--weights", "float32,bfloat16"]
+    result = cli(*argv, "--json", tmp_path / "r.json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {row["weights"] or row["dtype"]: row["metrics"] for row in bench_rows(tmp_path / "r.json")}
+    assert rows["float32"]["compiled"] is False
+    assert rows["bfloat16"]["compiled"] is True and rows["bfloat16"]["compile_s"] >= 0
+    assert rows["bfloat16"]["first_call_s"] > rows["bfloat16"]["e2e_s"]["median"]  # it compiled then
