@@ -28,12 +28,17 @@ class BfloatRowProduct:
     def __init__(self):
         self._compiled = torch.compile(_widening_dot, dynamic=True)
         self.failed: str | None = None
+        self._built = False  # once a call has compiled, later errors are the caller's, not Inductor's
 
     def __call__(self, x, w):  # [N, n_in], [n_out, n_in] -> [N, n_out] in x's dtype
         if x.shape[0] != 1 or w.dtype != torch.bfloat16 or x.dtype != torch.float32 or self.failed:
             return times_transposed(x, w)
-        try:
+        if self._built:
             return self._compiled(x, w)
+        try:
+            y = self._compiled(x, w)
+            self._built = True
+            return y
         except Exception as error:  # Inductor's failures have no common type; the first line says why
             self.failed = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             warnings.warn(f"torch.compile could not build the bfloat16 product here ({self.failed}); "
