@@ -142,6 +142,12 @@ def run(args) -> int:
                  "warmup": args.warmup}
     peers = None if args.peer is None else [p for p in args.peer if p != "none"]
     scenarios = expand(suite, backends, overrides, peers, peer_devices(backends))
+    if not scenarios:
+        from benchmarks.roofline import QUANTIZED
+        quantized = [w for w in args.weights or () if w in QUANTIZED]
+        hint = (f"{quantized[0]} weights are llama.cpp's own format: add --peer llamacpp" if quantized else
+                "check --backends, --dtypes, --weights and --peer against the suite (--list shows what runs)")
+        raise ArrayGPTError(f"these options leave no scenario to run; {hint}")
     from backends import BACKENDS
     if args.mesh and any(args.mesh):
         single = [name for name, _ in backends if not BACKENDS[name].meshes]

@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from engine.layout import round_up
+
 from ..timing import fixed_prompts, run_repeats, summarize_run
 
 # the weights of a scenario -> the GGUF file type llama.cpp reads them from (q8_0: its own numerics row)
@@ -63,7 +65,7 @@ class LlamaCppRunner:
         return self._llm
 
     def scenario_model(self, scenario) -> "Sequences":
-        n_ctx = -(-(scenario["prompt_len"] + scenario["new_tokens"]) // 64) * 64
+        n_ctx = round_up(scenario["prompt_len"] + scenario["new_tokens"], 64)
         return self.sequences(scenario["model"], scenario.get("weights") or scenario["dtype"], scenario["batch"],
                               n_ctx, scenario["batch"] * scenario["prompt_len"])
 
@@ -92,7 +94,7 @@ class LlamaCppRunner:
 
     def parity_logits(self, spec, dtype, prompt, weights=None):
         """Every position's logits of one prompt, [1, T, V]."""
-        n_ctx = -(-len(prompt[0]) // 64) * 64
+        n_ctx = round_up(len(prompt[0]), 64)
         llm = self.sequences(spec, weights or dtype, 1, n_ctx, len(prompt[0]))
         llm.clear()
         return llm.logits(prompt[0])[None]

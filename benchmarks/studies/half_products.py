@@ -46,6 +46,8 @@ class Way:
                      # linear: torch.nn.functional.linear(x, w) (oneDNN's linear, x @ w.T)
                      # reduce: sum(widen(w)[:, None, :] * x[None], -1): the widening inside a reduction
                      #   that a compiler can fuse into one pass over the half weights
+                     # adapter: the adapter's own product (Backend.product), one call per matrix, as a
+                     #   decode step makes it (torch on the CPU: backends/torch_products.py)
     flags: str = ""  # XLA_FLAGS for jax
     compiled: bool = False  # torch.compile around the sweep
     note: str = ""
@@ -69,7 +71,8 @@ WAYS = {
     "jax-bf16-reduce": Way("jax", "bfloat16", "reduce"),
     "jax-f16-reduce": Way("jax", "float16", "reduce"),
     "torch-f32": Way("torch", "float32", "engine"),
-    "torch-bf16": Way("torch", "bfloat16", "engine", note="what the torch adapter runs today"),
+    "torch-bf16": Way("torch", "bfloat16", "engine", note="the engine's product (torch's before 126a798)"),
+    "torch-bf16-adapter": Way("torch", "bfloat16", "adapter", note="what the torch adapter runs"),
     "torch-f16": Way("torch", "float16", "engine"),
     "torch-bf16-linear": Way("torch", "bfloat16", "linear"),
     "torch-f16-linear": Way("torch", "float16", "linear"),
@@ -139,6 +142,10 @@ def jax_sweep(way: Way, weights: list):
 
 def torch_sweep(way: Way, weights: list):
     import torch
+    if way.product == "adapter":
+        from backends import get_backend
+        declared = get_backend("torch").product
+        return lambda xs: [declared(x, w) for w, x in zip(weights, xs)]
 
     def product(w, x):
         if way.product == "engine":

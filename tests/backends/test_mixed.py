@@ -140,6 +140,7 @@ def test_torch_bfloat16_decoding_through_the_reduction_matches_float64(small_che
 def test_torch_without_a_compiler_falls_back_to_eager_with_one_warning(tmp_path):
     """Where Inductor cannot build its kernel (no C++ compiler), the product is the engine's, with a
     warning, never a traceback. Run in a process of its own: Inductor's compiler setting is global."""
+    import os
     import subprocess
     import sys
     pytest.importorskip("torch")
@@ -157,7 +158,7 @@ def test_torch_without_a_compiler_falls_back_to_eager_with_one_warning(tmp_path)
         "    first, second = product(x, w), product(x, w)\n"
         "print(product.failed is not None, torch.equal(first, times_transposed(x, w)), torch.equal(second, first),\n"
         "      sum('could not build the bfloat16 product' in str(c.message) for c in caught))\n")
-    env = {**__import__("os").environ, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1",
+    env = {**os.environ, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1",
            "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
