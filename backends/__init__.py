@@ -23,19 +23,26 @@ class Registered:
     options: tuple = ()         # (name, value) preset for a variant: jax-loop compiles the whole decode loop
     meshes: bool = False        # splits a model over a device mesh (--mesh)
     streams: bool = True        # yields every token as it is made (jax-loop: all after the prefill, at the end)
-    for_speed: bool = True      # in bench's default set ('strict' is for conformance)
+    for_speed: bool = True      # in bench's default set ('strict' is for conformance; the -eager variants are
+                                # the op-by-op GPU steps that the GPU check times beside the recorded ones)
     tf32: bool = False          # can compute float32 products in TF32 (on an NVIDIA GPU)
 
 
 _JAX = "pip install 'arraygpt[jax]'"
+_TORCH = "pip install 'arraygpt[torch]'"
+_CUPY = "pip install 'arraygpt[cuda12]' (or [cuda13]) on a machine with an NVIDIA GPU"
 BACKENDS = {
     "numpy": Registered("backends.numpy", "included", "numpy"),
     "jax": Registered("backends.jax", _JAX, "jax", meshes=True, tf32=True),
     "jax-loop": Registered("backends.jax", _JAX, "jax", options=(("compile_loop", True),), meshes=True, streams=False,
                            tf32=True),
-    "torch": Registered("backends.torch", "pip install 'arraygpt[torch]'", "torch", tf32=True),
-    "cupy": Registered("backends.cupy", "pip install 'arraygpt[cuda12]' (or [cuda13]) on a machine with an NVIDIA GPU",
-                       "cupy", tf32=True),
+    "torch": Registered("backends.torch", _TORCH, "torch", tf32=True),
+    "torch-eager": Registered("backends.torch", _TORCH, "torch", options=(("record", False),), tf32=True,
+                              for_speed=False),
+    "torch-inductor": Registered("backends.torch", _TORCH, "torch", options=(("inductor", True),), tf32=True,
+                                 for_speed=False),
+    "cupy": Registered("backends.cupy", _CUPY, "cupy", tf32=True),
+    "cupy-eager": Registered("backends.cupy", _CUPY, "cupy", options=(("record", False),), tf32=True, for_speed=False),
     "strict": Registered("backends.strict", "pip install array-api-strict", "array-api-strict", for_speed=False),
 }
 SPEED_BACKENDS = tuple(name for name, r in BACKENDS.items() if r.for_speed)

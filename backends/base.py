@@ -59,6 +59,8 @@ class ArrayBackend:
     mesh_label = None      # 'dp=2,tp=4' for an adapter that split the model over a device mesh
     product = None         # x @ w.T as the engine computes it (engine.gpt2.times_transposed)
     compiled_products = ()  # (dtype, weights) pairs whose products `product` compiles at its first call
+    matmul = None          # attention's a @ b as the engine computes it (`@`)
+    write_slot = None      # a recorded step's in-place cache write (engine.kv_cache.replace_slot's select if None)
 
     def dtype(self, name: str):
         if name not in DTYPE_NAMES:
@@ -101,8 +103,8 @@ class ArrayBackend:
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         return fn
 
-    def record(self, fn, *, static_argnames=()):
-        """What a recording backend captures once and replays; eagerly, the function itself."""
+    def record(self, fn, *, static_argnames=(), fixed_argnames=()):
+        """What a recording backend captures once and replays (backends/recording.py); eagerly, fn itself."""
         return fn
 
     @staticmethod

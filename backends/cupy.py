@@ -1,6 +1,10 @@
-"""CuPy on an NVIDIA GPU: weights copied to the device once, results brought back with .get()."""
+"""CuPy on an NVIDIA GPU: weights copied to the device once, results brought back with .get(). The decode step
+is recorded once per shape bucket as a CUDA graph (a stream capture, its products on cuBLAS through
+nvmath-python: cupy_graphs.py) and replayed per token; the `cupy-eager` variant (record=False) runs it op by op."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -15,7 +19,7 @@ class CupyBackend(ArrayBackend):
     name = "cupy"
     xp = xp
 
-    def __init__(self, device: str | None = None, precision: str = "float32"):
+    def __init__(self, device: str | None = None, precision: str = "float32", record: bool = True):
         kind, index = parse_device(device)
         if kind not in (None, "gpu"):
             raise BackendUnavailable("cupy", f"CuPy runs on NVIDIA GPUs only, not on '{device}'")
@@ -30,6 +34,20 @@ class CupyBackend(ArrayBackend):
         self._set_tf32 = float32_compute_type_setter()
         self.precision = check_precision("cupy", precision, tf32_here=major >= 8 and self._set_tf32 is not None,
                                          where=f"gpu:{index}")
+        self.records_steps = bool(record)
+        if self.records_steps:
+            from . import cupy_graphs
+            try:
+                self._products = cupy_graphs.CublasProducts(tf32=self.precision == "tf32")
+            except ImportError:
+                raise BackendUnavailable("cupy", "recording CuPy's decode step needs nvmath-python (CuPy's own cuBLAS "
+                                         "refuses a CUDA graph capture), which is not installed",
+                                         "pip install 'arraygpt[cuda12]' (or [cuda13]), or use the backend cupy-eager"
+                                         ) from None
+            self.product, self.matmul = self._products.product, self._products.matmul
+            self.write_slot = cupy_graphs.write_slot
+        else:
+            self.name = "cupy-eager"  # the registry's variant: its rows are told apart from the recorded ones
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         """Eager: fn, with each call setting CuPy's float32 matmul compute type (process-wide) to this
@@ -38,10 +56,21 @@ class CupyBackend(ArrayBackend):
             return fn
         tf32 = self.precision == "tf32"
 
+        @functools.wraps(fn)
         def in_precision(*args, **kwargs):
             self._set_tf32(tf32)
             return fn(*args, **kwargs)
         return in_precision
+
+    def record(self, fn, *, static_argnames=(), fixed_argnames=()):
+        """fn captured once per shape into a CUDA graph (cupy_graphs.CupyGraph) and replayed; the precision is
+        set at capture."""
+        if not self.records_steps:
+            return fn
+        from .cupy_graphs import CupyGraph, clone, copy_into
+        from .recording import Recorder
+        return Recorder(self.compile(fn), static_argnames=static_argnames, fixed_argnames=fixed_argnames,
+                        make_graph=lambda: CupyGraph(self.device, self._products), clone=clone, copy=copy_into)
 
     def from_host(self, tensor, dtype, layout=None):
         with self.device:
@@ -77,5 +106,5 @@ def float32_compute_type_setter():
     return lambda on: set_compute_type(np.float32, tf32 if on else default)
 
 
-def create(device: str | None = None, precision: str = "float32", **options) -> CupyBackend:
-    return CupyBackend(device, precision)
+def create(device: str | None = None, precision: str = "float32", record: bool = True, **options) -> CupyBackend:
+    return CupyBackend(device, precision, record)

@@ -1,8 +1,11 @@
-"""PyTorch (CPU or CUDA) through array_api_compat's torch namespace. Eager: no compilation of the step;
+"""PyTorch (CPU or CUDA) through array_api_compat's torch namespace. No compilation of the step; on CUDA the
+decode step is recorded once per shape bucket as a CUDA graph and replayed per token (torch_graphs.py; the
+`torch-eager` variant, or record=False, runs it op by op; record=True on the CPU uses the graph's CPU stand-in);
 on the CPU, one-row products with bfloat16 weights run a compiled fused reduction (torch_products.py)."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 from .base import ArrayBackend, BackendUnavailable, check_precision, parse_device
@@ -12,14 +15,18 @@ from .torch_tf32 import set_cuda_tf32
 import torch  # noqa: E402  (an ImportError here tells the registry that torch is missing)
 from array_api_compat import torch as xp  # noqa: E402
 
+from .recording import Recorder  # noqa: E402
+from .torch_graphs import copy_into, graph_for, write_slot  # noqa: E402
 from .torch_products import BfloatRowProduct  # noqa: E402
 
 
 class TorchBackend(ArrayBackend):
     name = "torch"
     xp = xp
+    write_slot = staticmethod(write_slot)
 
-    def __init__(self, device: str | None = None, precision: str = "float32"):
+    def __init__(self, device: str | None = None, precision: str = "float32", record: bool | None = None,
+                 inductor: bool = False):
         kind, index = parse_device(device)
         if kind in (None, "cpu"):
             self.device = torch.device("cpu")
@@ -40,6 +47,18 @@ class TorchBackend(ArrayBackend):
         # CUDA keeps the engine's products: the reduction was measured on CPUs only.
         self.product = BfloatRowProduct() if self.device.type == "cpu" else None
         self.compiled_products = (("float32", "bfloat16"),) if self.product else ()
+        # Declared by the device, or by the option: None records on CUDA only.
+        self.records_steps = self.device.type == "cuda" if record is None else bool(record)
+        if record is False:
+            self.name = "torch-eager"  # the registry's variant: its rows are told apart from the recorded ones
+        # The second way to a recorded step (issue 26): Inductor compiles the step (its own kernels, fused; its
+        # CUDA graphs off, the recording is ours), then it is recorded as before. The GPU check times both.
+        self.inductor = bool(inductor)
+        if self.inductor:
+            if not self.records_steps:
+                raise BackendUnavailable("torch", "the inductor variant compiles the step it records, and this torch "
+                                         "backend records nothing here (it records on CUDA, or with record=True)")
+            self.name = "torch-inductor"
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         """Eager: fn itself, except on CUDA, where each call sets the float32 matmul mode (a process-wide
@@ -48,10 +67,24 @@ class TorchBackend(ArrayBackend):
             return fn
         tf32 = self.precision == "tf32"
 
+        @functools.wraps(fn)
         def in_precision(*args, **kwargs):
             set_cuda_tf32(tf32)
             return fn(*args, **kwargs)
         return in_precision
+
+    def record(self, fn, *, static_argnames=(), fixed_argnames=()):
+        """fn captured once per shape (a CUDA graph on CUDA, the CPU stand-in on the CPU) and replayed; the
+        precision is set at capture, where cuBLAS's math mode is recorded."""
+        if not self.records_steps:
+            return fn
+        if self.inductor:
+            # Dynamo traces through array_api_compat's cached namespace lookups (by type: safe) and says so
+            warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+            mode = "max-autotune-no-cudagraphs" if self.device.type == "cuda" else None
+            fn = functools.wraps(fn)(torch.compile(fn, mode=mode, dynamic=False))
+        return Recorder(self.compile(fn), static_argnames=static_argnames, fixed_argnames=fixed_argnames,
+                        make_graph=graph_for(self.device), clone=torch.clone, copy=copy_into)
 
     def from_host(self, tensor, dtype, layout=None):
         with warnings.catch_warnings():
@@ -86,5 +119,6 @@ class TorchBackend(ArrayBackend):
         return "cpu"
 
 
-def create(device: str | None = None, precision: str = "float32", **options) -> TorchBackend:
-    return TorchBackend(device, precision)
+def create(device: str | None = None, precision: str = "float32", record: bool | None = None,
+           inductor: bool = False, **options) -> TorchBackend:
+    return TorchBackend(device, precision, record, inductor)

@@ -4,8 +4,8 @@ model is built, each with the same interface.
 - StepByStep: a decode step per token from the host (every backend); the slot is a host integer.
 - CompiledLoop: the whole loop in one compiled call (compiles_loop: jax-loop); no host round trip per
   token, so the tokens reach the host together at the end.
-- Recorded: the decode step recorded once and replayed per token (records_steps: CUDA graphs); the
-  slot stays on the device.
+- Recorded: the decode step recorded once per shape bucket and replayed per token (records_steps: CUDA
+  graphs, or backends/recording.HostGraph on the CPU); the slot stays on the device.
 
 run(params, tokens, cache, job) yields each step's [B] ids as host lists; job holds the generation's
 static shapes, its pad counts and its host draws (engine/generate.py).
@@ -18,7 +18,7 @@ import functools
 from typing import Any, Callable, Iterator
 
 from .gpt2 import Hyper
-from .kv_cache import write_kv
+from .kv_cache import replace_slot, write_kv
 from .sampling import Sampling
 from .steps import decode_loop, decode_step, recordable_step
 
@@ -74,7 +74,10 @@ class Recorded:
 
     def __init__(self, backend, hp: Hyper):
         self.backend = backend
-        self.step = backend.record(functools.partial(recordable_step, hp=hp), static_argnames=("n_slots", "sampling"))
+        step = functools.partial(recordable_step, hp=hp, write_slot=backend.write_slot or replace_slot)
+        # One recording per shape bucket; the weights are used where they are, every other array is copied
+        # into the recording's buffers (the cache once per generation, written in place after that).
+        self.step = backend.record(step, static_argnames=("n_slots", "sampling"), fixed_argnames=("params",))
 
     def run(self, params, tokens, cache, job: Job) -> Iterator[list[int]]:
         xp = self.backend.xp

@@ -16,7 +16,9 @@ the logits keep the activations' dtype. With equal dtypes cast() is the array it
 
 Every matrix product with a weight goes through hp.product, times_transposed unless the backend declares
 its own (Backend.product): the one place an adapter may choose how a library computes x @ w.T, such as
-torch's fused reduction for bfloat16 weights on the CPU (backends/torch_products.py).
+torch's fused reduction for bfloat16 weights on the CPU (backends/torch_products.py). Attention's products
+of two activations go through hp.matmul (`@` unless the backend declares its own: CuPy records its step
+with cuBLAS called through nvmath-python, since CuPy's own cuBLAS refuses a capture).
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ def cast(x, dtype):  # [...] -> [...] in dtype; x itself when it already is
     return x if x.dtype == dtype else array_namespace(x).astype(x, dtype)
 
 
+def matmul(a, b):  # [..., M, K], [..., K, N] -> [..., M, N]
+    return a @ b
+
+
 def times_transposed(x, w):  # [N, n_in], [n_out, n_in] -> [N, n_out] in x's dtype
     """x @ w.T, computed as (w @ x.T).T so that XLA reads w in its stored layout: as x @ w.T, XLA
     materializes w.T at every call (a transpose and a copy of the weight; NOTES.md change 1). With
@@ -86,14 +92,15 @@ def merge_heads(x):  # [B, H, T, D] -> [B, T, C]
     return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (B, T, H * D))
 
 
-def attention(q, k, v, mask, scale):  # [B, H, T, D], [B, H, S, D], [B, H, S, D], [B, 1, T, S] -> [B, H, T, D]
+def attention(q, k, v, mask, scale, matmul=matmul):
+    # [B, H, T, D], [B, H, S, D], [B, H, S, D], [B, 1, T, S] -> [B, H, T, D]
     xp = array_namespace(q)
     # Scaling q, not the scores: T*D elements instead of T*S (8x fewer for a 512-token prefill).
-    scores = (q * scale) @ xp.matrix_transpose(k)
-    return softmax(xp.where(mask, scores, -math.inf)) @ v
+    scores = matmul(q * scale, xp.matrix_transpose(k))
+    return matmul(softmax(xp.where(mask, scores, -math.inf)), v)
 
 
-def attention_with_cache(q, k, v, k_cache, v_cache, visible, scale):
+def attention_with_cache(q, k, v, k_cache, v_cache, visible, scale, matmul=matmul):
     """New tokens attend to the cached slots and, causally, to each other.
 
     [B, H, T, D] new q, k, v; [B, H, S, D] cached keys and values; visible [B, 1, T, S]: which cached slots each
@@ -104,8 +111,8 @@ def attention_with_cache(q, k, v, k_cache, v_cache, visible, scale):
     q = q * scale
     # (k_cache @ q.T).T reads the cache in its stored layout; q @ k_cache.T makes XLA transpose the
     # whole cache at every step.
-    cached_scores = xp.matrix_transpose(k_cache @ xp.matrix_transpose(q))  # [B, H, T, S]
-    own_scores = q @ xp.matrix_transpose(k)  # [B, H, T, T]
+    cached_scores = xp.matrix_transpose(matmul(k_cache, xp.matrix_transpose(q)))  # [B, H, T, S]
+    own_scores = matmul(q, xp.matrix_transpose(k))  # [B, H, T, T]
     n_new = q.shape[2]
     if n_new > 1:  # new tokens see each other causally; a single one (every decode step) sees itself
         new_positions = xp.arange(n_new, dtype=xp.int32, device=device_of(q))
@@ -113,27 +120,28 @@ def attention_with_cache(q, k, v, k_cache, v_cache, visible, scale):
     scores = xp.concat([xp.where(visible, cached_scores, -math.inf), own_scores], axis=-1)  # [B, H, T, S + T]
     weights = softmax(scores)
     n_cached = k_cache.shape[2]
-    return weights[..., :n_cached] @ v_cache + weights[..., n_cached:] @ v
+    return matmul(weights[..., :n_cached], v_cache) + matmul(weights[..., n_cached:], v)
 
 
-def mha(x, c_attn, c_proj, head_dim, scale, mask, kv_cache=None, product=times_transposed):
+def mha(x, c_attn, c_proj, head_dim, scale, mask, kv_cache=None, product=times_transposed, matmul=matmul):
     # [B, T, C] -> [B, T, C], and the new (k, v)
     q, k, v = split_qkv(linear(x, **c_attn, product=product), head_dim)  # 3 x [B, H, T, D]
     if kv_cache is None:
-        out = attention(q, k, v, mask, scale)
+        out = attention(q, k, v, mask, scale, matmul)
     else:
         k_cache, v_cache = kv_cache
         n_slots = mask.shape[-1]  # a static length, so a compiled step keeps static shapes
         if n_slots < k_cache.shape[2]:  # eager backends attend to the written slots only
             k_cache, v_cache = k_cache[:, :, :n_slots, :], v_cache[:, :, :n_slots, :]  # [B, H, S, D]
-        out = attention_with_cache(q, k, v, k_cache, v_cache, mask, scale)
+        out = attention_with_cache(q, k, v, k_cache, v_cache, mask, scale, matmul)
     return linear(merge_heads(out), **c_proj, product=product), (k, v)
 
 
-def transformer_block(x, mlp, attn, ln_1, ln_2, head_dim, scale, eps, mask, kv_cache=None, product=times_transposed):
+def transformer_block(x, mlp, attn, ln_1, ln_2, head_dim, scale, eps, mask, kv_cache=None, product=times_transposed,
+                      matmul=matmul):
     # [B, T, C] -> [B, T, C], and this layer's new (k, v)
     a, new_kv = mha(layer_norm(x, **ln_1, eps=eps), **attn, head_dim=head_dim, scale=scale, mask=mask,
-                    kv_cache=kv_cache, product=product)
+                    kv_cache=kv_cache, product=product, matmul=matmul)
     x = x + a
     x = x + ffn(layer_norm(x, **ln_2, eps=eps), **mlp, product=product)
     return x, new_kv
@@ -162,18 +170,20 @@ def lm_logits(x, head, n_vocab, product=times_transposed):
 class Hyper:
     """What the forward pass needs beside the weights (whose shapes give the rest): static numbers, so
     a compiler traces them in. attn_scales: each layer's factor on q (1/sqrt(D) for GPT-2); product: how
-    x @ w.T is computed (times_transposed, or the backend's own)."""
+    x @ w.T is computed (times_transposed, or the backend's own); matmul: how attention's a @ b is."""
 
     head_dim: int
     eps: float
     n_vocab: int
     attn_scales: tuple[float, ...]
     product: Callable = times_transposed
+    matmul: Callable = matmul
 
     @classmethod
-    def of(cls, config, product: Callable | None = None) -> "Hyper":  # an engine.config.GPTConfig
+    def of(cls, config, product: Callable | None = None, matmul_fn: Callable | None = None) -> "Hyper":
+        """config: an engine.config.GPTConfig; product, matmul_fn: the backend's own (None: the engine's)."""
         return cls(config.head_dim, config.layer_norm_epsilon, config.vocab_size, config.attn_scales,
-                   product or times_transposed)
+                   product or times_transposed, matmul_fn or matmul)
 
 
 def gpt2(params, ids, positions, mask, hp: Hyper, kv_cache=None, last_only=False):
@@ -189,7 +199,7 @@ def gpt2(params, ids, positions, mask, hp: Hyper, kv_cache=None, last_only=False
     for i, block in enumerate(params["blocks"]):
         x, layer_kv = transformer_block(x, **block, head_dim=hp.head_dim, scale=hp.attn_scales[i], eps=hp.eps,
                                         mask=mask, kv_cache=None if kv_cache is None else kv_cache[i],
-                                        product=hp.product)
+                                        product=hp.product, matmul=hp.matmul)
         new_kv.append(layer_kv)
     if last_only:
         x = x[:, -1:, :]  # generation needs the last position only: skips most of the vocab projection

@@ -48,7 +48,8 @@ def replace_slot(cache, new, slot):  # [B, H, S_max, D], [B, H, 1, D], 0-d slot 
     return xp.where(at_slot[:, None], new, cache)
 
 
-def select_kv(cache, new_kv, slot):
-    """Every layer's one new (k, v) [B, H, 1, D] into the cache at a device-resident slot."""
-    return [(replace_slot(k_cache, k, slot), replace_slot(v_cache, v, slot))
+def select_kv(cache, new_kv, slot, write_slot=replace_slot):
+    """Every layer's one new (k, v) [B, H, 1, D] into the cache at a device-resident slot (write_slot: how;
+    an adapter's in-place write returns the cache it wrote)."""
+    return [(write_slot(k_cache, k, slot), write_slot(v_cache, v, slot))
             for (k_cache, v_cache), (k, v) in zip(cache, new_kv)]

@@ -31,7 +31,7 @@ class Model:
         self.source = source
         # Heads as the weights hold them: a backend may pad them to whole shards (engine/layout.py).
         self.n_heads = params["blocks"][0]["attn"]["c_attn"]["w"].shape[0] // (3 * config.head_dim)
-        hp = Hyper.of(config, backend.product)  # static: a compiler traces the numbers in
+        hp = Hyper.of(config, backend.product, backend.matmul)  # static: a compiler traces the numbers in
         self.prefill = backend.compile(functools.partial(prefill_step, hp=hp), static_argnames=("sampling",))
         # A prompt's cache slots [0, P) are written with a static start (its own compile cache under jax.jit).
         self.write_prefix = backend.compile(functools.partial(write_kv), static_argnames=("start",),
@@ -41,10 +41,11 @@ class Model:
         self.decoding = strategy_for(backend, hp)
 
     def call_shape(self, prompt_len: int, max_new_tokens: int) -> Bucket:
-        """The shapes a call with this longest prompt runs at: its shape bucket on a compiling backend
-        (varied calls then share compilations; engine/buckets.py), its own shapes on an eager one."""
+        """The shapes a call with this longest prompt runs at: its shape bucket on a compiling or recording
+        backend (varied calls then share compilations and recordings; engine/buckets.py), its own shapes on
+        an eager one."""
         steps = max_new_tokens - 1
-        if self.backend.compiles:
+        if self.backend.compiles or self.backend.records_steps:
             return Bucket.for_call(prompt_len, steps, self.config.n_positions)
         return Bucket.exact(prompt_len, steps)
 

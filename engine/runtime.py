@@ -40,6 +40,13 @@ class Backend(Protocol):
     product: Callable | None
     compiled_products: tuple  # (dtype, weights) pairs, such as ("float32", "bfloat16"), whose products
     # `product` compiles at its first call (a first call then takes longer, as on a compiling backend)
+    # How attention's a @ b ([..., M, K] @ [..., K, N]) is computed, where the adapter chooses (CuPy inside a
+    # capture: cuBLAS through nvmath-python); None: `@`.
+    matmul: Callable | None
+    # How a recorded step writes one new (k, v) [B, H, 1, D] into the cache [B, H, S, D] at a 0-d slot on the
+    # device, where the adapter writes in place (torch: index_copy_), so a recorded cache stays put and needs
+    # no copy per step; None: engine.kv_cache.replace_slot, a select into a new array.
+    write_slot: Callable | None
 
     def dtype(self, name: str) -> Any:
         """The namespace's dtype for 'float32', 'float16', ...; raises if the library lacks it."""
@@ -67,8 +74,11 @@ class Backend(Protocol):
     def compile(self, fn: Callable, *, static_argnames: Sequence[str] = (),
                 donate_argnames: Sequence[str] = ()) -> Callable: ...
 
-    def record(self, fn: Callable, *, static_argnames: Sequence[str] = ()) -> Callable:
-        """fn recorded once per shape and replayed on later calls (records_steps); else fn itself."""
+    def record(self, fn: Callable, *, static_argnames: Sequence[str] = (),
+               fixed_argnames: Sequence[str] = ()) -> Callable:
+        """fn recorded once per shape and replayed on later calls (records_steps); else fn itself.
+        fixed_argnames: arguments that are the same arrays at every call (the weights), used where they are;
+        every other array is copied into the recording's own buffers, unless it is one of them already."""
 
     def fori_loop(self, lower: int, upper: int, body: Callable, init: Any) -> Any:
         """body(upper - 1, ... body(lower, init)); compiled into the surrounding step where compiles_loop."""

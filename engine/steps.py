@@ -12,7 +12,7 @@ import array_api_extra as xpx
 from array_api_compat import device as device_of
 
 from .gpt2 import Hyper, attention_mask, cache_mask, gpt2, position_ids
-from .kv_cache import select_kv, write_kv
+from .kv_cache import replace_slot, select_kv, write_kv
 from .namespace import array_namespace
 from .sampling import sample
 
@@ -75,14 +75,16 @@ def decode_loop(params, tokens, start, pad, cache, uniforms, n_steps, *, fori_lo
     return out, cache
 
 
-def recordable_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling, hp: Hyper):
+def recordable_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling, hp: Hyper,
+                    write_slot=replace_slot):
     """One decode step that a backend can record once and replay per token (a CUDA graph): every input
     is an array already on the device (slot is a 0-d integer, uniforms this step's draws), the cache
-    write is a select with no host-side index, shapes are static (n_slots: the whole cache), and it
-    returns slot + 1 for the next replay. [B] ids at slot -> [B] next ids, the cache, the next slot."""
+    write needs no host-side index (write_slot: the adapter's in-place write, or a select), shapes are
+    static (n_slots: the whole cache), and it returns slot + 1 for the next replay. [B] ids at slot ->
+    [B] next ids, the cache, the next slot."""
     tokens, new_kv = decode_step(params, tokens, slot, pad, cache, uniforms, n_slots=n_slots, sampling=sampling,
                                  hp=hp)
-    return tokens, select_kv(cache, new_kv, slot), slot + 1
+    return tokens, select_kv(cache, new_kv, slot, write_slot), slot + 1
 
 
 def full_forward(params, ids, *, hp: Hyper):

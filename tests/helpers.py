@@ -116,8 +116,10 @@ BACKEND_CASES = [
     ("torch", "cpu"),
     ("jax", "gpu"),
     ("jax-loop", "gpu"),
-    ("torch", "gpu"),
-    ("cupy", None),
+    ("torch", "gpu"),        # records its decode step as a CUDA graph
+    ("torch-eager", "gpu"),  # the same op by op
+    ("cupy", None),          # records (a stream capture, products through nvmath-python)
+    ("cupy-eager", None),
 ]
 
 

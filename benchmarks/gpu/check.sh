@@ -2,9 +2,10 @@
 # The one command for a GPU window (`make gpu-check`): installs the carried wheels and arraygpt with no
 # network, prints the GPU, driver and library versions, then runs each part under its own time limit,
 # continuing past a failed one: the GPU tests (pytest -m gpu), parity of every GPU backend x dtype on 124M,
-# the gpu-check bench suite (with HF peers on the GPU), and a per-step profile. 7 minutes in all on an
-# H100/H200. Everything goes under $OUT (at most 8 files: the device tool brings 8 back); the summary
-# table is printed last.
+# the gpu-check bench suite (recorded torch and CuPy beside their eager variants, jax-loop, HF peers on the
+# GPU), a per-step profile (ms and kernels per step), and Inductor inside the recorded torch step. 7 minutes
+# in all on an H100/H200. Everything goes under $OUT (8 files, the most the device tool brings back); the
+# summary table, with each target of issue 26 and its measured distance, is printed last.
 #
 #   OUT=/tmp/out bash benchmarks/gpu/check.sh            # on the GPU machine
 #   GPU_CHECK_DEVICE=cpu OUT=/tmp/dry bash benchmarks/gpu/check.sh   # the dry run (tiny model, seconds;
@@ -40,17 +41,21 @@ if [ "$DEVICE" = cpu ]; then  # the dry run: the same parts on the CPU, tiny mod
   MODEL=tiny
   BACKENDS=numpy,jax:cpu,torch:cpu
   DTYPES=float32
-  BENCH=(--suite gpu-check --models tiny --backends numpy,jax:cpu --peer none --repeats 1 --warmup 0
+  BENCH=(--suite gpu-check --models tiny --backends numpy,jax:cpu,torch-eager:cpu --peer none --repeats 1 --warmup 0
          --new-tokens 8 --prompt-lens 8 --prefill-batch-sizes 1)
-  PROFILE=(--model tiny --backends numpy,torch:cpu --steps 4)
-  LIMITS=(30 30 120 90 120 60)
+  PROFILE=(--model tiny --backends numpy,torch:cpu,torch-eager:cpu --steps 4)
+  INDUCTOR=(--model tiny --backends torch-inductor:cpu --steps 4)  # records nothing on a CPU: an error row
+  LIMITS=(30 30 120 90 120 60 60)
 else
   MODEL=124M
   BACKENDS=jax:gpu,jax-loop:gpu,torch:gpu,cupy
   DTYPES=float32,float16,bfloat16
-  BENCH=(--suite gpu-check)
-  PROFILE=(--model 124M --backends jax:gpu,jax-loop:gpu,torch:gpu,cupy --steps 32)
-  LIMITS=(40 20 100 60 170 30)
+  BENCH=(--suite gpu-check --backends jax:gpu,jax-loop:gpu,torch:gpu,torch-eager:gpu,cupy,cupy-eager)
+  PROFILE=(--model 124M --backends jax:gpu,jax-loop:gpu,torch:gpu,torch-eager:gpu,cupy,cupy-eager --steps 32)
+  # Inductor compiling the recorded step (max-autotune, its own CUDA graphs off): a part of its own, last, so
+  # a long autotune cannot cost the bench its rows.
+  INDUCTOR=(--model 124M --backends torch:gpu,torch-inductor:gpu --steps 32)
+  LIMITS=(30 15 80 45 170 35 45)
 fi
 
 install() {
@@ -83,4 +88,5 @@ part parity "${LIMITS[3]}" "$PY" -m arraygpt parity --model "$MODEL" --backends 
   --json "$OUT/parity.json"
 part bench "${LIMITS[4]}" "$PY" -m arraygpt bench "${BENCH[@]}" --json "$OUT/bench.json" --force
 part profile "${LIMITS[5]}" "$PY" -m benchmarks.gpu.step_profile "${PROFILE[@]}" --json "$OUT/profile.json"
+part inductor "${LIMITS[6]}" "$PY" -m benchmarks.gpu.step_profile "${INDUCTOR[@]}" --json "$OUT/inductor.json"
 "$PY" -m benchmarks.gpu.summary "$OUT"

@@ -1,8 +1,10 @@
 """Time per decode step and work launched per step, per backend: `python -m benchmarks.gpu.step_profile`.
 
 For each backend the model decodes `--steps` tokens after a warm-up (which compiles or records), the
-device synchronized around the clock. torch: the kernels (on a GPU) or operators (on a CPU) that its
-profiler sees per step. Other libraries: time only (no launch counter without nsys). One line each.
+device synchronized around the clock. Work launched per step, where torch is installed: on a GPU the CUDA
+kernels that torch's profiler (CUPTI, which sees every library's kernels in the process, those a replayed
+graph launches included) records per step, for every backend; on a CPU torch's operators, for torch only.
+One line each.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ def step_time(model, prompts, steps: int) -> float:
 
 
 def torch_launches(model, prompts, steps: int) -> float | None:
+    on_gpu = model.backend.device_key() != "cpu"
+    if not on_gpu and not model.backend.name.startswith("torch"):
+        return None  # on a CPU the profiler sees torch's own operators only
     try:
         from torch.profiler import ProfilerActivity, profile
     except ImportError:
         return None
-    on_gpu = model.backend.device_key() != "cpu"
     activity = ProfilerActivity.CUDA if on_gpu else ProfilerActivity.CPU
     with profile(activities=[activity]) as prof:
         model.generate(prompts, max_new_tokens=steps + 1)
@@ -41,7 +45,7 @@ def torch_launches(model, prompts, steps: int) -> float | None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="124M")
-    parser.add_argument("--backends", default="jax:gpu,jax-loop:gpu,torch:gpu,cupy")
+    parser.add_argument("--backends", default="jax:gpu,jax-loop:gpu,torch:gpu,torch-eager:gpu,cupy,cupy-eager")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=32)
@@ -56,7 +60,7 @@ def main():
             model = load_model(args.model, backend=get_backend(name, device=device or None), dtype=args.dtype)
             prompts = fixed_prompts(args.batch, 16, model.config.vocab_size)
             row["ms_per_step"] = step_time(model, prompts, args.steps) * 1e3
-            row["launches_per_step"] = torch_launches(model, prompts, args.steps) if name == "torch" else None
+            row["launches_per_step"] = torch_launches(model, prompts, args.steps)
         except (BackendError, Exception) as err:  # a part of the check must not end the others
             row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
         rows.append(row)

@@ -54,9 +54,14 @@ class EngineRunner:
 
         result = run_repeats(one_run, scenario)
         result["metrics"]["device_bytes"] = self.backend.memory_in_use()
-        # a compile time means something only where the steps or some products are compiled
+        # a compile time means something only where the steps or some products are compiled, or the step is
+        # recorded (a capture per shape bucket: its seconds are kept apart too)
         numerics = (scenario["dtype"], scenario.get("weights") or scenario["dtype"])
-        result["metrics"]["compiled"] = bool(self.backend.compiles) or numerics in self.backend.compiled_products
+        result["metrics"]["compiled"] = (bool(self.backend.compiles) or bool(self.backend.records_steps)
+                                         or numerics in self.backend.compiled_products)
+        capture_s = getattr(model.decoding.step, "capture_s", None) if self.backend.records_steps else None
+        if capture_s is not None:
+            result["metrics"]["capture_s"] = capture_s
         # the shapes it ran at: a compiling backend's bucket (first_call_s compiled it, unless an earlier
         # scenario of this worker had the same bucket)
         result["metrics"]["shape"] = dataclasses.asdict(model.call_shape(scenario["prompt_len"], scenario["new_tokens"]))

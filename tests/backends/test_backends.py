@@ -60,7 +60,7 @@ def test_bad_device_names():
 
 def test_status_lists_every_backend_without_raising():
     rows = {name: (ok, detail) for name, ok, detail in backend_status()}
-    assert set(rows) == {"numpy", "jax", "jax-loop", "torch", "cupy", "strict"}
+    assert set(rows) == {"numpy", "jax", "jax-loop", "torch", "torch-eager", "torch-inductor", "cupy", "cupy-eager", "strict"}
     assert rows["numpy"][0] is True
     for ok, detail in rows.values():
         assert ok or detail  # an unusable backend always says why

@@ -18,11 +18,11 @@ def test_the_device_check_dry_runs_every_part_on_the_cpu(tmp_path):
                             timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     parts = dict(line.split()[:2] for line in (tmp_path / "parts.txt").read_text().splitlines())
-    assert list(parts) == ["install", "versions", "tests", "parity", "bench", "profile"]
+    assert list(parts) == ["install", "versions", "tests", "parity", "bench", "profile", "inductor"]
     assert set(parts.values()) == {"0"}, (parts, (tmp_path / "check.log").read_text()[-3000:])
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["bench.json", "check.log", "parity.json", "parts.txt", "profile.json", "summary.md",
-                     "versions.txt"]  # 7 files: the device tool brings at most 8 back
+    assert files == ["bench.json", "check.log", "inductor.json", "parity.json", "parts.txt", "profile.json",
+                     "summary.md", "versions.txt"]  # 8 files: the most the device tool brings back
     bench = json.loads((tmp_path / "bench.json").read_text())
     assert bench["complete"] is True and {r["dtype"] for r in bench["results"]} == {"float32", "bfloat16"}
     assert "## GPU check" in result.stdout and "| bench | ok |" in result.stdout  # the table, printed last

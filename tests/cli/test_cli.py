@@ -82,7 +82,8 @@ def test_info_lists_backends(capsys):
     code, out, _ = run_cli(capsys, "info", "--json")
     info = json.loads(out)
     assert code == 0
-    assert {b["backend"] for b in info["backends"]} == {"numpy", "jax", "jax-loop", "torch", "cupy", "strict"}
+    assert {b["backend"] for b in info["backends"]} == {"numpy", "jax", "jax-loop", "torch", "torch-eager", "torch-inductor",
+                                                        "cupy", "cupy-eager", "strict"}
     assert info["versions"]["numpy"]
 
 
