@@ -19,6 +19,7 @@ import numpy as np
 from .derive import SCHEMA, derive
 from .environment import environment
 from .jsonio import write_json_atomic
+from .outputs import free_path, identity
 from .records import Run
 from .timing import PARITY_PROMPT_LEN, fixed_prompts, headline, pool_rounds
 
@@ -72,16 +73,26 @@ class Bench:
                     "suite": suite, "scenarios": [s.to_json() for s in scenarios], "models": model_configs(scenarios),
                     "probes": {}, "parity": {}, "drift": [], "results": [], "complete": False}
         self.logs: dict[str, str] = {}
+        # What is at the output now (an earlier result replaced with --force, or nothing): a file that takes
+        # its place during the run is someone else's and is never replaced.
+        self._at_output = identity(json_path) if json_path else None
 
     def save(self) -> Run:
         """The run so far, derived (records.Run), written to the JSON file if there is one. self.doc is the
-        record the workers' events are gathered into, as the JSON they send."""
+        record the workers' events are gathered into, as the JSON they send. If another file has appeared
+        at that path since the last save, it is left alone and the results go to NAME-2.json (an event
+        says so; json_path then names the new file)."""
         run = derive(Run.from_json(self.doc))
         if self.json_path:
+            if identity(self.json_path) != self._at_output:
+                moved = free_path(Path(self.json_path))
+                self.on_event({"event": "moved", "from": str(self.json_path), "to": str(moved)})
+                self.json_path = moved
             try:
                 write_json_atomic(self.json_path, run.to_json())
             except OSError as err:  # a full disk: the CLI says so in one line, naming the file
                 raise OSError(err.errno, err.strerror, str(self.json_path)) from None
+            self._at_output = identity(self.json_path)
         return run
 
     def run(self) -> Run:

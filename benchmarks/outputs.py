@@ -14,6 +14,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 from engine.errors import ArrayGPTError
@@ -120,42 +121,90 @@ def check_image_output(path, option: str = "-o") -> Path:
     return path
 
 
+def identity(path) -> tuple | None:
+    """What tells a file from another put in its place: device, inode, size and modification time (None:
+    nothing at that path)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def free_path(path: Path) -> Path:
+    """path, or the first of NAME-2.json, NAME-3.json, ... that does not exist."""
+    candidate, n = path, 2
+    while os.path.lexists(candidate):
+        candidate, n = path.with_name(f"{path.stem}-{n}{path.suffix}"), n + 1
+    return candidate
+
+
+_LOCK_MAX_BYTES = 32  # a lock of ours holds a pid and nothing else
+
+
+def _remove_if_stale(lock_path: Path, path: Path, option: str) -> None:
+    """A file already at the lock's name: a lock a killed bench left (a pid, held by nobody) is removed; one
+    that a running bench holds, or anything that is not a lock of ours (a link, a user's file), is refused
+    in one line and never touched."""
+    import fcntl
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # its holder removed it meanwhile: try again
+    except OSError as err:
+        raise ArrayGPTError(f"{option} {path}: {lock_path} is in the way of the lock (it is "
+                            f"{'a symbolic link' if os.path.islink(lock_path) else err.strerror}), not a lock of "
+                            "arraygpt's; remove or rename it, or choose another path") from None
+    try:
+        st = os.fstat(fd)
+        content = os.read(fd, _LOCK_MAX_BYTES + 1).strip()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _LOCK_MAX_BYTES or (content and not content.isdigit()):
+            raise ArrayGPTError(f"{option} {path}: {lock_path} is in the way of the lock and is not a lock of "
+                                "arraygpt's; remove or rename it, or choose another path")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = content.decode()
+            raise ArrayGPTError(f"{option} {path}: another arraygpt bench is writing it"
+                                f"{f' (pid {owner})' if owner else ''}; wait for it to end or choose another "
+                                "path") from None
+        if not content and time.time() - st.st_mtime < 2:
+            time.sleep(0.1)  # just created by a bench that has not locked it yet: look again
+            return
+        with contextlib.suppress(OSError):  # nobody holds it: left by a bench that was killed
+            if os.lstat(lock_path).st_ino == st.st_ino:
+                os.unlink(lock_path)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def exclusive_output(path: Path, option: str = "--json"):
     """Hold an exclusive lock on an output path for a block of work; a second holder is refused at once.
 
-    The lock is a hidden file beside the output (kept while held, removed after)."""
+    The lock is a hidden file beside the output, `.NAME.lock`, that the bench creates itself (exclusively,
+    never through a link) and removes after; a file already at that name is taken over only when it is a
+    lock that a killed bench left, and anything else there is refused, never written or removed."""
     import fcntl
     path = Path(path)
     lock_path = path.parent / f".{path.name}.lock"
-    while True:
+    for _ in range(50):
         try:
-            handle = open(lock_path, "a+")
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            break
+        except FileExistsError:
+            _remove_if_stale(lock_path, path, option)
         except OSError as err:
             raise ArrayGPTError(f"{option} {path}: cannot lock it ({err.strerror or err})") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip()
-            handle.close()
-            raise ArrayGPTError(f"{option} {path}: another arraygpt bench is writing it"
-                                f"{f' (pid {owner})' if owner else ''}; wait for it to end or choose another "
-                                "path") from None
-        # The file may have been removed by its previous holder between open and lock: lock the one there now.
-        try:
-            same = os.fstat(handle.fileno()).st_ino == os.stat(lock_path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        handle.close()
+    else:
+        raise ArrayGPTError(f"{option} {path}: cannot lock it ({lock_path} keeps coming back); choose another path")
+    mine = os.fstat(fd).st_ino
     try:
-        handle.truncate(0)
-        handle.write(str(os.getpid()))
-        handle.flush()
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, str(os.getpid()).encode())
         yield path
     finally:
         with contextlib.suppress(OSError):
-            os.unlink(lock_path)
-        handle.close()
+            if os.lstat(lock_path).st_ino == mine:
+                os.unlink(lock_path)
+        os.close(fd)

@@ -1,7 +1,12 @@
 """Choosing the next token: greedy, temperature, top-k and top-p, in the standard only.
 
-The standard has no random number generator, so the caller passes one host-drawn uniform per row;
-the same seed therefore samples the same tokens on every backend.
+The standard has no random number generator, so the caller passes one host-drawn uniform per row, and a
+draw from the same probabilities is the same on every backend: the probabilities are rounded down to whole
+multiples of 2^-23 (on_grid) before any running sum, so every partial sum (at most 2) is exact in float32
+and no library's order of summation (sequential, pairwise, a parallel scan) can move a boundary. Before,
+a float32 running sum over 50,257 probabilities decided the token, and each library summed in its own
+order: the same seed gave other tokens on torch and jax than on numpy. What the rounding costs: a token
+below 2^-23 (1.2e-7) of its row's probability is never drawn, and each token loses under 2^-23.
 """
 
 from __future__ import annotations
@@ -59,6 +64,15 @@ def keep_top_k(logits, k):  # [B, V] -> [B, V], all but the k largest set to -in
     return xp.where(logits >= kth_largest, logits, -math.inf)
 
 
+# Probabilities are rounded down to multiples of 2^-23: sums of such values up to 2 are exact in float32.
+GRID = 2.0 ** 23
+
+
+def on_grid(probs):  # [B, V] probabilities -> [B, V] rounded down to whole multiples of 1 / GRID
+    xp = array_namespace(probs)
+    return xp.floor(probs * GRID) / GRID  # scaling by a power of two is exact
+
+
 def keep_top_p(probs, p):  # [B, V] -> [B, V], the smallest set of tokens with mass >= p kept, others 0
     xp = array_namespace(probs)
     ranked = xp.sort(probs, axis=-1, descending=True)
@@ -103,7 +117,7 @@ def choose(logits, uniforms, sampling: Sampling):  # [B, V] float32 logits, [B] 
     logits = tempered(logits, sampling.temperature)
     if sampling.top_k is not None:
         logits = keep_top_k(logits, sampling.top_k)
-    probs = softmax(logits)
+    probs = on_grid(softmax(logits))  # every running sum below is then exact, in any order
     if sampling.top_p is not None and sampling.top_p < 1:
         probs = keep_top_p(probs, sampling.top_p)
     return draw(probs, uniforms)

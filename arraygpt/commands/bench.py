@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import time
+from pathlib import Path
 
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -203,6 +204,10 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
                 progress.update(task, description=f"{event['runner']}: parity")
             elif kind == "start":
                 progress.update(task, description=event["id"])
+            elif kind == "moved":
+                progress.console.print(f"[yellow]note:[/] another file appeared at {escape(event['from'])} during the "
+                                       f"run and is left as it is; the results go to {escape(event['to'])}",
+                                       highlight=False)
             elif kind == "done":
                 progress.advance(task)
                 finished[0] += 1
@@ -222,8 +227,13 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
             run = bench.run()
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the worker is ended, the rows so far are kept
             progress.stop()
-            stderr.print(f"interrupted: {len(bench.doc['results'])} finished scenario(s) kept in {json_path} "
-                         "(\"complete\": false)")
+            kept = len(bench.doc["results"])
+            if kept:
+                stderr.print(f"interrupted: {kept} finished scenario(s) kept in {bench.json_path} (\"complete\": false)")
+            else:
+                stderr.print("interrupted before any scenario finished: no rows"
+                             + (f"; {bench.json_path} records the run as incomplete" if Path(bench.json_path).exists()
+                                else "; nothing was written"))
             raise
     if args.format == "table":
         console.print(results_table(run))
@@ -232,7 +242,7 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
     else:
         from benchmarks.formats import flat_rows, render
         print(render(flat_rows(run, run.label), args.format), end="")
-    stderr.print(f"results: {json_path}")
+    stderr.print(f"results: {bench.json_path}")
     meters = [r.metrics.energy or {} for r in run.ok_results]
     if meters and not any(m.get("meter") for m in meters):
         reason = next((m["reason"] for m in meters if m.get("reason")), "no meter")

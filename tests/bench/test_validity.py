@@ -28,7 +28,8 @@ def suite_file(tmp_path, body: str, validity: str = "") -> str:
 # Steal and drift are judged off here: on this shared VM the hypervisor steals 5-50% of a short window now
 # and then, which no test controls (measured: 51% over one 0.29 s scenario of an undisturbed run), and
 # three probes' median moves with the disturbed one. The test holds the load meter to account; the rules
-# on steal and drift are tested on recorded figures (test_judged_from_what_was_recorded).
+# on steal and drift are tested on recorded figures (test_judged_from_what_was_recorded). It passes while
+# other processes run: what it asserts of the undisturbed rows is what their own measured load implies.
 @pytest.mark.solo
 def test_a_runner_disturbed_on_purpose_is_marked_and_an_undisturbed_one_is_not(tmp_path):
     suite = suite_file(tmp_path, '[[group]]\nname = "warm"\nbatch = 1\nprompt_len = 16\nnew_tokens = [8]\n'
@@ -57,11 +58,21 @@ def test_a_runner_disturbed_on_purpose_is_marked_and_an_undisturbed_one_is_not(t
         assert disturbed["validity"]["status"] == "unsteady", disturbed["validity"]
         assert any("other load" in reason for reason in disturbed["validity"]["reasons"])
         assert disturbed["metrics"]["load"]["other_cores"] > 0.5
+    # jax's rows ran before the disturbance: the meter must see the busy loops as more load than anything jax
+    # saw, and each jax row is judged by what it measured. On a quiet machine they are valid; on a shared one
+    # (CI, another test run) they may be unsteady for other load, and for nothing else.
+    least_disturbed = min(rows[f"tiny/numpy/float32/b1/p16/n{n}"]["metrics"]["load"]["other_cores"] for n in (300, 301))
+    calm_unsteady = 0
     for n in (8, 300, 301):
         calm = rows[f"tiny/jax/float32/b1/p16/n{n}"]
-        assert calm["validity"]["status"] == "valid", (calm["validity"], calm["metrics"]["load"])
-    assert doc["validity"]["status"] == "unsteady" and doc["validity"]["counts"]["unsteady"] == 2
-    assert doc["validity"]["line"].startswith("not valid: 2 unsteady of 6 scenarios")
+        load = calm["metrics"]["load"]["other_cores"]
+        assert least_disturbed > load + 0.5, (least_disturbed, calm["metrics"]["load"])
+        if calm["validity"]["status"] != "valid":
+            assert calm["validity"]["status"] == "unsteady" and load > 0.2, (calm["validity"], calm["metrics"]["load"])
+            assert all(reason.startswith("other load") for reason in calm["validity"]["reasons"]), calm["validity"]
+            calm_unsteady += 1
+    assert doc["validity"]["status"] == "unsteady" and doc["validity"]["counts"]["unsteady"] == 2 + calm_unsteady
+    assert doc["validity"]["line"].startswith(f"not valid: {2 + calm_unsteady} unsteady of 6 scenarios")
     # the drift probe after numpy ran under the busy loops too
     assert doc["drift"][-1]["bandwidth_bytes_s"] < max(p["bandwidth_bytes_s"] for p in doc["drift"])
 

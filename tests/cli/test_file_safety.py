@@ -78,6 +78,48 @@ def test_two_benches_cannot_write_one_json_path(tmp_path):
     assert not (tmp_path / ".shared.json.lock").exists()  # the lock goes with its bench
 
 
+@pytest.mark.parametrize("kind", ["symlink", "user-file"])
+def test_the_lock_never_touches_a_file_that_is_not_its_own(tmp_path, kind):
+    """A link or a user's own file at the lock's name (.NAME.lock) is refused in one line, never followed,
+    truncated or removed."""
+    victim, lock = tmp_path / "victim.txt", tmp_path / ".run.json.lock"
+    victim.write_text("precious\n")
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    else:
+        lock.write_text("my own notes, named like a lock\n")
+    before = snapshot(tmp_path)
+    err = one_line_error(cli(*TINY_BENCH, "--json", tmp_path / "run.json", timeout=60))
+    assert "not a lock of arraygpt's" in err and str(lock) in err
+    assert snapshot(tmp_path) == before and (lock.is_symlink() if kind == "symlink" else lock.exists())
+
+
+def test_a_lock_left_by_a_killed_bench_is_taken_over(tmp_path):
+    lock = tmp_path / ".run.json.lock"
+    lock.write_text("999999")  # a pid, and nobody holds the lock
+    result = cli(*TINY_BENCH, "--json", tmp_path / "run.json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "run.json").read_text())["complete"] is True and not lock.exists()
+
+
+def test_a_file_put_at_the_output_during_a_bench_is_kept_and_the_results_go_beside_it(tmp_path):
+    path = tmp_path / "run.json"
+    bench = start_cli(*TINY_BENCH[:-6], "--new-tokens", "4,5,6", "--repeats", "1", "--warmup", "0", "--json", path)
+    mine = b'{"kind": "arraygpt-bench", "mine": true}\n'
+    try:
+        wait_for(lambda: path.exists(), timeout=120, interval=0.02)  # the first save
+        os.unlink(path)
+        path.write_bytes(mine)  # the user's own file, put there while the bench runs
+        _, err = bench.communicate(timeout=300)
+    finally:
+        bench.kill()
+    assert bench.returncode == 0, err
+    assert path.read_bytes() == mine
+    moved = tmp_path / "run-2.json"
+    assert json.loads(moved.read_text())["complete"] is True
+    assert "another file appeared" in err and f"results: {moved}" in err
+
+
 def test_other_outputs_are_checked_before_work(earlier_result, tmp_path):
     text = tmp_path / "verdicts.json"
     text.write_text("keep me")

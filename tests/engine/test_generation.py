@@ -201,3 +201,39 @@ def test_the_recordable_step_makes_the_tokens_of_the_host_loop(small_checkpoint,
     equal = [random_ids(6, 100, seed=50), random_ids(6, 100, seed=51)]
     agreement, _ = cached_vs_uncached(replayed, equal, replayed.generate(equal, max_new_tokens=10))
     assert agreement == 1.0
+
+
+SAMPLERS = [("numpy", None), ("strict", None), ("torch", "cpu"), ("jax", "cpu")]
+
+
+def test_a_draw_over_gpt2s_vocabulary_is_the_same_on_every_library():
+    """Issue 29: with 50,257 probabilities a float32 running sum decided the token, and each library sums in its
+    own order, so the same seed gave other tokens. The same logits and uniforms must now give the same ids on
+    every library, plain, top-k and top-p, and those of a float64 oracle drawing from the same rounded
+    probabilities (only a draw within float32 rounding of a boundary may differ from it)."""
+    from engine.sampling import GRID
+    rng = np.random.default_rng(7)
+    logits = (rng.standard_normal((2, 50257)) * 2.5).astype(np.float32)  # a flat tail: thousands of tokens matter
+    uniforms = rng.random(128, dtype=np.float32)
+    rows, draws = np.repeat(logits, 64, axis=0), uniforms  # 128 draws: each row with 64 uniforms
+    ids = {}
+    for name, device in SAMPLERS:
+        backend = backend_or_skip(name, device)
+        xp = backend.xp
+        for sampling in (Sampling(1.0), Sampling(0.9, top_k=5000), Sampling(1.1, top_p=0.8)):
+            got = sample(xp.asarray(rows, device=backend.device), xp.asarray(draws, device=backend.device), sampling)
+            ids.setdefault(sampling, {})[name] = backend.to_host(got).tolist()
+    for sampling, by_library in ids.items():
+        first = next(iter(by_library.values()))
+        assert all(tokens == first for tokens in by_library.values()), sampling
+    # The oracle for plain sampling: NumPy float64 over the same float32 probabilities rounded to the grid.
+    probs32 = softmax(rows - rows.max(axis=-1, keepdims=True))
+    grid = np.floor(probs32.astype(np.float64) * GRID) / GRID
+    cdf = np.cumsum(grid, axis=-1)
+    oracle = (cdf < draws.astype(np.float64)[:, None] * cdf[:, -1:]).sum(axis=-1)
+    assert np.mean(oracle == np.asarray(ids[Sampling(1.0)]["numpy"])) > 0.99
+
+
+def softmax(x):
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
