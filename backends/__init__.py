@@ -94,8 +94,12 @@ def get_backend(name: str, device: str | None = None, **options):
         raise BackendError(f"backend '{name}' runs on one device: a device mesh (--mesh) needs {meshing}")
     try:
         module = importlib.import_module(registered.module)
-    except ImportError as err:
+    except ModuleNotFoundError as err:
         raise BackendUnavailable(name, f"{err.name or err} is not installed", hint) from None
+    except Exception as err:  # installed, but it failed to load (a broken install, no memory left to map it)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "no message"
+        raise BackendError(f"backend '{name}': {registered.library} is installed but failed to load "
+                           f"({type(err).__name__}: {first})") from None
     try:
         return module.create(device, **{**dict(registered.options), **options})
     except BackendUnavailable as err:
@@ -133,9 +137,20 @@ def backend_status(names=tuple(BACKENDS)) -> list[tuple[str, bool, str]]:
     return rows
 
 
+def installed(name: str) -> bool:
+    """Whether a registered backend's library is installed, without importing it (no device is touched: a
+    GPU library imported in a parent process would take the GPU memory its workers need)."""
+    import importlib.util
+    module = BACKENDS[name].library.replace("-", "_")
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def usable_backends(names=SPEED_BACKENDS) -> list[str]:
     return [name for name, ok, _ in backend_status(names) if ok]
 
 
-__all__ = ["Registered", "get_backend", "choose_auto", "backend_status", "usable_backends", "initialize_distributed", "BackendError",
+__all__ = ["Registered", "get_backend", "choose_auto", "backend_status", "usable_backends", "installed", "initialize_distributed", "BackendError",
            "BackendUnavailable", "BACKENDS", "SPEED_BACKENDS"]

@@ -177,8 +177,8 @@ class Bench:
         kind = event.pop("event")
         if kind == "fatal":
             for scenario in list(pending.values()):
-                if self.measured(scenario.id):
-                    self.add_error(scenario, event["message"])  # measured in an earlier round, not now
+                if self.measured(scenario.id) or not event.get("skipped", True):
+                    self.add_error(scenario, event["message"])  # measured in an earlier round, or a crash
                 else:
                     self.add_result(scenario.to_json() | {"status": "skipped", "message": event["message"]})
             pending.clear()
@@ -215,6 +215,16 @@ class Bench:
             self.add_result(scenario.to_json() | {"status": "error", "message": message})
 
     def add_result(self, result):
+        """A scenario's row. One that replaces an error row of an earlier round (a worker that crashed or was
+        killed there, measured again now) keeps that failure as round_errors: the run stays incomplete and
+        the row says it has fewer repeats than asked."""
+        before = [r for r in self.doc["results"] if r["id"] == result["id"]]
+        if result["status"] == "ok":
+            failed = [r["message"] for r in before if r["status"] == "error"]
+            failed += [m for r in before for m in r.get("round_errors") or ()]
+            if failed:
+                result = result | {"round_errors": failed}
         self.doc["results"] = [r for r in self.doc["results"] if r["id"] != result["id"]] + [result]
         self.save()
-        self.on_event({"event": "done", "id": result["id"], "status": result["status"]})
+        self.on_event({"event": "done", "id": result["id"], "status": result["status"],
+                       "message": result.get("message") if result["status"] != "ok" else None})

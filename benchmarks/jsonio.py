@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from engine.files import read_text
 
 
 def write_json_atomic(path, data) -> Path:
@@ -134,8 +135,10 @@ def check_bench_file(doc, path) -> None:
 def read_json(path) -> dict:
     from engine.errors import ArrayGPTError
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(read_text(path))
     except FileNotFoundError:
         raise ArrayGPTError(f"{path}: no such file") from None
+    except RecursionError:
+        raise ArrayGPTError(f"{path}: nested too deeply to be a result file") from None
     except (OSError, ValueError) as err:
         raise ArrayGPTError(f"{path}: not a readable JSON result file ({err})") from None

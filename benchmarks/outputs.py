@@ -109,6 +109,7 @@ def check_image_output(path, option: str = "-o") -> Path:
         raise ArrayGPTError(f"{option}: no path given")
     path = Path(path)
     if path.suffix == "":
+        _existing(path, option)  # a device or directory named without a suffix (-o /dev/null) is refused as given
         path = path.with_name(path.name + ".png")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_MAGIC:

@@ -24,6 +24,7 @@ from backends import BACKENDS
 
 from .roofline import QUANTIZED
 from .runners import PEERS as RUNNER_PEERS
+from engine.files import read_text
 
 SUITES_DIR = Path(__file__).parent / "suites"
 PEERS = tuple(RUNNER_PEERS)
@@ -122,7 +123,7 @@ def available_suites() -> list[str]:
 def load_suite(name_or_path: str) -> dict:
     path = suite_path(name_or_path)
     try:
-        suite = tomllib.loads(path.read_text())
+        suite = tomllib.loads(read_text(path))
     except FileNotFoundError:
         raise ArrayGPTError(f"no suite '{name_or_path}' (suites: {', '.join(available_suites())}, or a .toml path)") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from .errors import CheckpointError
+from .files import read_text
 
 GPT2_VOCAB_SIZE = 50257
 END_OF_TEXT_ID = 50256
@@ -123,7 +124,7 @@ class GPTConfig:
     @classmethod
     def from_hf_json(cls, path: Path) -> "GPTConfig":
         try:
-            raw = json.loads(Path(path).read_text())
+            raw = json.loads(read_text(path))
         except FileNotFoundError:
             raise CheckpointError(f"{path}: missing (a GPT-2 checkpoint needs config.json)") from None
         except (OSError, ValueError, RecursionError) as err:

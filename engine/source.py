@@ -11,6 +11,7 @@ from .config import PRESETS
 from .errors import CheckpointError, ModelNotFoundError
 from .presets import cache_dir, preset_directory
 from .synthetic import SYNTHETIC_MARK
+from .files import read_text
 
 __all__ = ["ModelSource", "resolve_model", "cache_dir", "synthetic_mark", "download_from_hub"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -34,7 +35,7 @@ def synthetic_mark(directory: Path) -> dict | None:
     """{"preset", "seed"} of a synthetic checkpoint's config.json; None for real weights. A mark of the
     wrong shape is an error naming the field (config.json itself is checked by GPTConfig)."""
     try:
-        raw = json.loads((Path(directory) / "config.json").read_text())
+        raw = json.loads(read_text(Path(directory) / "config.json"))
     except (OSError, ValueError, RecursionError):
         return None
     mark = raw.get(SYNTHETIC_MARK) if isinstance(raw, dict) else None

@@ -20,6 +20,7 @@ from .checkpoint import write_safetensors
 from .config import PRESETS, GPTConfig, expected_shapes
 from .errors import ArrayGPTError
 from .runtime import resolve_backend
+from .files import read_text
 
 INIT_STD = 0.02
 SYNTHETIC_MARK = "arraygpt_synthetic"  # config.json key naming the preset and seed of random weights
@@ -81,7 +82,7 @@ def is_arraygpt_checkpoint(directory: Path) -> bool:
             return False
         if any(not (directory / name).is_file() or (directory / name).is_symlink() for name in names):
             return False
-        config = json.loads((directory / "config.json").read_text())
+        config = json.loads(read_text(directory / "config.json"))
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and isinstance(config.get(SYNTHETIC_MARK), dict)

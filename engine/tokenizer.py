@@ -18,6 +18,7 @@ import regex
 
 from .config import END_OF_TEXT_ID
 from .errors import TokenizerError
+from .files import read_text
 
 # The pattern of OpenAI's encoder.py (and tiktoken's r50k_base).
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -88,9 +89,9 @@ class Tokenizer:
         directory = Path(directory)
         byte_of = {c: b for b, c in bytes_to_unicode().items()}
         try:
-            vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
-            merge_lines = (directory / "merges.txt").read_text(encoding="utf-8").splitlines()
-        except (OSError, ValueError) as err:
+            vocab = json.loads(read_text(directory / "vocab.json"))
+            merge_lines = read_text(directory / "merges.txt").splitlines()
+        except (OSError, ValueError, RecursionError) as err:
             raise TokenizerError(f"{directory}: cannot read vocab.json/merges.txt ({err})") from None
         special = {t: i for t, i in vocab.items() if t == END_OF_TEXT}
         try:

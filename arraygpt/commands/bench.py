@@ -128,6 +128,13 @@ def run(args) -> int:
     suite = load_suite(args.suite)
     if args.backends:
         backends = parse_backend_list(args.backends)
+        from backends import BACKENDS, installed
+        missing = [name for name, _ in backends if not installed(name)]
+        peers_asked = _suite_peers(suite) if args.peer is None else any(p != "none" for p in args.peer)
+        if len(missing) == len(backends) and not peers_asked:
+            raise ArrayGPTError("nothing to measure: " + "; ".join(f"{name} needs {BACKENDS[name].library}, which is not "
+                                                                    f"installed ({BACKENDS[name].install})"
+                                                                    for name in dict.fromkeys(missing)))
     else:
         backends = [(name, None) for name in usable_backends(SPEED_BACKENDS)]
     target_ci = None if args.target_ci is None else fraction(args.target_ci, "--target-ci", "3%")
@@ -173,7 +180,8 @@ def run(args) -> int:
         for s in scenarios:
             print(s.id)
         return 0
-    json_path = check_json_output(args.json or f"out/bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json",
+    json_path = check_json_output(args.json if args.json is not None else
+                                  f"out/bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json",
                                   "arraygpt-bench", replace=args.force)
     with exclusive_output(json_path):
         return _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
@@ -211,11 +219,13 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
             elif kind == "done":
                 progress.advance(task)
                 finished[0] += 1
+                why = _why(event.get("message"))
                 if not stderr.is_terminal:  # CI, `| tee`, a log file: the bar draws nothing there
-                    stderr.print(f"[{finished[0]}/{total}] {event['id']}: {event['status']} "
+                    stderr.print(f"[{finished[0]}/{total}] {escape(event['id'])}: {event['status']}{escape(why)} "
                                  f"({time.monotonic() - started:.0f} s)", highlight=False)
                 elif event["status"] != "ok":
-                    progress.console.print(f"[yellow]{event['id']}: {event['status']}[/]")
+                    progress.console.print(f"[yellow]{escape(event['id'])}: {event['status']}{escape(why)}[/]",
+                                           highlight=False)
 
         from benchmarks.validity import RULES
         bench = Bench(scenarios, {"name": suite["name"], "description": suite.get("description", ""),
@@ -247,8 +257,35 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
     if meters and not any(m.get("meter") for m in meters):
         reason = next((m["reason"] for m in meters if m.get("reason")), "no meter")
         stderr.print(f"energy: not measured ({escape(reason)})", highlight=False)
+    failed = [r for r in run.results if r.status == "error" or r.round_errors]
+    if not run.ok_results and not failed:
+        reasons = sorted({r.message or "" for r in run.results if r.status == "skipped"})
+        raise ArrayGPTError("nothing was measured: every scenario was skipped"
+                            + (f" ({'; '.join(reasons)[:300]})" if reasons else ""))
     validity = run.validity or {}
     colour = {"valid": "green", "unsteady": "yellow"}.get(validity.get("status"), "red")
     stderr.print(f"[{colour}]{escape(run.validity_line)}[/]", highlight=False)
-    failed = [r for r in run.results if r.status == "error"]
-    return 1 if failed else 0
+    if failed:
+        stderr.print(f"[red]{len(failed)} scenario(s) failed[/] (a crash or error in a worker, in any round; "
+                     f"first: {escape(failed[0].id)}: {escape(_first_error(failed[0]))})", highlight=False)
+        return 1
+    return 0
+
+
+def _why(message) -> str:
+    """' (the reason)' for a skipped or failed scenario's line: its message's first line, shortened."""
+    if not message or not str(message).strip():
+        return ""
+    first = str(message).strip().splitlines()[0]
+    first = first.split(": ", 1)[1] if first.startswith(("BackendUnavailable: ", "BackendError: ")) else first
+    return f" ({first[:160]}{'...' if len(first) > 160 else ''})"
+
+
+def _suite_peers(suite: dict) -> bool:
+    """Whether any group of the suite names a peer (a run of peers alone still measures something)."""
+    return any((suite.get("defaults", {}) | group).get("peers") for group in suite.get("group", []))
+
+
+def _first_error(result) -> str:
+    message = result.message if result.status == "error" else (result.round_errors or [""])[0]
+    return (message or "").strip().splitlines()[0][:200] if message and message.strip() else "no message"

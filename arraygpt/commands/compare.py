@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.table import Table
 
 from engine.errors import ArrayGPTError
@@ -57,10 +59,18 @@ def run(args) -> int:
     from benchmarks.outputs import check_json_output
 
     limit = fraction(args.threshold, "--threshold", "10%")
-    json_path = check_json_output(args.json, "arraygpt-compare", replace=True) if args.json else None
+    json_path = check_json_output(args.json, "arraygpt-compare", replace=True) if args.json is not None else None
+    named = {side: [path for path in paths.split(",") if path] for side, paths in (("BASE", args.base), ("NEW", args.new))}
+    seen = {}
+    for side, paths in named.items():
+        for path in paths:
+            key = os.path.realpath(path)
+            if key in seen:
+                raise ArrayGPTError(f"{path} is given twice ({seen[key]} and {side}): a run compared with itself "
+                                    "says nothing; compare two different runs")
+            seen[key] = side
     sides = {}
-    for side, paths in (("BASE", args.base), ("NEW", args.new)):
-        paths = [path for path in paths.split(",") if path]
+    for side, paths in named.items():
         if not paths:
             raise ArrayGPTError(f"no {side} file given")
         runs = [Run.load(path) for path in paths]

@@ -10,8 +10,8 @@ def add_parser(sub):
                        description="Plot decode tokens/s against batch size and against context length, one line "
                                    "per backend, from an `arraygpt bench --json` file.")
     p.add_argument("results", metavar="RESULTS.json")
-    p.add_argument("-o", "--output", default="bench.png", metavar="FILE.png", help="image to write: png, svg, pdf or jpg; no suffix: .png; an existing file is replaced only "
-                        "if it is an image of that format (default: bench.png)")
+    p.add_argument("-o", "--output", default=None, metavar="FILE.png", help="image to write: png, svg, pdf or jpg; no suffix: .png; an existing file is replaced only "
+                        "if it is an image of that format (default: the results file's name with .png, beside it)")
 
 
 def run(args) -> int:
@@ -19,7 +19,8 @@ def run(args) -> int:
     from benchmarks.plot import plot_results
     from benchmarks.records import Run
 
-    output = check_image_output(args.output)
+    from pathlib import Path
+    output = check_image_output(args.output if args.output is not None else Path(args.results).with_suffix(".png"))
     plot_results(Run.load(args.results), output)
     stderr.print(f"wrote {output}")
     return 0

@@ -25,7 +25,7 @@ def run(args) -> int:
     from benchmarks.records import Run
     from benchmarks.report import chart, markdown
 
-    output = check_image_output(args.output) if args.output else None
+    output = check_image_output(args.output) if args.output is not None else None
     runs = [Run.load(path) for path in args.results]
     if args.format == "md":
         print(markdown(runs, args.results), end="")

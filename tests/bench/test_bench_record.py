@@ -33,9 +33,9 @@ repeats = 50
 """
 
 
-def start_bench(tmp_path, *extra):
+def start_bench(tmp_path, *extra, suite_text=QUICK_THEN_LONG):
     suite = tmp_path / "suite.toml"
-    suite.write_text(QUICK_THEN_LONG)
+    suite.write_text(suite_text)
     path = tmp_path / "run.json"
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -57,6 +57,36 @@ def test_a_killed_worker_makes_the_run_incomplete(tmp_path):
     assert statuses == {"p4": "ok", "p300": "error"}
     assert "worker exited with code -9" in doc["results"][1]["message"]
     assert not list(tmp.iterdir())  # the temporary directory went with the run
+
+
+def test_a_worker_killed_in_round_one_stays_on_record_when_round_two_measures_again(tmp_path):
+    """Round 2 measures the killed scenario again: its row is ok, but the crash stays beside it (round_errors),
+    the run is incomplete and the bench exits 1."""
+    two_rounds = QUICK_THEN_LONG.replace("repeats = 1\n", "repeats = 2\n")  # each round times one of each
+    process, worker, path, tmp = start_bench(tmp_path, "--rounds", "2", suite_text=two_rounds)
+    os.kill(worker, signal.SIGKILL)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 1, err
+    doc = json.loads(path.read_text())
+    assert doc["complete"] is False
+    long = next(r for r in doc["results"] if "/p300/" in r["id"])
+    assert long["status"] == "ok" and "worker exited with code -9" in long["round_errors"][0]
+    assert "1 scenario(s) failed" in err
+
+
+def test_a_runner_that_cannot_run_here_measures_nothing_and_says_so(tmp_path):
+    from helpers import cli
+    path = tmp_path / "run.json"
+    result = cli("bench", "--models", "tiny", "--backends", "jax:gpu", "--peer", "none", "--no-roofline", "--no-parity",
+                 "--new-tokens", "4", "--repeats", "1", "--warmup", "0", "--json", path, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "nothing was measured" in last and "no gpu device" in last.lower()
+    # every skipped line says why (off a terminal: a line per scenario)
+    assert all("no gpu device" in line.lower() for line in result.stderr.splitlines() if ": skipped" in line)
+    # a library that is not installed at all is refused before any work
+    err = cli("bench", "--models", "tiny", "--backends", "cupy", "--peer", "none", "--json", tmp_path / "r2.json")
+    assert err.returncode == 2 and "nothing to measure: cupy needs cupy" in err.stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])

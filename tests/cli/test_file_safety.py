@@ -123,12 +123,14 @@ def test_a_file_put_at_the_output_during_a_bench_is_kept_and_the_results_go_besi
 def test_other_outputs_are_checked_before_work(earlier_result, tmp_path):
     text = tmp_path / "verdicts.json"
     text.write_text("keep me")
-    err = one_line_error(cli("compare", earlier_result, earlier_result, "--json", text))
+    again = tmp_path / "again.json"
+    again.write_bytes(earlier_result.read_bytes())
+    err = one_line_error(cli("compare", earlier_result, again, "--json", text))
     assert "arraygpt did not write" in err and text.read_text() == "keep me"
-    assert cli("compare", earlier_result, earlier_result, "--json", tmp_path / "v.json").returncode == 0
+    assert cli("compare", earlier_result, again, "--json", tmp_path / "v.json").returncode == 0
     assert json.loads((tmp_path / "v.json").read_text())["kind"] == "arraygpt-compare"
     # A verdict file is made again from its inputs: replacing one is fine.
-    assert cli("compare", earlier_result, earlier_result, "--json", tmp_path / "v.json").returncode == 0
+    assert cli("compare", earlier_result, again, "--json", tmp_path / "v.json").returncode == 0
     picture = tmp_path / "chart.png"
     picture.write_text("not a picture")
     assert "not a PNG image" in one_line_error(cli("report", earlier_result, "-o", picture))
@@ -175,3 +177,31 @@ def test_init_into_the_empty_current_directory_keeps_it(tmp_path):
     assert cli("init", "tiny", ".", cwd=here).returncode == 0
     assert here.stat().st_ino == inode and (here / "model.safetensors").exists()
     assert cli("generate", "hi", "--model", ".", "-n", "2", cwd=here).returncode == 0
+
+
+def test_options_that_would_be_taken_as_something_else_are_refused(earlier_result, tmp_path):
+    """An empty path is not the default path, the same run twice is not a comparison, and -o /dev/null is not
+    /dev/null.png; a FIFO given as an input is refused at once, never waited on."""
+    assert "no path given" in one_line_error(cli(*TINY_BENCH, "--json", "", timeout=60))
+    assert "no path given" in one_line_error(cli("report", earlier_result, "-o", ""))
+    assert "given twice" in one_line_error(cli("compare", earlier_result, earlier_result))
+    assert "not a regular file" in one_line_error(cli("plot", earlier_result, "-o", "/dev/null"))
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    for argv in (("compare", fifo, earlier_result), ("report", fifo), ("plot", fifo), ("bench", "--suite", fifo)):
+        assert "not a regular file" in one_line_error(cli(*argv, timeout=30))
+    model = tmp_path / "model"
+    model.mkdir()
+    os.mkfifo(model / "config.json")
+    assert "not a regular file" in one_line_error(cli("generate", "hi", "--model", model, timeout=30))
+
+
+def test_plot_writes_beside_its_input_by_default(earlier_result, tmp_path):
+    pytest.importorskip("matplotlib")
+    results = tmp_path / "out" / "run.json"
+    results.parent.mkdir()
+    results.write_bytes(earlier_result.read_bytes())
+    result = cli("plot", results, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "run.png").exists() and not (tmp_path / "bench.png").exists()
+    assert str(tmp_path / "out" / "run.png") in result.stderr
