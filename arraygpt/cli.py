@@ -73,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _never_fail_to_encode() -> None:
+    """On a terminal or pipe whose encoding cannot show a character (PYTHONIOENCODING=ascii, LC_ALL=C), write it
+    as an escape (\\xe9) instead of failing: text and tables still come out whole."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a stream that cannot change now: leave it as it is
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the signal handlers and warning format it sets are put back when it returns."""
     previous = {}
@@ -83,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
     shown = warnings.showwarning
     warnings.showwarning = _one_line_warning
+    _never_fail_to_encode()
     try:
         return _main(argv)
     finally:

@@ -113,8 +113,12 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
     """Join a multi-process JAX run when a coordinator is named (arguments or JAX_COORDINATOR_ADDRESS);
     False for a single process. See backends.jax.initialize_distributed."""
     import os
-    if not (coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")):
+    address = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if not address:
         return False
+    host, colon, port = address.rpartition(":")
+    if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+        raise BackendError(f"the coordinator's address is HOST:PORT, such as 10.0.0.1:1234; got {address!r}")
     try:
         from .jax import initialize_distributed as initialize
     except ImportError:

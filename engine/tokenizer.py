@@ -93,15 +93,36 @@ class Tokenizer:
             merge_lines = read_text(directory / "merges.txt").splitlines()
         except (OSError, ValueError, RecursionError) as err:
             raise TokenizerError(f"{directory}: cannot read vocab.json/merges.txt ({err})") from None
+        vocab_path, merges_path = directory / "vocab.json", directory / "merges.txt"
+        if not isinstance(vocab, dict):
+            raise TokenizerError(f"{vocab_path}: not a JSON object of token -> id")
+        bad = next((t for t, i in vocab.items() if not isinstance(i, int) or isinstance(i, bool) or i < 0), None)
+        if bad is not None:
+            raise TokenizerError(f"{vocab_path}: token {bad!r} has id {vocab[bad]!r}; ids are integers >= 0")
         special = {t: i for t, i in vocab.items() if t == END_OF_TEXT}
         try:
             encoder = {bytes(byte_of[c] for c in token): i for token, i in vocab.items() if token not in special}
         except KeyError as err:
-            raise TokenizerError(f"{directory / 'vocab.json'}: character {err.args[0]!r} is not byte-level BPE") from None
+            raise TokenizerError(f"{vocab_path}: character {err.args[0]!r} is not byte-level BPE") from None
+        missing = [b for b in range(256) if bytes([b]) not in encoder]
+        if missing:  # byte-level BPE encodes any text only if every single byte is a token
+            raise TokenizerError(f"{vocab_path}: {len(missing)} of the 256 single bytes have no token (first: byte "
+                                 f"{missing[0]}); not a byte-level BPE vocabulary")
         priority = {}
-        for rank, line in enumerate(l for l in merge_lines if l and not l.startswith("#version")):
-            left, right = line.split(" ")
-            merged = bytes(byte_of[c] for c in left + right)
+        for rank, (number, line) in enumerate((n, l) for n, l in enumerate(merge_lines, start=1)
+                                              if l and not l.startswith("#version")):
+            parts = line.split(" ")
+            if len(parts) != 2 or not all(parts):
+                raise TokenizerError(f"{merges_path}, line {number}: {line[:60]!r} is not two tokens separated by "
+                                     "one space")
+            try:
+                merged = bytes(byte_of[c] for c in parts[0] + parts[1])
+            except KeyError as err:
+                raise TokenizerError(f"{merges_path}, line {number}: character {err.args[0]!r} is not byte-level "
+                                     "BPE") from None
+            if merged not in encoder:
+                raise TokenizerError(f"{merges_path}, line {number}: merges into {parts[0] + parts[1]!r}, which "
+                                     "vocab.json does not have")
             priority.setdefault(merged, rank)
         return cls(encoder, priority, special)
 

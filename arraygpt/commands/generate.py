@@ -11,7 +11,7 @@ from engine.errors import GenerationError
 from engine.prompts import check_seed
 from engine.sampling import Sampling
 
-from .options import add_model_options, load_model_with_progress, read_text_arg, stderr, warn_if_synthetic
+from .options import add_model_options, load_model_with_progress, read_text_arg, seed, stderr, warn_if_synthetic
 
 
 def add_parser(sub):
@@ -25,7 +25,7 @@ def add_parser(sub):
     p.add_argument("--top-k", type=int, default=None, metavar="K", help="sample from the K likeliest tokens")
     p.add_argument("--top-p", type=float, default=None, metavar="P",
                    help="sample from the smallest set of tokens holding probability P")
-    p.add_argument("--seed", type=int, default=None, help="make sampling reproducible (same on every backend)")
+    p.add_argument("--seed", type=seed, default=None, help="make sampling reproducible (same on every backend)")
     p.add_argument("--stop-at-eos", action="store_true", help="stop a prompt at <|endoftext|>")
     p.add_argument("--allow-special", action="store_true",
                    help="encode <|endoftext|> in a prompt as its special id instead of refusing it")

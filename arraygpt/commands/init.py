@@ -7,7 +7,7 @@ from pathlib import Path
 from engine.config import PRESETS
 from engine.errors import ArrayGPTError
 
-from .options import progress_bar, stderr
+from .options import progress_bar, seed, stderr
 
 
 def add_parser(sub):
@@ -17,7 +17,7 @@ def add_parser(sub):
                                    "(deterministic for a seed). Hugging Face transformers loads the result.")
     p.add_argument("preset", metavar="PRESET", help=f"one of {', '.join(PRESETS)}")
     p.add_argument("directory", metavar="DIR", help="where to write it")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
     p.add_argument("--force", action="store_true",
                    help="replace DIR if it holds an earlier arraygpt checkpoint and nothing else (never the "
                         "current directory, one above it, a home, or a directory with other files)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import sys
 from contextlib import contextmanager
 
@@ -52,7 +54,7 @@ def add_model_options(parser, default_model="124M"):
     group.add_argument("--precision", default="float32", choices=("float32", "tf32"),
                        help="float32 products in IEEE float32 on every backend and device (default), or tf32: "
                             "TensorFloat-32 tensor cores (NVIDIA GPUs; jax, torch, cupy), faster and less exact")
-    group.add_argument("--model-seed", type=int, default=0, metavar="S",
+    group.add_argument("--model-seed", type=seed, default=0, metavar="S",
                        help="seed of a preset's synthetic weights (default: 0)")
     add_mesh_options(parser)
 
@@ -73,10 +75,34 @@ def add_mesh_options(parser, several: bool = False):
                        help="this process's id, 0..N-1 (or JAX_PROCESS_ID)")
 
 
-def join_processes(args) -> None:
-    """A multi-process run starts here, before any backend asks JAX for its devices."""
-    from backends import initialize_distributed
+def join_processes(args, backends=()) -> None:
+    """A multi-process run starts here, before any backend asks JAX for its devices. Its options are refused
+    where they would be ignored: the process count or id without a coordinator, a coordinator for a backend
+    that runs in one process (backends: the names asked for)."""
+    import os
+    from backends import BACKENDS, initialize_distributed
+    coordinator = args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if not coordinator:
+        if args.num_processes is not None or args.process_id is not None:
+            raise ArrayGPTError("--num-processes and --process-id go with --coordinator HOST:PORT (or "
+                                "JAX_COORDINATOR_ADDRESS): without one the run is a single process")
+        return
+    single = [name for name in backends if name in BACKENDS and not BACKENDS[name].meshes]
+    if single:
+        raise ArrayGPTError(f"--coordinator: a multi-process run is for {', '.join(n for n, r in BACKENDS.items() if r.meshes)}; "
+                            f"{single[0]} runs in one process")
     initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed is a whole number from 0 to 2**63 - 1 (NumPy's generators take no negative one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2 ** 63:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to 2**63 - 1, got {text!r}")
+    return value
 
 
 def read_text_arg(text: str) -> str:
@@ -84,6 +110,8 @@ def read_text_arg(text: str) -> str:
     from engine.errors import TokenizerError
     from engine.tokenizer import check_unicode
     if text == "-":
+        if sys.stdin is None:  # started with standard input closed (`<&-`)
+            raise TokenizerError("standard input is closed: pass the text as an argument, or pipe it in with -")
         data = sys.stdin.buffer.read()
         try:
             return data.decode("utf-8")
@@ -119,7 +147,7 @@ def progress_bar(description: str):
 def load_model_with_progress(args, batch: int = 1):
     from backends import get_backend
     from engine import load_model
-    join_processes(args)
+    join_processes(args, [args.backend])
     options = {"precision": args.precision, "mesh": args.mesh} | ({"batch": batch} if args.backend == "auto" else {})
     backend = get_backend(args.backend, device=args.device, **options)
     if args.backend == "auto":

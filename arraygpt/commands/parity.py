@@ -8,7 +8,7 @@ from rich.table import Table
 from backends import BACKENDS
 from engine.errors import ArrayGPTError
 
-from .options import add_mesh_options, join_processes, report_console, stderr
+from .options import add_mesh_options, join_processes, report_console, seed, stderr
 
 DEFAULT_BACKENDS = "numpy,jax,torch,cupy,strict"
 
@@ -45,7 +45,7 @@ def add_parser(sub):
     p.add_argument("--batch", type=int, default=2, help="prompts per run (default: 2)")
     p.add_argument("--prompt-len", type=int, default=16, help="tokens per prompt (default: 16)")
     p.add_argument("--new-tokens", type=int, default=16, help="greedy tokens compared (default: 16)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random prompts (default: 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random prompts (default: 0)")
     p.add_argument("--json", metavar="PATH", help="also write the matrix as JSON (a new path, or an earlier parity result, which is replaced)")
     add_mesh_options(p)
 
@@ -79,8 +79,8 @@ def run(args) -> int:
     from benchmarks.outputs import check_json_output
 
     json_path = check_json_output(args.json, "arraygpt-parity", replace=True) if args.json else None
-    join_processes(args)
     backends = parse_backend_list(args.backends)
+    join_processes(args, [name for name, _ in backends])
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     unknown = [d for d in dtypes if d not in DTYPE_NAMES]
     if unknown or not dtypes:

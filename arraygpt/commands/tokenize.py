@@ -27,9 +27,9 @@ def run(args) -> int:
     if args.decode:
         try:
             ids = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: brackets nested too deeply to parse
             raise TokenizerError("--decode takes a JSON list of token ids, such as [15496, 995]") from None
-        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise TokenizerError("--decode takes a JSON list of token ids, such as [15496, 995]")
         print(tok.decode(ids))
     else:

@@ -213,3 +213,17 @@ def test_random_command_lines(workdir, capsys, monkeypatch, data):
     new = set(after) - set(before)  # and the only new files are a command's default outputs
     assert all(name == "bench.png" or name.startswith("out/bench-") for name in new), (argv, new)
     assert BENCH_FILE.read_bytes() == results_before
+
+
+@FUZZ
+@given(st.one_of(json_values.map(json.dumps), st.integers(1, 200_000).map(lambda n: "[" * n + "]" * n),
+                 st.text(max_size=40)))
+def test_decode_takes_any_text_as_ids_or_says_why_in_one_line(text):
+    """tokenize --decode: a JSON list of ids decodes; anything else (any JSON, nesting past the parser's depth,
+    not JSON) is exit 2 with a message, never an exception."""
+    import contextlib
+    import io
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(["tokenize", "--decode", text])
+    assert code in (0, 2) and "Traceback" not in err.getvalue()

@@ -1,0 +1,72 @@
+"""What a hostile user found (issue 29): each case is a right result or one line and exit 2, never a traceback
+or a hang. Damaged tokenizer files, a closed standard input, deeply nested JSON, options that would be
+ignored or taken as something else, and a terminal that cannot show every character."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from helpers import cli, one_line_error
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny") / "m"
+    assert cli("init", "tiny", directory).returncode == 0
+    return directory
+
+
+@pytest.fixture
+def damaged(checkpoint, tmp_path):
+    copy = tmp_path / "m"
+    shutil.copytree(checkpoint, copy)
+    return copy
+
+
+@pytest.mark.parametrize("vocab, merges, said", [
+    ([1, 2], None, "not a JSON object"),
+    ({"a": "b"}, None, "ids are integers >= 0"),
+    ({"a": 0}, None, "single bytes have no token"),
+    (None, "#version: 0.2\nab\n", "line 2: 'ab' is not two tokens"),
+    (None, "#version: 0.2\nQ Z\n", "merges into 'QZ', which vocab.json does not have"),
+])
+def test_damaged_tokenizer_files_are_one_line(damaged, vocab, merges, said):
+    if vocab is not None:
+        (damaged / "vocab.json").write_text(json.dumps(vocab))
+    if merges is not None:
+        (damaged / "merges.txt").write_text(merges)
+    assert said in one_line_error(cli("tokenize", "hello", "--model", damaged))
+    assert said in one_line_error(cli("generate", "hello", "--model", damaged, "-n", "2"))
+
+
+def test_standard_input_closed_and_nested_json():
+    closed = subprocess.run([sys.executable, "-m", "arraygpt", "tokenize", "-"], stdin=None, capture_output=True,
+                            text=True, timeout=60, preexec_fn=lambda: __import__("os").close(0))
+    assert "standard input is closed" in one_line_error(closed)
+    nested = subprocess.run([sys.executable, "-m", "arraygpt", "tokenize", "--decode", "-"], input="[" * 100_000,
+                            capture_output=True, text=True, timeout=60)
+    assert "JSON list of token ids" in one_line_error(nested)
+    assert "JSON list of token ids" in one_line_error(cli("tokenize", "--decode", "[true]"))
+
+
+def test_options_that_would_be_ignored_are_refused():
+    assert "whole number from 0" in one_line_error(cli("parity", "--model", "tiny", "--seed", "-1"))
+    assert "whole number from 0" in one_line_error(cli("generate", "x", "--model", "tiny", "--seed", "-3"))
+    assert "HOST:PORT" in one_line_error(cli("generate", "x", "--model", "tiny", "--backend", "jax", "--coordinator",
+                                             "localhost", "--num-processes", "1", "--process-id", "0"))
+    assert "numpy runs in one process" in one_line_error(
+        cli("generate", "x", "--model", "tiny", "--backend", "numpy", "--coordinator", "localhost:1234",
+            "--num-processes", "1", "--process-id", "0"))
+    assert "go with --coordinator" in one_line_error(cli("generate", "x", "--model", "tiny", "--num-processes", "2"))
+
+
+@pytest.mark.parametrize("argv", [("generate", "h\u00e9llo", "--model", "tiny", "-n", "3"),
+                                  ("tokenize", "--decode", "[40, 1101, 287, 564]"), ("info",)])
+def test_a_terminal_that_cannot_show_every_character(argv):
+    result = cli(*argv, env={"PYTHONIOENCODING": "ascii", "LC_ALL": "C"})
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
