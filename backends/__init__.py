@@ -26,13 +26,15 @@ class Registered:
     for_speed: bool = True      # in bench's default set ('strict' is for conformance; the -eager variants are
                                 # the op-by-op GPU steps that the GPU check times beside the recorded ones)
     tf32: bool = False          # can compute float32 products in TF32 (on an NVIDIA GPU)
+    dtypes: tuple = ("float32", "float16", "bfloat16", "float64")  # the library's dtypes (base.DTYPE_NAMES)
 
 
 _JAX = "pip install 'arraygpt[jax]'"
 _TORCH = "pip install 'arraygpt[torch]'"
+_NO_BFLOAT16 = ("float32", "float16", "float64")
 _CUPY = "pip install 'arraygpt[cuda12]' (or [cuda13]) on a machine with an NVIDIA GPU"
 BACKENDS = {
-    "numpy": Registered("backends.numpy", "included", "numpy"),
+    "numpy": Registered("backends.numpy", "included", "numpy", dtypes=_NO_BFLOAT16),
     "jax": Registered("backends.jax", _JAX, "jax", meshes=True, tf32=True),
     "jax-loop": Registered("backends.jax", _JAX, "jax", options=(("compile_loop", True),), meshes=True, streams=False,
                            tf32=True),
@@ -41,9 +43,11 @@ BACKENDS = {
                               for_speed=False),
     "torch-inductor": Registered("backends.torch", _TORCH, "torch", options=(("inductor", True),), tf32=True,
                                  for_speed=False),
-    "cupy": Registered("backends.cupy", _CUPY, "cupy", tf32=True),
-    "cupy-eager": Registered("backends.cupy", _CUPY, "cupy", options=(("record", False),), tf32=True, for_speed=False),
-    "strict": Registered("backends.strict", "pip install array-api-strict", "array-api-strict", for_speed=False),
+    "cupy": Registered("backends.cupy", _CUPY, "cupy", tf32=True, dtypes=_NO_BFLOAT16),
+    "cupy-eager": Registered("backends.cupy", _CUPY, "cupy", options=(("record", False),), tf32=True, for_speed=False,
+                             dtypes=_NO_BFLOAT16),
+    "strict": Registered("backends.strict", "pip install array-api-strict", "array-api-strict", for_speed=False,
+                         dtypes=("float32", "float64")),
 }
 SPEED_BACKENDS = tuple(name for name, r in BACKENDS.items() if r.for_speed)
 

@@ -248,6 +248,13 @@ def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict 
                 continue
             if weights in QUANTIZED and runner not in PEERS:
                 continue  # a quantized format is a peer's own row (llama.cpp's Q8_0), never ours
+            lacking = [d for d in (dtype, weights) if d and runner in BACKENDS and d not in BACKENDS[runner].dtypes]
+            if lacking:
+                if "dtype" in overrides or "weights" in overrides:  # asked for on the command line: say so
+                    raise ArrayGPTError(f"backend {runner} has no {lacking[0]} (it has "
+                                        f"{', '.join(BACKENDS[runner].dtypes)}); leave it out of --backends or pick "
+                                        "another --dtypes / --weights")
+                continue  # a suite's dtype that this library lacks: that group is not for it
             if mesh and runner not in PEERS and not (runner in BACKENDS and BACKENDS[runner].meshes):
                 continue  # only backends that split a model over a mesh get mesh rows
             scenarios.append(Scenario(group=spec.get("name", "group"), model=str(model), runner=runner,

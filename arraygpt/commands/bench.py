@@ -180,6 +180,7 @@ def run(args) -> int:
         for s in scenarios:
             print(s.id)
         return 0
+    check_models(scenarios)
     json_path = check_json_output(args.json if args.json is not None else
                                   f"out/bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json",
                                   "arraygpt-bench", replace=args.force)
@@ -270,6 +271,23 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
                      f"first: {escape(failed[0].id)}: {escape(_first_error(failed[0]))})", highlight=False)
         return 1
     return 0
+
+
+def check_models(scenarios) -> None:
+    """Before any worker: every model resolves (an unknown name, a damaged directory, an unwritable cache are
+    its one-line error), and every scenario fits its model's context."""
+    from engine.config import GPTConfig
+    from engine.prompts import positions_needed
+    from engine.source import resolve_model
+    context = {}
+    for spec in dict.fromkeys(s.model for s in scenarios):
+        context[spec] = GPTConfig.from_hf_json(resolve_model(spec).directory / "config.json").n_positions
+    for s in scenarios:
+        need = positions_needed(s.prompt_len, s.new_tokens)
+        if s.model in context and need > context[s.model]:
+            raise ArrayGPTError(f"scenario {s.id}: a {s.prompt_len}-token prompt and {s.new_tokens} new tokens need "
+                                f"{need} positions, more than {s.model}'s context of {context[s.model]}; lower "
+                                "--prompt-lens or --new-tokens")
 
 
 def _why(message) -> str:

@@ -64,3 +64,25 @@ def test_status_lists_every_backend_without_raising():
     assert rows["numpy"][0] is True
     for ok, detail in rows.values():
         assert ok or detail  # an unusable backend always says why
+
+
+def test_each_backends_declared_dtypes_are_those_its_library_has():
+    """The registry declares dtypes (the bench refuses a backend x dtype up front from it); the adapter, where it
+    can be made here, must agree."""
+    from backends import BACKENDS, BackendError, get_backend
+    from backends.base import DTYPE_NAMES
+    checked = 0
+    for name, registered in BACKENDS.items():
+        try:
+            backend = get_backend(name)
+        except BackendError:
+            continue
+        for dtype in DTYPE_NAMES:
+            try:
+                backend.dtype(dtype)
+                has = True
+            except BackendError:
+                has = False
+            assert has == (dtype in registered.dtypes), (name, dtype)
+        checked += 1
+    assert checked >= 3

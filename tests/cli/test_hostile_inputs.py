@@ -70,3 +70,10 @@ def test_options_that_would_be_ignored_are_refused():
 def test_a_terminal_that_cannot_show_every_character(argv):
     result = cli(*argv, env={"PYTHONIOENCODING": "ascii", "LC_ALL": "C"})
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_bench_that_cannot_work_is_refused_before_any_worker(tmp_path):
+    base = ["bench", "--models", "tiny", "--backends", "numpy", "--peer", "none", "--json", tmp_path / "r.json"]
+    assert "more than tiny's context of 1024" in one_line_error(cli(*base, "--prompt-lens", "2000", timeout=60))
+    assert "numpy has no bfloat16" in one_line_error(cli(*base, "--dtypes", "bfloat16", timeout=60))
+    assert not (tmp_path / "r.json").exists()
