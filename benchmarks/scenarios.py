@@ -176,6 +176,9 @@ def check_suite(suite: dict, path) -> None:
     if "validity" in suite:
         from .validity import check_rules
         check_rules(suite["validity"], f"{path}: ")
+    if suite.get("device", "any") not in ("any", "gpu"):
+        raise ArrayGPTError(f"{path}: device must be \"gpu\" (a suite for a GPU machine) or absent, got "
+                            f"{suite['device']!r}")
     rounds = suite.get("rounds", 1)
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise ArrayGPTError(f"{path}: rounds must be an integer >= 1, got {rounds!r}")

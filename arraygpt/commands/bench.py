@@ -97,7 +97,8 @@ def add_parser(sub):
                    "what finished. PATH must be new (or an earlier bench result, with --force); it is locked "
                    "while the bench runs")
     p.add_argument("--force", action="store_true", help="replace an earlier bench result at --json PATH (any "
-                   "other existing file is never overwritten)")
+                   "other existing file is never overwritten); run a GPU suite (gpu, gpu-check) on a machine "
+                   "without a GPU")
     p.add_argument("--format", default="table", choices=("table", "csv", "jsonl", "md"),
                    help="what goes to stdout at the end: the tables (default), or one row per scenario as CSV, JSON "
                         "lines or a Markdown table, for spreadsheets and dashboards (the --json file is always written)")
@@ -126,6 +127,10 @@ def run(args) -> int:
     from benchmarks.scenarios import expand, load_suite
 
     suite = load_suite(args.suite)
+    if suite.get("device") == "gpu" and not args.force and not has_nvidia_gpu():
+        raise ArrayGPTError(f"suite {suite['name']} is for a GPU machine, and this one has no NVIDIA GPU (no driver "
+                            "under /proc/driver/nvidia); pick a CPU suite (quick, peers, standard), or pass --force to "
+                            "run it here anyway")
     if args.backends:
         backends = parse_backend_list(args.backends)
         from backends import BACKENDS, installed
@@ -271,6 +276,15 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
                      f"first: {escape(failed[0].id)}: {escape(_first_error(failed[0]))})", highlight=False)
         return 1
     return 0
+
+
+def has_nvidia_gpu() -> bool:
+    """Whether the NVIDIA driver sees a GPU here, asked of the driver's files: no GPU library is loaded in the
+    bench's own process (it would take GPU memory that its workers need)."""
+    try:
+        return any(Path("/proc/driver/nvidia/gpus").iterdir())
+    except OSError:
+        return False
 
 
 def check_models(scenarios) -> None:

@@ -77,3 +77,11 @@ def test_a_bench_that_cannot_work_is_refused_before_any_worker(tmp_path):
     assert "more than tiny's context of 1024" in one_line_error(cli(*base, "--prompt-lens", "2000", timeout=60))
     assert "numpy has no bfloat16" in one_line_error(cli(*base, "--dtypes", "bfloat16", timeout=60))
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_gpu_suite_on_a_machine_without_a_gpu(tmp_path):
+    from pathlib import Path
+    if any(Path("/proc/driver/nvidia/gpus").glob("*")):
+        pytest.skip("this machine has an NVIDIA GPU")
+    err = one_line_error(cli("bench", "--suite", "gpu", "--json", tmp_path / "r.json", timeout=60))
+    assert "for a GPU machine" in err and "--force" in err
