@@ -108,8 +108,9 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False, m
                                 "timings are not comparable (--force to compare anyway)")
         runners = [sorted({rs[0].runner for rs in pooled_results(d).values()}) for d in (base_docs, new_docs)]
         if runners[0] != runners[1]:
-            raise ArrayGPTError(f"the results ran different backends ({', '.join(runners[0])} vs "
-                                f"{', '.join(runners[1])}) (--force to compare the common scenarios)")
+            raise ArrayGPTError(f"the results ran different backends (BASE: {', '.join(runners[0]) or 'none that finished'}; "
+                                f"NEW: {', '.join(runners[1]) or 'none that finished'}) (--force to compare the common "
+                                "scenarios)")
     base, new = pooled_results(base_docs), pooled_results(new_docs)
     rows = []
     for sid in [s for s in base if s in new]:

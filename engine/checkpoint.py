@@ -130,9 +130,12 @@ def read_safetensors(path: Path) -> dict[str, HostTensor]:
     except OSError as err:
         raise CheckpointError(f"{path}: cannot read ({err.strerror or err})") from None
     header_len = int.from_bytes(mapped[:8], "little")
-    if header_len > min(size - 8, _MAX_HEADER_BYTES):
-        raise CheckpointError(f"{path}: unreadable header (says {header_len} bytes, the file has {size}): "
-                              "truncated or not a safetensors file")
+    if header_len > size - 8:
+        raise CheckpointError(f"{path}: unreadable header (its length field says {header_len:,} bytes, but only "
+                              f"{size - 8:,} follow it in this {size:,}-byte file): truncated or not a safetensors file")
+    if header_len > _MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path}: unreadable header (its length field says {header_len:,} bytes, more than "
+                              f"the {_MAX_HEADER_BYTES:,} a safetensors header may have): not a safetensors file")
     data_start = 8 + header_len
     # The data section's length as the header needs it: data_start is excluded from the 8 of the count.
     entries = parse_header(bytes(mapped[8:data_start]), size - data_start, path)

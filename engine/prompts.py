@@ -102,6 +102,10 @@ def check_prompts(prompts: Sequence[Sequence[int]], vocab_size: int, context: in
             raise GenerationError(f"{which} has token id {outside[0]} outside the vocabulary [0, {vocab_size})")
         needed = positions_needed(len(prompt), new_tokens)
         if needed > context:
+            if new_tokens and positions_needed(1, new_tokens) > context:  # too many new tokens for any prompt
+                raise GenerationError(f"{new_tokens} new tokens need {positions_needed(1, new_tokens)} positions or more "
+                                      f"(all but the last new token), more than the model's context of {context}; ask "
+                                      f"for at most {context - len(prompt) + 1} with this prompt")
             what = (f"{len(prompt)} prompt tokens + {new_tokens} new tokens need {needed} positions (all but the "
                     f"last new token)" if new_tokens else f"{len(prompt)} tokens")
             raise GenerationError(f"{which} is too long: {what}, which exceeds the model's context of {context} tokens")

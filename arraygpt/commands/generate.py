@@ -73,8 +73,10 @@ def run(args) -> int:
         for text, ids in zip(texts, new):
             print(text + tok.decode(ids))
     total = sum(len(ids) for ids in new)
-    decode_rate = (total - len(new)) / (time.perf_counter() - first) if total > len(new) else float("nan")
-    stderr.print(f"[dim]{total} tokens in {elapsed:.2f} s ({total / elapsed:.1f} tokens/s; decode "
-                 f"{decode_rate:.1f} tokens/s; first token {first - start:.2f} s) on {model.backend.name} "
+    # decode tokens/s only where tokens were decoded after the first (one new token: no such rate, never "nan")
+    decode = (f"; decode {(total - len(new)) / (time.perf_counter() - first):.1f} tokens/s" if total > len(new)
+              else "")
+    stderr.print(f"[dim]{total} tokens in {elapsed:.2f} s ({total / max(elapsed, 1e-9):.1f} tokens/s{decode}; first "
+                 f"token {first - start:.2f} s) on {model.backend.name} "
                  f"{model.dtype_name}{'' if model.weights_dtype == model.dtype_name else ' with ' + model.weights_dtype + ' weights'}[/]")
     return 0
