@@ -198,9 +198,16 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
     from benchmarks.tables import probes_table, results_table
 
     console = report_console()
+    runners = list(dict.fromkeys(s.runner for s in scenarios))
+    each = sorted({(s.warmup, s.repeats) for s in scenarios})
+    stderr.print(f"plan: {len(scenarios)} scenario(s) x {rounds} round(s) on {len(runners)} runner(s) ({', '.join(runners)}); "
+                 + ("warm-up {} + {} timed repeat(s) each".format(*each[0]) if len(each) == 1 else
+                    f"{min(r for _, r in each)}-{max(r for _, r in each)} timed repeats each")
+                 + f"; results to {json_path}", highlight=False)
+    heartbeat = Heartbeat(enabled=not stderr.is_terminal)
     # Off a terminal the bar draws nothing, so it is disabled: no refresh thread then shares rich's locks
     # with the main thread, which a Ctrl-C landing mid-print could leave held (a bench that never ends).
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    with heartbeat, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
         total = len(scenarios) * rounds
         task = progress.add_task("starting", total=total)
@@ -218,6 +225,7 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
                 progress.update(task, description=f"{event['runner']}: parity")
             elif kind == "start":
                 progress.update(task, description=event["id"])
+                heartbeat.now_running(event["id"])
             elif kind == "moved":
                 progress.console.print(f"[yellow]note:[/] another file appeared at {escape(event['from'])} during the "
                                        f"run and is left as it is; the results go to {escape(event['to'])}",
@@ -226,9 +234,13 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
                 progress.advance(task)
                 finished[0] += 1
                 why = _why(event.get("message"))
+                heartbeat.now_running(None)
                 if not stderr.is_terminal:  # CI, `| tee`, a log file: the bar draws nothing there
+                    elapsed = time.monotonic() - started
+                    left = elapsed / finished[0] * (total - finished[0])  # the pace so far: a rough guide only
+                    pace = f"; about {left / 60:.0f} min left at this pace" if finished[0] < total and elapsed > 60 else ""
                     stderr.print(f"[{finished[0]}/{total}] {escape(event['id'])}: {event['status']}{escape(why)} "
-                                 f"({time.monotonic() - started:.0f} s)", highlight=False)
+                                 f"({elapsed:.0f} s{pace})", highlight=False)
                 elif event["status"] != "ok":
                     progress.console.print(f"[yellow]{escape(event['id'])}: {event['status']}{escape(why)}[/]",
                                            highlight=False)
@@ -276,6 +288,43 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
                      f"first: {escape(failed[0].id)}: {escape(_first_error(failed[0]))})", highlight=False)
         return 1
     return 0
+
+
+class Heartbeat:
+    """Off a terminal (CI, a log file), a line at least every 30 s while one scenario runs long, so a log never
+    goes silent for minutes. A thread of its own that writes to sys.stderr directly: it takes none of rich's
+    locks, which the main thread may hold when a Ctrl-C lands."""
+
+    EVERY_S = 30.0
+
+    def __init__(self, enabled: bool):
+        import threading
+        self.enabled, self.running, self.since = enabled, None, time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True) if enabled else None
+
+    def now_running(self, scenario_id: str | None) -> None:
+        self.running, self.since = scenario_id, time.monotonic()
+
+    def _beat(self):
+        import sys
+        last = time.monotonic()
+        while not self._stop.wait(1.0):
+            running, since, now = self.running, self.since, time.monotonic()
+            if running and now - max(last, since) >= self.EVERY_S:
+                sys.stderr.write(f"  ... {running}: still running ({now - since:.0f} s)\n")
+                sys.stderr.flush()
+                last = now
+
+    def __enter__(self):
+        if self._thread:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=2)
 
 
 def has_nvidia_gpu() -> bool:
