@@ -116,7 +116,7 @@ def _peer_key(r: Result, numerics: str) -> tuple:
 def derived_figures(r: Result, run: Run, ceilings: dict, peers: dict) -> Derived:
     """Decode floor and roofline, prefill ceiling and roofline (with the runner that set the ceiling),
     ratios to each peer, parity: for one ok result."""
-    m, figures, ratios = r.metrics, {}, {}
+    m, figures, ratios, against = r.metrics, {}, {}, {}
     config = model_config(run, r.model)
     device = ceilings.get(r.device_key)
     if config is not None and r.mesh:
@@ -143,15 +143,15 @@ def derived_figures(r: Result, run: Run, ceilings: dict, peers: dict) -> Derived
             compared.append((f"_{r.weights}", r.weights))
         for peer in PEERS:
             for suffix, numerics in compared:
-                peer_metrics = peers.get((peer, *_peer_key(r, numerics)))
+                peer_result = peers.get((peer, *_peer_key(r, numerics)))
                 for key in ("decode_tps", "prefill_tps"):
                     name = f"{key}_vs_{peer}{suffix}"
-                    mine, theirs = m.median(key), peer_metrics and peer_metrics.median(key)
+                    mine, theirs = m.median(key), peer_result and peer_result.metrics.median(key)
                     if mine is not None and theirs and name not in ratios:
-                        ratios[name] = mine / theirs
+                        ratios[name], against[name] = mine / theirs, peer_result.id
     parity = run.parity.get(r.worker, {}).get(f"{r.model}/{r.numerics}", {})
     return Derived(**figures, parity_relative=parity.get("relative"), token_agreement=parity.get("token_agreement"),
-                   ratios=ratios)
+                   ratios=ratios, ratio_peers=against)
 
 
 def derive(run) -> Run:
@@ -159,7 +159,7 @@ def derive(run) -> Run:
     Run; a bench file's JSON is read as records.Run first)."""
     run = as_run(run)
     ceilings = machine_ceilings(run)
-    peers = {(r.runner, *_peer_key(r, r.numerics)): r.metrics for r in run.ok_results if r.is_peer}
+    peers = {(r.runner, *_peer_key(r, r.numerics)): r for r in run.ok_results if r.is_peer}
     results = [dataclasses.replace(r, derived=derived_figures(r, run, ceilings, peers)) if r.ok else r
                for r in run.results]
     return judge(dataclasses.replace(run, ceilings=ceilings, results=results))

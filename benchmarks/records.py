@@ -134,11 +134,12 @@ class Derived(Record):
     parity_relative: float | None = None
     token_agreement: float | None = None
     ratios: dict = dataclasses.field(default_factory=dict)  # flat in the JSON, as written before
+    ratio_peers: dict = dataclasses.field(default_factory=dict)  # each ratio's name -> the peer row's id
     extra: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict):
-        ratios = {k: v for k, v in data.items() if "_vs_" in k}
+        ratios = {k: v for k, v in data.items() if "_vs_" in k and k != "ratio_peers"}
         record = super().from_json({k: v for k, v in data.items() if k not in ratios})
         return dataclasses.replace(record, ratios=ratios)
 
@@ -311,6 +312,13 @@ class Run(Record):
     @property
     def ok_results(self) -> list[Result]:
         return [r for r in self.results if r.ok]
+
+    def ratio_doubtful(self, r: "Result", metric: str, peer: str, narrow: str | None = None) -> bool:
+        """Whether a ratio of r to a peer carries a doubt: r's row or the peer's row is unsteady or invalid."""
+        name = f"{metric}_tps_vs_{peer}" + (f"_{narrow}" if narrow else "")
+        peer_id = r.derived.ratio_peers.get(name) if r.derived else None
+        theirs = next((x for x in self.results if x.id == peer_id), None)
+        return any(x is not None and x.validity is not None and not x.validity.trusted for x in (r, theirs))
 
     @property
     def machine(self) -> dict:

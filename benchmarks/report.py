@@ -31,6 +31,7 @@ class Row:
     vs_peers: dict            # peer -> ratio
     parity: float | None
     validity: str = "valid"   # valid, unsteady, invalid, or unmeasured (a run from before validity)
+    doubtful: frozenset = frozenset()  # the peers whose ratio carries a doubt (either row unsteady or invalid)
 
     @property
     def is_peer(self) -> bool:
@@ -52,6 +53,7 @@ def collect(runs: list[Run]) -> list[Row]:
                             runner=label(r, device=False), device=r.device_key, numerics=r.numerics,
                             tps=m.headline.median, roofline=d.roofline(m.metric),
                             vs_peers={p: d.ratio(m.metric, p) for p in PEERS if d.ratio(m.metric, p) is not None},
+                            doubtful=frozenset(p for p in PEERS if run.ratio_doubtful(r, m.metric, p)),
                             parity=d.parity_relative, validity=r.validity.status if r.validity else "unmeasured"))
     return rows
 
@@ -97,14 +99,14 @@ def markdown(runs: list, sources: list[str]) -> str:
                   + (" | " if peers else "") + "parity |",
                   "|---|---|---|---|---:|---:|" + "---:|" * len(peers) + "---:|"]
         for r in sorted(group, key=lambda r: (labels.index(r.run), r.numerics, r.is_peer, -r.tps)):
-            ratios = [f"{r.vs_peers[p]:.2f}x" if p in r.vs_peers else "" for p in peers]
+            ratios = [f"{r.vs_peers[p]:.2f}x{'?' if p in r.doubtful else ''}" if p in r.vs_peers else "" for p in peers]
             lines.append(f"| {r.run} | {r.runner}{' (peer)' if r.is_peer else ''} | {r.device} | {r.numerics} | "
                          f"{_tps(r.tps)}{_mark(r.validity)} | {_percent(r.roofline)} | "
                          + " | ".join(ratios) + (" | " if peers else "")
                          + f"{'' if r.parity is None else f'{r.parity:.0e}'} |")
         lines.append("")
     lines.append("% roofline: of the floor set by the best bandwidth (decode) or matmul rate (prefill) measured on "
-                 "that device in that run (**!** over 100%: that ceiling is wrong for the row); x peer: ratio to the peer in the same run, device and numerics; parity: "
+                 "that device in that run (**!** over 100%: that ceiling is wrong for the row); x peer: ratio to the peer in the same run, device and numerics (?: the row or the peer's is unsteady or invalid, and so is the ratio); parity: "
                  "max |logit - float64 reference| / max |reference logit|; (unsteady), (invalid): the run's validity "
                  "check found that row disturbed or too short (its JSON says why).")
     return "\n".join(lines) + "\n"

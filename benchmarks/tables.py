@@ -15,14 +15,16 @@ def _fmt(value, spec, empty=""):
     return empty if value is None else format(value, spec)
 
 
-def _ratio(r: Result, peer: str) -> str:
+def _ratio(r: Result, peer: str, run: Run) -> str:
     """'1.62x', or for a mixed row '1.62x (2.04x vs bfloat16)': against the peer in the row's dtype and,
-    where the run has it, the peer all in the weights' dtype."""
+    where the run has it, the peer all in the weights' dtype. A ratio whose row or peer row is unsteady or
+    invalid carries a '?'."""
     metric, weights = r.metrics.metric, r.weights
     value = r.derived.ratio(metric, peer)
-    text = "" if value is None else f"{value:.2f}x"
+    doubt = lambda narrow=None: "?" if run.ratio_doubtful(r, metric, peer, narrow) else ""  # noqa: E731
+    text = "" if value is None else f"{value:.2f}x{doubt()}"
     narrow = r.derived.ratio(metric, peer, weights) if weights else None
-    return text + (f" ({narrow:.2f}x vs {weights})" if narrow is not None else "")
+    return text + (f" ({narrow:.2f}x{doubt(weights)} vs {weights})" if narrow is not None else "")
 
 
 def roofline_cell(fraction: float | None) -> str:
@@ -46,7 +48,7 @@ def results_table(run: Run) -> Table:
                   "roof = % of the floor set by the best bandwidth or matmul rate measured on that device in this "
                   "run; !roof over 100%: the ceiling this run measured is below what that row reached, so the "
                   "ceiling is wrong for it (a probe disturbed by other load); xPEER = ratio to that peer on the same "
-                  "workload, numerics and device; compile = first call minus a steady one (compiling runners only; they run "
+                  "workload, numerics and device (? : the row or the peer's is unsteady or invalid, and so is the ratio); compile = first call minus a steady one (compiling runners only; they run "
                   "each call at its shape bucket, so a scenario in a bucket that an earlier one of the same runner "
                   "compiled shows none)",
                   caption_justify="left")
@@ -89,7 +91,7 @@ def results_table(run: Run) -> Table:
             device_bytes = m.device_bytes
             table.add_row(runner, _fmt(m.median("prefill_tps"), ".0f"), _fmt(m.median("ttft_s") * 1e3, ".0f"),
                           decode_cell, latency_cell, roofline_cell(roof),
-                          *[_ratio(r, p) for p in peers_here],
+                          *[_ratio(r, p, run) for p in peers_here],
                           # only for runners that compile (older files did not record it: shown as before)
                           _fmt(compiled, ".1f") if compiled and compiled >= 0.05 and m.compiles else "",
                           _fmt((m.rss_peak_bytes or 0) / 1e6, ".0f"),

@@ -69,3 +69,41 @@ def test_plot_draws_every_numerics_of_the_committed_runs(tmp_path, monkeypatch):
     assert "jax-loop:gpu float32" not in h100  # never the IEEE label on TF32-like rows
     assert "NVIDIA H100" in labels["2026-11-25-h100-cc6c6bc.json title"]
     assert "AMD EPYC" in labels["2026-11-25-cpu-mixed.json title"]
+
+
+def test_a_ratio_to_an_unsteady_row_carries_the_doubt(tmp_path):
+    """A ratio is as doubtful as the less trusted of its two rows: '?' beside it in the report and the bench
+    table, whether our row or the peer's was disturbed (here the hf rows, given other load on purpose)."""
+    import json
+    from pathlib import Path
+
+    from benchmarks.records import Run
+    from benchmarks.report import markdown
+    from benchmarks.tables import results_table
+    from rich.console import Console
+
+    source = Path(__file__).resolve().parents[2] / "benchmarks/results/2026-12-03-cpu-quick-every-peer.json"
+    doc = json.loads(source.read_text())
+    for r in doc["results"]:
+        if r["runner"] == "hf" and r["status"] == "ok" and r["batch"] == 8:
+            load = r["metrics"]["load"]
+            ticks = load["ticks"] | {"other": int(1.9 * load["ticks"]["per_s"] * load["wall_s"])}
+            r["metrics"]["load"] = load | {"other_cores": 1.9, "ticks": ticks}  # disturbed: unsteady
+    disturbed = tmp_path / "disturbed.json"
+    disturbed.write_text(json.dumps(doc))
+    run = Run.load(disturbed)
+    text = markdown([run], [str(disturbed)])
+    rows = {}
+    heading = None
+    for line in text.splitlines():
+        if line.startswith("####"):
+            heading = line
+        elif line.startswith("| ") and "| numpy |" in line:
+            rows[heading] = line
+    batch8 = [line for head, line in rows.items() if "batch 8" in head]
+    batch1 = [line for head, line in rows.items() if "batch 1" in head]
+    assert batch8 and all("x?" in line for line in batch8)  # valid numpy row, unsteady hf row
+    assert batch1 and not any("?" in line for line in batch1)  # both valid: no doubt
+    console = Console(width=400, record=True)
+    console.print(results_table(run))
+    assert "x?" in console.export_text()
