@@ -94,13 +94,14 @@ def markdown(runs: list, sources: list[str]) -> str:
                                   f"{run.validity_line})"
                                   for name, source, run in zip(labels, sources, runs)), ""]
     for workload, metric, group in _sorted_groups(rows):
+        several = len(runs) > 1  # one run: its machine and date are in the Runs line, not on every row
         lines += [f"#### {_workload_title(workload, metric)}", "",
-                  "| run | runner | device | numerics | tok/s | % roofline | " + " | ".join(f"x {p}" for p in peers)
-                  + (" | " if peers else "") + "parity |",
-                  "|---|---|---|---|---:|---:|" + "---:|" * len(peers) + "---:|"]
+                  "| " + "run | " * several + "runner | device | numerics | tok/s | % roofline | "
+                  + " | ".join(f"x {p}" for p in peers) + (" | " if peers else "") + "parity |",
+                  "|" + "---|" * several + "---|---|---|---:|---:|" + "---:|" * len(peers) + "---:|"]
         for r in sorted(group, key=lambda r: (labels.index(r.run), r.numerics, r.is_peer, -r.tps)):
             ratios = [f"{r.vs_peers[p]:.2f}x{'?' if p in r.doubtful else ''}" if p in r.vs_peers else "" for p in peers]
-            lines.append(f"| {r.run} | {r.runner}{' (peer)' if r.is_peer else ''} | {r.device} | {r.numerics} | "
+            lines.append("| " + f"{r.run} | " * several + f"{r.runner}{' (peer)' if r.is_peer else ''} | {r.device} | {r.numerics} | "
                          f"{_tps(r.tps)}{_mark(r.validity)} | {_percent(r.roofline)} | "
                          + " | ".join(ratios) + (" | " if peers else "")
                          + f"{'' if r.parity is None else f'{r.parity:.0e}'} |")

@@ -1,12 +1,16 @@
-"""The bench's tables: one section per workload (model, numerics, batch, prompt, new tokens), one row
-per runner, our rows beside the peers; and the probes with the machine ceilings they set."""
+"""The bench's tables: one table per workload (model, numerics, batch, prompt, new tokens) under its own
+heading, one row per runner, our rows beside the peers, sized to read whole in about 100 columns; and the
+probes with the machine ceilings they set."""
 
 from __future__ import annotations
 
 import itertools
 
+from rich import box
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .records import Result, Run, label
 
@@ -35,70 +39,89 @@ def roofline_cell(fraction: float | None) -> str:
     return f"[red]!{text}[/]" if fraction > 1 else text
 
 
-def results_table(run: Run) -> Table:
+def results_table(run: Run) -> Group:
+    """The run for people, in about 100 columns: a title, then one table per workload under its own heading
+    (decode workloads show decode figures, prefill ones prefill figures; a column empty for the whole
+    workload is left out), each skipped or failed row's reason under its table, and the legend once."""
     from .derive import derive
     from .runners import PEERS
     run = derive(run)
     machine = run.machine
     gpus = ", ".join(g["name"] for g in machine.get("gpus", [])) or "no GPU"
-    title = (f"arraygpt bench: {run.suite.get('name', '?')} suite, {machine['cpu']} ({machine['cores']} cores), "
-             f"{gpus}, {run.date}")
+    parts = [Text(f"arraygpt bench: {run.suite.get('name', '?')} suite, {machine['cpu']} ({machine['cores']} cores), "
+                  f"{gpus}, {run.date}", style="bold")]
     peers_here = [p for p in PEERS if p != "picogpt" and any(r.runner == p for r in run.results)]
-    table = Table(title=title, title_justify="left", caption="medians of the timed repeats; ± is the IQR; "
-                  "roof = % of the floor set by the best bandwidth or matmul rate measured on that device in this "
-                  "run; !roof over 100%: the ceiling this run measured is below what that row reached, so the "
-                  "ceiling is wrong for it (a probe disturbed by other load); xPEER = ratio to that peer on the same "
-                  "workload, numerics and device (? : the row or the peer's is unsteady or invalid, and so is the ratio); compile = first call minus a steady one (compiling runners only; they run "
-                  "each call at its shape bucket, so a scenario in a bucket that an earlier one of the same runner "
-                  "compiled shows none)",
-                  caption_justify="left")
-    ok = run.ok_results
-    with_ci = any(r.metrics.headline.ci95 for r in ok)
-    with_energy = any((r.metrics.energy or {}).get("joules_per_token") is not None for r in ok)
-    with_validity = any(r.validity and r.validity.status != "valid" for r in ok)
-    columns = [("runner", "left"), ("prefill tok/s", "right"), ("TTFT ms", "right"), ("decode tok/s", "right"),
-               ("ms/token p50/p99", "right"), ("roof", "right")] + [(f"x{p}", "right") for p in peers_here] + [
-              ("compile s", "right"), ("RSS MB", "right"), ("device MB", "right"), ("parity", "right")]
-    columns += [("95% CI", "right")] * with_ci + [("J/token", "right")] * with_energy + [("validity", "left")] * with_validity
-    for name, justify in columns:
-        table.add_column(name, justify=justify)
-    if with_ci:
-        table.caption += "; 95% CI: distribution-free interval of the headline median (6 repeats or more)"
-    if with_validity:
-        table.caption += "; validity: why a row is not to be trusted (the run's validity line says more)"
-    if any(r.mesh for r in run.results):
-        table.caption += ("; \\[mesh] rows: the model split over a JAX device mesh; on simulated CPU devices the "
-                          "devices share this machine's cores, so their tokens/s say nothing about scaling (no "
-                          "roofline; all-reduce bytes per decode step in the JSON)")
     key = lambda r: r.workload  # noqa: E731
     for workload, rows in itertools.groupby(sorted(run.results, key=key), key=key):
-        model, numerics, batch, prompt_len, new_tokens = workload
-        table.add_section()
-        table.add_row(f"[bold]{model} {numerics} batch {batch}, prompt {prompt_len}, {new_tokens} new[/]")
-        for r in sorted(rows, key=lambda r: (r.is_peer, r.runner, str(r.device))):
-            runner = escape(label(r))
-            if not r.ok:
-                table.add_row(runner, f"[red]{r.status}[/]: {escape(r.message or '')[:90]}")
-                continue
-            m, d = r.metrics, r.derived
-            decode = m.decode_tps
-            decode_cell = f"{decode.median:.1f} ±{decode.iqr:.1f}" if decode else ""
+        parts += _workload_table(run, workload, list(rows), peers_here)
+    parts.append(Text(_legend(run), style="dim"))
+    return Group(*parts)
+
+
+# Peers' names in a column heading, kept short so a table with every peer reads whole in 100 columns.
+SHORT = {"hf-static": "hfs", "llamacpp": "lcpp"}
+
+
+def _workload_table(run: Run, workload, rows: list[Result], peers_here: list[str]) -> list:
+    model, numerics, batch, prompt_len, new_tokens = workload
+    ok = [r for r in rows if r.ok]
+    decode = any(r.metrics.decode_tps is not None for r in ok)
+    cells = []
+    for r in sorted(ok, key=lambda r: (r.is_peer, r.runner, str(r.device))):
+        m, d = r.metrics, r.derived
+        doubtful = r.validity is not None and r.validity.status not in ("valid", "unmeasured")
+        row = {"runner": escape(label(r)) + (" *" if doubtful else "")}
+        if decode:
+            row["decode/s"] = f"{m.decode_tps.median:.1f}±{m.decode_tps.iqr:.1f}" if m.decode_tps else ""
             latency = m.token_latency_s
-            latency_cell = f"{latency.p50 * 1e3:.2f}/{latency.p99 * 1e3:.2f}" if latency else ""
-            # decode runs are judged by bandwidth, single-token ones by the prefill compute ceiling
-            roof = d.roofline(m.metric)
-            compiled = m.compile_s
-            device_bytes = m.device_bytes
-            table.add_row(runner, _fmt(m.median("prefill_tps"), ".0f"), _fmt(m.median("ttft_s") * 1e3, ".0f"),
-                          decode_cell, latency_cell, roofline_cell(roof),
-                          *[_ratio(r, p, run) for p in peers_here],
-                          # only for runners that compile (older files did not record it: shown as before)
-                          _fmt(compiled, ".1f") if compiled and compiled >= 0.05 and m.compiles else "",
-                          _fmt((m.rss_peak_bytes or 0) / 1e6, ".0f"),
-                          _fmt(device_bytes and device_bytes / 1e6, ".0f"), _fmt(d.parity_relative, ".0e"),
-                          *[interval_cell(r)] * with_ci, *[energy_cell(r)] * with_energy,
-                          *[validity_cell(r)] * with_validity)
-    return table
+            row["ms p50/p99"] = f"{_ms(latency.p50)}/{_ms(latency.p99)}" if latency else ""
+        else:
+            row["prefill/s"] = _fmt(m.median("prefill_tps"), ".0f")
+            row["TTFT ms"] = _fmt(m.median("ttft_s") and m.median("ttft_s") * 1e3, ".0f")
+        row["roof"] = roofline_cell(d.roofline(m.metric))
+        for p in peers_here:
+            row[f"x{SHORT.get(p, p)}"] = _ratio(r, p, run).replace("x", "", 1)
+        row["comp s"] = _fmt(m.compile_s, ".1f") if m.compile_s and m.compile_s >= 0.05 and m.compiles else ""
+        row["RSS MB"] = _fmt((m.rss_peak_bytes or 0) / 1e6, ".0f")
+        row["dev MB"] = _fmt(m.device_bytes and m.device_bytes / 1e6, ".0f")
+        row["parity"] = _fmt(d.parity_relative, ".0e")
+        row["95% CI"] = interval_cell(r)
+        energy = (m.energy or {}).get("joules_per_token")
+        row["J/tok"] = _fmt(energy, ".3g")
+        cells.append(row)
+    columns = [c for c in (cells[0] if cells else {"runner": ""}) if any(row[c] for row in cells)] or ["runner"]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    for name in columns:
+        table.add_column(name, justify="left" if name == "runner" else "right", no_wrap=True)
+    for row in cells:
+        table.add_row(*[row[c] for c in columns])
+    heading = Text(f"{model} {numerics}, batch {batch}, prompt {prompt_len}, {new_tokens} new", style="bold")
+    notes = [Text(f"  {label(r)}: {r.status}: {(r.message or '').strip().splitlines()[0] if (r.message or '').strip() else 'no message'}",
+                  style="yellow" if r.status == "skipped" else "red")
+             for r in sorted(rows, key=lambda r: r.runner) if not r.ok]
+    notes += [Text.from_markup(f"  * {escape(label(r))}: {validity_cell(r)}") for r in ok
+              if r.validity is not None and r.validity.status not in ("valid", "unmeasured")]
+    return [Text(""), heading] + ([table] if cells else []) + notes
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f}" if seconds < 0.1 else f"{seconds * 1e3:.0f}"
+
+
+def _legend(run: Run) -> str:
+    text = ("tokens/s: medians of the timed repeats, ± the IQR; ms p50/p99: per-token latency; roof: % of the floor "
+            "set by the best bandwidth or matmul rate measured on that device in this run (!roof over 100%: that "
+            "ceiling is wrong for the row, a probe disturbed by other load); xPEER: our tokens/s over that peer's on "
+            "the same workload, numerics and device (" + ", ".join(f"{v}: {k}" for k, v in SHORT.items()) + "; ?: the "
+            "row or the peer's is unsteady or invalid, and so is the ratio); comp s: first call minus a steady "
+            "one (compiling or recording runners; each call runs at its shape bucket, so a bucket an earlier "
+            "scenario compiled shows none); 95% CI: distribution-free interval of the headline median (6 repeats "
+            "or more); *: a row not to be trusted, with why under its table (the run's validity line says more)")
+    if any(r.mesh for r in run.results):
+        text += ("; [mesh] rows: the model split over a JAX device mesh; on simulated CPU devices the devices share "
+                 "this machine's cores, so their tokens/s say nothing about scaling (no roofline; all-reduce bytes "
+                 "per decode step in the JSON)")
+    return text
 
 
 def interval_cell(r: Result) -> str:

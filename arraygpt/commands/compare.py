@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from engine.errors import ArrayGPTError
@@ -86,20 +88,25 @@ def run(args) -> int:
         raise ArrayGPTError("--min-repeats must be >= 1, --parity-factor >= 1 and --parity-floor >= 0")
     rows, only_base, only_new = compare(base, new, limit, args.confidence, args.force, args.min_repeats,
                                         NumericsBudget(args.parity_factor, args.parity_floor))
+    # Sized to read whole in 100 columns: ids never cut, the metric implied (prefill for one new token, else
+    # decode), a row with an unsteady or invalid side marked * (the JSON has each side's validity).
     table = Table(title=f"{args.new} against {args.base} (threshold {limit:.0%}, {args.confidence:.0%} interval)",
-                  title_justify="left")
-    for name in ("scenario", "metric", "base tok/s", "new tok/s", "ratio", "interval", "detectable", "repeats",
-                 "verdict", "parity base/new", "numerics", "validity base/new"):
-        table.add_column(name, justify="left" if name in ("scenario", "metric", "verdict", "numerics", "validity base/new")
-                         else "right")
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption="base, new: tokens/s, decode, or prefill where one new token is made; detect: the smallest change the "
+                          "interval could call; numerics: parity base/new against the budget; *: a side is unsteady "
+                          "or invalid, so the verdict may be the machine's", caption_justify="left")
+    for name in ("scenario", "base", "new", "ratio", "interval", "detect", "reps", "verdict", "numerics"):
+        # the id folds onto a second line rather than being cut; every figure stays whole on one
+        table.add_column(name, justify="left" if name in ("scenario", "verdict", "numerics") else "right",
+                         no_wrap=name not in ("scenario", "numerics"), overflow="fold")
     colour = {"slower": "red", "faster": "green", "no change": "dim", "too few repeats": "yellow"}
     for r in rows:
         parity = "/".join("-" if v is None else f"{v:.0e}" for v in r.parity)
-        numerics = {"ok": "[dim]ok[/]", "worse": "[red]worse[/]", "unknown": "[dim]not measured[/]"}[r.numerics]
-        table.add_row(r.id, r.metric, f"{r.base:.1f}", f"{r.new:.1f}", f"{r.ratio:.3f}",
-                      f"{r.low:.3f}-{r.high:.3f}", "-" if r.detectable is None else f"±{r.detectable:.0%}", f"{r.repeats[0]}/{r.repeats[1]}",
-                      f"[{colour[r.verdict]}]{r.verdict}[/]", parity, numerics,
-                      "/".join(v if v == "valid" else f"[yellow]{v}[/]" for v in r.validity))
+        numerics = {"ok": "[dim]ok[/]", "worse": f"[red]worse[/] {parity}", "unknown": "[dim]not measured[/]"}[r.numerics]
+        doubt = " *" if any(v != "valid" for v in r.validity) else ""
+        table.add_row(escape(r.id) + doubt, f"{r.base:.1f}", f"{r.new:.1f}", f"{r.ratio:.3f}",
+                      f"{r.low:.3f}-{r.high:.3f}", "-" if r.detectable is None else f"±{r.detectable:.0%}",
+                      f"{r.repeats[0]}/{r.repeats[1]}", f"[{colour[r.verdict]}]{r.verdict}[/]", numerics)
     console = report_console()
     console.print(table)
     for label, ids in (("only in BASE", only_base), ("only in NEW", only_new)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import sys
 from contextlib import contextmanager
@@ -29,8 +30,12 @@ def fraction(text: str, option: str, example: str) -> float:
 
 
 def report_console() -> Console:
-    """Tables for people: the terminal's width, or a wide page when piped to a file or a CI log."""
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    """Tables for people: the terminal's width, or when piped to a file or a CI log COLUMNS or 100 (the
+    tables are made to read whole in 100)."""
+    if sys.stdout.isatty():
+        return Console()
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() and int(columns) >= 40 else 100)
 
 
 def add_model_options(parser, default_model="124M"):
