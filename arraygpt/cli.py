@@ -9,7 +9,7 @@ import sys
 import warnings
 
 from backends import BACKENDS, BackendError, BackendUnavailable, usable_backends
-from engine.errors import ArrayGPTError
+from engine.errors import ArrayGPTError, RandomWeightsWarning
 
 from . import __version__
 from .commands import COMMANDS
@@ -93,13 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             previous[signum] = signal.signal(signum, _raise_terminated)
         except (ValueError, OSError):  # not the main thread (arraygpt called from a library's thread)
             pass
-    shown = warnings.showwarning
-    warnings.showwarning = _one_line_warning
     _never_fail_to_encode()
     try:
-        return _main(argv)
+        with warnings.catch_warnings():  # the filters and the format are the caller's again afterwards
+            warnings.showwarning = _one_line_warning
+            # The commands say so in their own words (a note before the text); the bench's rows are speed only.
+            warnings.filterwarnings("ignore", category=RandomWeightsWarning)
+            return _main(argv)
     finally:
-        warnings.showwarning = shown
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

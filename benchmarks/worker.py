@@ -55,6 +55,10 @@ def main(job_path: str) -> int:
         protocol.write(json.dumps(event) + "\n")
         protocol.flush()
 
+    import warnings
+
+    from engine.errors import RandomWeightsWarning
+    warnings.filterwarnings("ignore", category=RandomWeightsWarning)  # a bench measures speed: the weights' values do not matter
     from .runners import make_runner
     threads = job.get("threads")
     if threads:

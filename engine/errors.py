@@ -19,3 +19,8 @@ class GenerationError(ArrayGPTError, ValueError):
 
 class TokenizerError(ArrayGPTError, ValueError):
     """Text the tokenizer refuses, such as a special token in ordinary text."""
+
+
+class RandomWeightsWarning(UserWarning):
+    """A model loaded from a preset: GPT-2's shapes with random weights, so its speed is real and its text is
+    noise. Warned once per place in the caller's code (the CLI says it in its own words)."""

@@ -10,7 +10,7 @@ from .buckets import Bucket
 from .checkpoint import is_matrix, load_checkpoint, nest_params
 from .config import ITEMSIZE, GPTConfig
 from .decoding import strategy_for
-from .errors import CheckpointError, GenerationError
+from .errors import CheckpointError, GenerationError, RandomWeightsWarning
 from .generate import generate_tokens
 from .gpt2 import Hyper
 from .kv_cache import write_kv
@@ -145,5 +145,11 @@ def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = 
         # Resident pages of the file are dropped: a copy does not need them, and a view (NumPy's
         # untransposed tensors) faults back in only what generation reads.
         tensor.release()
+    if source.synthetic:
+        import warnings
+        mark = source.synthetic
+        warnings.warn(f"{mark['preset']} has random weights (a preset with GPT-2's shapes, seed {mark['seed']}): its "
+                      "speed is real, its text is noise; load a checkpoint directory or hub id for real weights",
+                      RandomWeightsWarning, stacklevel=2)
     return Model(config, nest_params(flat, config.n_layer), backend, dtype, source, weights)
 

@@ -77,6 +77,7 @@ def run(args) -> int:
     decode = (f"; decode {(total - len(new)) / (time.perf_counter() - first):.1f} tokens/s" if total > len(new)
               else "")
     stderr.print(f"[dim]{total} tokens in {elapsed:.2f} s ({total / max(elapsed, 1e-9):.1f} tokens/s{decode}; first "
-                 f"token {first - start:.2f} s) on {model.backend.name} "
+                 f"token {first - start:.2f} s) on {model.backend.name}"
+                 f"{f' over the mesh {model.backend.mesh_label}' if model.backend.mesh_label else ''} "
                  f"{model.dtype_name}{'' if model.weights_dtype == model.dtype_name else ' with ' + model.weights_dtype + ' weights'}[/]")
     return 0

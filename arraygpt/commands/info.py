@@ -44,11 +44,14 @@ def run(args) -> int:
     from benchmarks.environment import library_versions, machine_info
     from engine.source import cache_dir
 
+    from benchmarks.runners import peer_status
+
     backends = [{"backend": name, "usable": ok, "detail": detail} for name, ok, detail in backend_status()]
+    peers = [{"peer": name, "installed": ok, "detail": detail} for name, ok, detail in peer_status()]
     devices = jax_devices()
     if args.json:
         print(json.dumps({"machine": machine_info(), "versions": library_versions(), "backends": backends,
-                          "jax_devices": devices, "cache_dir": str(cache_dir())}, indent=2))
+                          "peers": peers, "jax_devices": devices, "cache_dir": str(cache_dir())}, indent=2))
         return 0
     console = Console()
     machine = machine_info()
@@ -70,12 +73,18 @@ def run(args) -> int:
     for row in backends:
         table.add_row(row["backend"], "[green]yes[/]" if row["usable"] else "[red]no[/]", escape(row["detail"]))
     console.print(table)
+    peer_table = Table(title="peers (bench --peer)", title_justify="left")
+    for column in ("peer", "installed", "what it is, or what it needs"):
+        peer_table.add_column(column)
+    for row in peers:
+        peer_table.add_row(row["peer"], "[green]yes[/]" if row["installed"] else "[red]no[/]", escape(row["detail"]))
+    console.print(peer_table)
     if devices:
-        meshes = Table(title="JAX devices and the meshes they allow (--mesh; set XLA_FLAGS="
-                       "--xla_force_host_platform_device_count=8 for 8 simulated CPU devices)", title_justify="left")
+        meshes = Table(title="JAX devices and meshes (--mesh)", title_justify="left")
         for column in ("platform", "devices", "meshes"):
             meshes.add_column(column)
         for row in devices:
             meshes.add_row(row["platform"], str(row["devices"]), escape(", ".join(row["meshes"]) or "one device: none"))
         console.print(meshes)
+        console.print("[dim]XLA_FLAGS=--xla_force_host_platform_device_count=8 makes 8 simulated CPU devices[/]")
     return 0

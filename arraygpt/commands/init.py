@@ -17,7 +17,8 @@ def add_parser(sub):
                                    "(deterministic for a seed). Hugging Face transformers loads the result.")
     p.add_argument("preset", metavar="PRESET", help=f"one of {', '.join(PRESETS)}")
     p.add_argument("directory", metavar="DIR", help="where to write it")
-    p.add_argument("--seed", type=seed, default=0, help="random seed (default: 0)")
+    p.add_argument("--model-seed", "--seed", dest="seed", type=seed, default=0, metavar="S",
+                   help="the weights' random seed, as --model-seed everywhere else (default: 0; --seed is the old name)")
     p.add_argument("--force", action="store_true",
                    help="replace DIR if it holds an earlier arraygpt checkpoint and nothing else (never the "
                         "current directory, one above it, a home, or a directory with other files)")

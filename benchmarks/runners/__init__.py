@@ -19,6 +19,21 @@ PEERS = {
            "fusions, float32 on the CPU",
 }
 
+# peer -> the Python modules it needs (the peers extra: pip install 'arraygpt[peers]'), for `arraygpt info`
+PEER_NEEDS = {"hf": ("transformers", "torch"), "hf-static": ("transformers", "torch"), "picogpt": ("numpy",),
+              "llamacpp": ("llama_cpp", "gguf"), "ort": ("onnxruntime", "onnx", "transformers", "torch")}
+
+
+def peer_status() -> list[tuple[str, bool, str]]:
+    """(peer, installed, what it is or what is missing) for each peer, without importing any of them."""
+    import importlib.util
+    rows = []
+    for peer, what in PEERS.items():
+        missing = [m for m in PEER_NEEDS[peer] if importlib.util.find_spec(m) is None]
+        rows.append((peer, not missing, what if not missing else
+                     f"needs {', '.join(missing)} (pip install 'arraygpt[peers]', or [test] for hf)"))
+    return rows
+
 
 def make_runner(name: str, device: str | None, precision: str = "float32", mesh: str | None = None):
     """(runner, backend for the roofline probes) for a backend name or a peer."""

@@ -85,3 +85,13 @@ def test_a_gpu_suite_on_a_machine_without_a_gpu(tmp_path):
         pytest.skip("this machine has an NVIDIA GPU")
     err = one_line_error(cli("bench", "--suite", "gpu", "--json", tmp_path / "r.json", timeout=60))
     assert "for a GPU machine" in err and "--force" in err
+
+
+def test_info_lists_the_peers_and_whether_each_is_installed():
+    result = cli("info", "--json")
+    peers = {p["peer"]: p for p in json.loads(result.stdout)["peers"]}
+    assert set(peers) == {"hf", "hf-static", "picogpt", "llamacpp", "ort"} and peers["picogpt"]["installed"] is True
+    import importlib.util
+    assert peers["llamacpp"]["installed"] == (importlib.util.find_spec("llama_cpp") is not None)
+    narrow = cli("info", env={"COLUMNS": "60"})
+    assert narrow.returncode == 0 and "peers" in narrow.stdout

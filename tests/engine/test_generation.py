@@ -237,3 +237,9 @@ def test_a_draw_over_gpt2s_vocabulary_is_the_same_on_every_library():
 def softmax(x):
     e = np.exp(x)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_the_python_api_says_a_preset_has_random_weights():
+    from engine.errors import RandomWeightsWarning
+    with pytest.warns(RandomWeightsWarning, match="tiny has random weights"):
+        load_model("tiny")
