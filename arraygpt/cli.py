@@ -46,7 +46,8 @@ def _os_error_line(err: OSError) -> str:
     """An OS error a user can act on (no space, no permission, not a directory), as one line."""
     where = f"{err.filename}: " if err.filename else ""
     hint = {errno.ENOSPC: "; free some space", errno.EDQUOT: "; free some space",
-            errno.EACCES: "; check the permissions", errno.EROFS: "; the file system is read-only"}.get(err.errno, "")
+            errno.EACCES: "; check the permissions", errno.EROFS: "; the file system is read-only",
+            errno.EFBIG: "; a file size limit (ulimit -f) is below what it needs"}.get(err.errno, "")
     return f"{where}{err.strerror or err}{hint}"
 
 

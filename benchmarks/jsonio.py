@@ -19,6 +19,9 @@ def write_json_atomic(path, data) -> Path:
             f.write("\n")
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a result file is for everyone to read
         os.replace(tmp, path)
+    except OSError as err:  # a write that failed (no space, a file size limit) names the file it was for
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -7,7 +7,7 @@ from pathlib import Path
 from engine.config import PRESETS
 from engine.errors import ArrayGPTError
 
-from .options import progress_bar, seed, stderr
+from .options import naming_the_path, progress_bar, seed, stderr
 
 
 def add_parser(sub):
@@ -30,11 +30,9 @@ def run(args) -> int:
     directory = Path(args.directory)
     if args.preset not in PRESETS:
         raise ArrayGPTError(f"unknown preset '{args.preset}' (presets: {', '.join(PRESETS)})")
-    if args.seed < 0:
-        raise ArrayGPTError(f"--seed must be an integer >= 0, got {args.seed}")
     if directory.is_dir() and any(directory.iterdir()) and not args.force:
         raise ArrayGPTError(f"{directory}: not empty (--force replaces an earlier arraygpt checkpoint, and only that)")
-    with progress_bar(f"writing {args.preset}") as update:
+    with progress_bar(f"writing {args.preset}") as update, naming_the_path(directory):
         write_synthetic_checkpoint(args.preset, directory, seed=args.seed, progress=update, replace=args.force)
     config = PRESETS[args.preset]
     stderr.print(f"wrote synthetic {args.preset} ({config.n_params:,} parameters, random weights, seed {args.seed}) "

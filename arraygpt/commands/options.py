@@ -110,6 +110,18 @@ def seed(text: str) -> int:
     return value
 
 
+@contextmanager
+def naming_the_path(path):
+    """An OSError from writing `path` without a file name of its own (a write past `ulimit -f`, a full disk
+    inside a library) comes out naming it, so the one-line error says which file."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename:
+            raise
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
+
+
 def read_text_arg(text: str) -> str:
     """'-' reads standard input. Text that is not valid UTF-8 is one clear error, not a traceback."""
     from engine.errors import TokenizerError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import stderr
+from .options import naming_the_path, stderr
 
 
 def add_parser(sub):
@@ -21,6 +21,8 @@ def run(args) -> int:
 
     from pathlib import Path
     output = check_image_output(args.output if args.output is not None else Path(args.results).with_suffix(".png"))
-    plot_results(Run.load(args.results), output)
+    run = Run.load(args.results)
+    with naming_the_path(output):
+        plot_results(run, output)
     stderr.print(f"wrote {output}")
     return 0

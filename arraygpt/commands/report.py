@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import stderr
+from .options import naming_the_path, stderr
 
 
 def add_parser(sub):
@@ -39,6 +39,7 @@ def run(args) -> int:
         stderr.print(f"[yellow]note:[/] {', '.join(incomplete)}: an incomplete run (\"complete\": false); "
                      "its missing scenarios are not in the report")
     if output:
-        chart(runs, output)
+        with naming_the_path(output):
+            chart(runs, output)
         stderr.print(f"wrote {output}")
     return 0

@@ -95,3 +95,19 @@ def test_info_lists_the_peers_and_whether_each_is_installed():
     assert peers["llamacpp"]["installed"] == (importlib.util.find_spec("llama_cpp") is not None)
     narrow = cli("info", env={"COLUMNS": "60"})
     assert narrow.returncode == 0 and "peers" in narrow.stdout
+
+
+def test_a_file_size_limit_names_the_file(tmp_path):
+    """Past `ulimit -f` a write fails with EFBIG (Python ignores SIGXFSZ): the one line names the file."""
+    import resource
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    def run(*argv):
+        return subprocess.run([sys.executable, "-m", "arraygpt", *map(str, argv)], capture_output=True, text=True,
+                              timeout=120, preexec_fn=small_files)
+
+    target = tmp_path / "ckpt"
+    err = one_line_error(run("init", "tiny", target))
+    assert f"{target}: File too large" in err and "ulimit -f" in err
