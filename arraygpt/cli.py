@@ -28,7 +28,28 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise_terminated(signum, _frame):
+    _hold_further_signals()
     raise Terminated(signum)
+
+
+def _raise_interrupted(signum, frame):
+    _hold_further_signals()
+    signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
+
+
+_STOPPING = []  # set once a stop signal arrived: the process is ending, its handlers stay as they are
+
+
+def _hold_further_signals() -> None:
+    """After the first stop signal the bench is cleaning up (killing its worker, keeping its rows, removing its
+    temporary directory): a second Ctrl-C, SIGTERM or SIGHUP must not cut that short, nor kill the process
+    between its last line and its exit code, so they are ignored from then on."""
+    _STOPPING.append(True)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        try:
+            signal.signal(signum, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -87,11 +108,17 @@ def _never_fail_to_encode() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; the signal handlers and warning format it sets are put back when it returns."""
+    """Run one command; the signal handlers and warning format it sets are put back when it returns (the
+    handlers not after a stop signal: the process is ending, and a second signal must not kill it first)."""
     previous = {}
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         try:
-            previous[signum] = signal.signal(signum, _raise_terminated)
+            if signum == signal.SIGINT:  # Ctrl-C stays KeyboardInterrupt (and ignored where the shell ignores it)
+                previous[signum] = signal.getsignal(signum)
+                if previous[signum] is signal.default_int_handler:
+                    signal.signal(signum, _raise_interrupted)
+            else:
+                previous[signum] = signal.signal(signum, _raise_terminated)
         except (ValueError, OSError):  # not the main thread (arraygpt called from a library's thread)
             pass
     _never_fail_to_encode()
@@ -103,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             return _main(argv)
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if handler is not None and not _STOPPING:
+                signal.signal(signum, handler)
 
 
 def _main(argv):

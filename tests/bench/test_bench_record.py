@@ -140,3 +140,19 @@ def test_a_full_disk_while_writing_the_result_is_one_line(tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "File too large" in result.stderr and str(path) in result.stderr
     assert not list(tmp.iterdir()) and not (tmp_path / ".r.json.lock").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_during_cleanup_still_cleans_up(tmp_path, signum):
+    import time
+    process, worker, path, tmp = start_bench(tmp_path)
+    process.send_signal(signum)
+    time.sleep(0.05)  # the bench is now killing its worker and keeping its rows
+    process.send_signal(signum)
+    process.send_signal(signal.SIGHUP)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == (130 if signum == signal.SIGINT else 128 + signum), err
+    assert "Traceback" not in err
+    wait_for(lambda: not alive(worker), timeout=30)
+    assert json.loads(path.read_text())["complete"] is False
+    assert not list(tmp.iterdir()) and not (tmp_path / ".run.json.lock").exists()
