@@ -199,7 +199,7 @@ def test_shipped_suites_expand():
     for name in available_suites():
         scenarios = expand(load_suite(name), [("numpy", None)])
         assert scenarios and len({s.id for s in scenarios}) == len(scenarios)
-    quick = expand(load_suite("quick"), [("numpy", None), ("jax", None)])
+    quick = expand(load_suite("every-peer"), [("numpy", None), ("jax", None)])
     assert {s.runner for s in quick} == {"numpy", "jax", "hf", "hf-static", "picogpt", "llamacpp", "ort"}
     assert {s.batch for s in quick if s.runner == "llamacpp"} == {1, 8}  # b8: parallel sequences
     assert all(s.batch == 1 for s in quick if s.runner == "picogpt")
