@@ -146,6 +146,8 @@ class Derived(Record):
     def to_json(self) -> dict:
         out = super().to_json()
         ratios = out.pop("ratios", {})
+        if not out.get("ratio_peers"):  # files from before it was recorded read back as written
+            out.pop("ratio_peers", None)
         return out | ratios
 
     def roofline(self, metric: str) -> float | None:

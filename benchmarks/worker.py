@@ -71,7 +71,9 @@ def main(job_path: str) -> int:
     except Exception as err:  # the parent marks the scenarios: skipped where the runner cannot run here (not
         # installed, no such device), failed where it could and broke (a library that failed to load)
         from backends import BackendUnavailable
-        emit(event="fatal", message=f"{type(err).__name__}: {err}", skipped=isinstance(err, BackendUnavailable))
+        from .runners import PeerNotInstalled
+        emit(event="fatal", message=f"{type(err).__name__}: {err}",
+             skipped=isinstance(err, (BackendUnavailable, PeerNotInstalled)))
         return 0
     device_key = probe_backend.device_key()
     # What every scenario's timing needs to know besides itself: its device (for the energy meter) and

@@ -19,6 +19,10 @@ PEERS = {
            "fusions, float32 on the CPU",
 }
 
+class PeerNotInstalled(Exception):
+    """A peer whose package is not installed: its scenarios are skipped with this message (the install line)."""
+
+
 # peer -> the Python modules it needs (the peers extra: pip install 'arraygpt[peers]'), for `arraygpt info`
 PEER_NEEDS = {"hf": ("transformers", "torch"), "hf-static": ("transformers", "torch"), "picogpt": ("numpy",),
               "llamacpp": ("llama_cpp", "gguf"), "ort": ("onnxruntime", "onnx", "transformers", "torch")}

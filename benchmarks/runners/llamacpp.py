@@ -23,6 +23,7 @@ import numpy as np
 from engine.layout import round_up
 
 from ..timing import fixed_prompts, run_repeats, summarize_run
+from . import PeerNotInstalled
 
 # the weights of a scenario -> the GGUF file type llama.cpp reads them from (q8_0: its own numerics row)
 FILE_TYPE_OF = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "q8_0": "Q8_0"}
@@ -40,8 +41,8 @@ class LlamaCppRunner:
     def __init__(self):
         try:
             import llama_cpp
-        except ImportError:
-            raise RuntimeError(f"llama-cpp-python is not installed: {INSTALL_HINT}") from None
+        except ModuleNotFoundError:  # absent: a skipped row; installed but broken: an error (the import's own)
+            raise PeerNotInstalled(f"llama-cpp-python is not installed: {INSTALL_HINT}") from None
         self.llama_cpp = llama_cpp
         self.threads = len(os.sched_getaffinity(0))
         self._key, self._llm = None, None

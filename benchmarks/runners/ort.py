@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ..timing import fixed_prompts, run_repeats, summarize_run
+from . import PeerNotInstalled
 
 INSTALL_HINT = "pip install 'arraygpt[peers]' (onnxruntime, onnx and onnxscript; the export uses torch)"
 
@@ -28,8 +29,8 @@ class OrtRunner:
     def __init__(self):
         try:
             import onnxruntime
-        except ImportError:
-            raise RuntimeError(f"onnxruntime is not installed: {INSTALL_HINT}") from None
+        except ModuleNotFoundError:  # absent: a skipped row; installed but broken: an error (the import's own)
+            raise PeerNotInstalled(f"onnxruntime is not installed: {INSTALL_HINT}") from None
         self.ort = onnxruntime
         self.threads = len(os.sched_getaffinity(0))
         self._spec, self._sessions = None, None

@@ -221,7 +221,7 @@ def test_bad_suite_and_list(tmp_path, capsys):
     assert "unknown field" in capsys.readouterr().err
     assert main(["bench", "--suite", "nope"]) == 2
     assert main(["bench", "--list", "--backends", "numpy"]) == 0
-    assert "124M/numpy/float32/b1/p16/n128" in capsys.readouterr().out
+    assert "124M/numpy/float32/b1/p16/n64" in capsys.readouterr().out
 
 
 MIXED_SUITE = """

@@ -14,7 +14,8 @@ from helpers import cli
 def test_a_peer_that_is_not_installed_gives_its_reason_and_the_bench_completes(tmp_path, peer, module):
     shadow = tmp_path / "shadow" / module
     shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text(f"raise ImportError('No module named {module}')\n")  # as if absent
+    # as if absent: what Python raises for a module it cannot find
+    (shadow / "__init__.py").write_text(f"raise ModuleNotFoundError(\"No module named '{module}'\", name='{module}')\n")
     out = tmp_path / "r.json"
     result = cli("bench", "--models", "tiny", "--backends", "numpy", "--peer", peer, "--no-roofline",
                  "--no-parity", "--batch-sizes", "1", "--prompt-lens", "4", "--new-tokens", "4", "--repeats", "1",
