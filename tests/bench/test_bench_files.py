@@ -181,7 +181,9 @@ def test_the_gate_fails_a_change_that_makes_the_numbers_worse_at_equal_speed(tmp
     result = cli("compare", base, new, "--threshold", "50%", "--json", verdicts)
     assert result.returncode == 1, result.stdout + result.stderr
     row = json.loads(verdicts.read_text())["comparisons"][0]
-    assert row["numerics"] == "worse" and row["verdict"] == "no change"
+    assert row["numerics"] == "worse"
+    if all(json.loads(p.read_text())["validity"]["status"] == "valid" for p in (base, new)):
+        assert row["verdict"] == "no change"  # the speed did not change; on a busy machine it may seem to
     assert "1 worse than the budget" in result.stderr
     same = tmp_path / "same.json"
     same.write_bytes(base.read_bytes())
