@@ -114,14 +114,21 @@ def rerun(bench_run, tmp_path_factory):
     return path
 
 
-def test_compare_stays_quiet_on_a_rerun(bench_run, rerun, steady_runs):
+def test_compare_stays_quiet_on_a_rerun(bench_run, rerun, steady_runs, capsys):
     _, _, path = bench_run
     # The tiny model's steps last ~1 ms, where scheduling noise is largest: a wide threshold here;
     # the README reports the measured false-alarm rate of the default on 124M. On the shared 2-core
     # machine a whole half-second run once ran at half speed (737 vs 394 tok/s, every repeat): no
     # interval from within one run can call that noise, so the steady pair is held to 40%.
-    assert main(["compare", str(path), str(rerun), "--threshold", "30%"]) == 0
-    assert main(["compare", str(steady_runs[0]), str(steady_runs[1]), "--threshold", "40%"]) == 0
+    # Quiet is asserted where both runs were valid; where the machine disturbed one (CI's neighbours, the
+    # other xdist worker), what must hold is that compare says its verdicts may be the machine's.
+    for pair, threshold in (((path, rerun), "30%"), (tuple(steady_runs), "40%")):
+        code = main(["compare", str(pair[0]), str(pair[1]), "--threshold", threshold])
+        said = capsys.readouterr().err
+        if all(json.loads(p.read_text())["validity"]["status"] == "valid" for p in pair):
+            assert code == 0, said
+        else:
+            assert code == 0 or "compared from unsteady or invalid runs" in said, said
 
 
 def test_pooled_runs_still_catch_a_slowdown(steady_runs, tmp_path):
