@@ -169,9 +169,12 @@ def _remove_if_stale(lock_path: Path, path: Path, option: str) -> None:
             raise ArrayGPTError(f"{option} {path}: another arraygpt bench is writing it"
                                 f"{f' (pid {owner})' if owner else ''}; wait for it to end or choose another "
                                 "path") from None
-        if not content and time.time() - st.st_mtime < 2:
-            time.sleep(0.1)  # just created by a bench that has not locked it yet: look again
-            return
+        if not content:  # a bench that has just created it and not yet written its pid, or someone's empty file
+            time.sleep(0.1)
+            if not os.pread(fd, 1, 0):
+                raise ArrayGPTError(f"{option} {path}: {lock_path} is in the way of the lock and is an empty file, "
+                                    "not a lock of arraygpt's; remove or rename it, or choose another path")
+            return  # it has a pid now: look again
         with contextlib.suppress(OSError):  # nobody holds it: left by a bench that was killed
             if os.lstat(lock_path).st_ino == st.st_ino:
                 os.unlink(lock_path)

@@ -227,3 +227,52 @@ def test_decode_takes_any_text_as_ids_or_says_why_in_one_line(text):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         code = main(["tokenize", "--decode", text])
     assert code in (0, 2) and "Traceback" not in err.getvalue()
+
+
+@FUZZ
+@given(content=st.binary(max_size=64), as_link=st.booleans(), name=st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1, max_size=20))
+def test_the_lock_takes_over_only_its_own_leftovers_and_never_changes_anything_else(content, as_link, name):
+    """Whatever is at `.NAME.lock` (any bytes, or a link to a user's file), exclusive_output either refuses in one
+    ArrayGPTError leaving it exactly as it was, or it was a lock a killed bench left (a pid) and is gone after."""
+    from benchmarks.outputs import exclusive_output
+    if name in (".", "..") or len(name.encode()) > 200:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        output, lock, victim = tmp / name, tmp / f".{name}.lock", tmp / "victim"
+        victim.write_bytes(b"precious")
+        if as_link:
+            lock.symlink_to(victim)
+        else:
+            lock.write_bytes(content)
+            os.utime(lock, (time.time() - 10, time.time() - 10))  # not a lock being made this instant
+        before = snapshot(tmp)
+        leftover = not as_link and content.strip().isdigit() and len(content) <= 32
+        try:
+            with exclusive_output(output):
+                assert leftover, "took over a file that was not a lock of ours"
+        except ArrayGPTError as err:
+            assert not leftover  # (the CLI prints any message as one line, whatever the name holds)
+            assert snapshot(tmp) == before and (lock.is_symlink() or lock.exists())
+        else:
+            assert not os.path.lexists(lock) and victim.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "link-to-fifo", "device"])
+def test_reading_a_users_file_never_waits_on_what_is_not_a_regular_file(tmp_path, kind):
+    from engine.files import read_text
+    path = tmp_path / "config.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "link-to-fifo":
+        os.mkfifo(tmp_path / "pipe")
+        path.symlink_to(tmp_path / "pipe")
+    else:
+        path = Path("/dev/zero")  # an endless device: reading it whole would never end
+    start = time.time()
+    with pytest.raises(OSError):
+        read_text(path)
+    assert time.time() - start < 5
