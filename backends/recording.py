@@ -84,38 +84,32 @@ class HostGraph:
 
 
 class Recording:
-    """One captured step: static inputs, the graph, static outputs."""
+    """One captured step: static inputs, the graph, static outputs. The fixed arguments (the weights) are
+    checked by identity as whole arguments, never walked leaf by leaf: a call's host work is the few small
+    arrays it copies in (the decode hot path on a GPU)."""
 
     def __init__(self, fn, args: tuple, static: dict, fixed: frozenset, graph: Graph, clone):
-        self.tree, leaves = args, flatten(args)
-        self.fixed = _leaf_indices(args, fixed)
-        self.inputs = [leaf if i in self.fixed or not _is_array(leaf) else clone(leaf) for i, leaf in enumerate(leaves)]
+        self.args = [arg if i in fixed else unflatten(arg, [clone(x) if _is_array(x) else x for x in flatten(arg)])
+                     for i, arg in enumerate(args)]
+        self.fixed = fixed
+        self.inputs = [flatten(arg) if i not in fixed else None for i, arg in enumerate(self.args)]
         self.graph = graph
         started = time.perf_counter()
-        self.outputs = graph.capture(lambda: fn(*unflatten(self.tree, self.inputs), **static))
+        self.outputs = graph.capture(lambda: fn(*self.args, **static))
         self.capture_s = time.perf_counter() - started
 
     def __call__(self, args: tuple, copy):
-        for i, (static, leaf) in enumerate(zip(self.inputs, flatten(args))):
+        for i, arg in enumerate(args):
             if i in self.fixed:
-                if leaf is not static:
+                if arg is not self.args[i]:
                     raise RecordingError("a recorded step was called with other weights than it was recorded with; "
                                          "each model records its own steps")
-            elif static is not leaf and _is_array(leaf):
-                copy(static, leaf)
+                continue
+            for static, leaf in zip(self.inputs[i], flatten(arg)):
+                if static is not leaf and _is_array(leaf):
+                    copy(static, leaf)
         self.graph.replay()
         return self.outputs
-
-
-def _leaf_indices(args: tuple, positions: frozenset) -> frozenset:
-    """The indices, among flatten(args), of the leaves of the arguments at these positions."""
-    indices, at = set(), 0
-    for position, arg in enumerate(args):
-        n = len(flatten(arg))
-        if position in positions:
-            indices.update(range(at, at + n))
-        at += n
-    return frozenset(indices)
 
 
 class Recorder:
