@@ -4,7 +4,7 @@ For each backend the model decodes `--steps` tokens after a warm-up (which compi
 device synchronized around the clock. Work launched per step, where torch is installed: on a GPU the CUDA
 kernels that torch's profiler (CUPTI, which sees every library's kernels in the process, those a replayed
 graph launches included) records per step, for every backend; on a CPU torch's operators, for torch only.
-One line each.
+One line each; the JSON also keeps the most frequent kernel names with their launches per step.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 
 from engine import load_model
 
 from ..timing import fixed_prompts
+
+TOP_KERNELS = 25  # kernel names kept per backend: where the launches of a step come from
 
 
 def step_time(model, prompts, steps: int) -> float:
@@ -27,7 +30,8 @@ def step_time(model, prompts, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def torch_launches(model, prompts, steps: int) -> float | None:
+def torch_launches(model, prompts, steps: int) -> tuple[float, dict[str, float]] | None:
+    """Launches per step, and per step for each kernel (or operator) name, the most frequent first."""
     on_gpu = model.backend.device_key() != "cpu"
     if not on_gpu and not model.backend.name.startswith("torch"):
         return None  # on a CPU the profiler sees torch's own operators only
@@ -39,7 +43,8 @@ def torch_launches(model, prompts, steps: int) -> float | None:
     with profile(activities=[activity]) as prof:
         model.generate(prompts, max_new_tokens=steps + 1)
     events = [e for e in prof.events() if (e.device_type.name == "CUDA") == on_gpu]
-    return len(events) / steps
+    names = Counter(e.name[:80] for e in events)
+    return len(events) / steps, {name: count / steps for name, count in names.most_common(TOP_KERNELS)}
 
 
 def main():
@@ -60,7 +65,9 @@ def main():
             model = load_model(args.model, backend=get_backend(name, device=device or None), dtype=args.dtype)
             prompts = fixed_prompts(args.batch, 16, model.config.vocab_size)
             row["ms_per_step"] = step_time(model, prompts, args.steps) * 1e3
-            row["launches_per_step"] = torch_launches(model, prompts, args.steps)
+            counted = torch_launches(model, prompts, args.steps)
+            if counted is not None:
+                row["launches_per_step"], row["kernels_per_step"] = counted
         except (BackendError, Exception) as err:  # a part of the check must not end the others
             row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
         rows.append(row)
