@@ -60,6 +60,7 @@ class ArrayBackend:
     product = None         # x @ w.T as the engine computes it (engine.gpt2.times_transposed)
     compiled_products = ()  # (dtype, weights) pairs whose products `product` compiles at its first call
     matmul = None          # attention's a @ b as the engine computes it (`@`)
+    layer_norm = gelu = softmax = None  # the engine's (engine.gpt2.Primitives) unless the library has one kernel
     write_slot = None      # a recorded step's in-place cache write (engine.kv_cache.replace_slot's select if None)
 
     def dtype(self, name: str):

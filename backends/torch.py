@@ -1,7 +1,8 @@
 """PyTorch (CPU or CUDA) through array_api_compat's torch namespace. No compilation of the step; on CUDA the
 decode step is recorded once per shape bucket as a CUDA graph and replayed per token (torch_graphs.py; the
 `torch-eager` variant, or record=False, runs it op by op; record=True on the CPU uses the graph's CPU stand-in);
-on the CPU, one-row products with bfloat16 weights run a compiled fused reduction (torch_products.py)."""
+on the CPU, one-row products with bfloat16 weights run a compiled fused reduction (torch_products.py). LayerNorm,
+GELU and softmax are torch's own kernels (torch_primitives.py)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,17 @@ from array_api_compat import torch as xp  # noqa: E402
 from .recording import Recorder  # noqa: E402
 from .torch_graphs import copy_into, graph_for, write_slot  # noqa: E402
 from .torch_products import BfloatRowProduct  # noqa: E402
+from . import torch_primitives  # noqa: E402
 
 
 class TorchBackend(ArrayBackend):
     name = "torch"
     xp = xp
     write_slot = staticmethod(write_slot)
+    # one kernel each instead of the engine's 9, 8 and 5 operations (torch_primitives.py)
+    layer_norm = staticmethod(torch_primitives.layer_norm)
+    gelu = staticmethod(torch_primitives.gelu)
+    softmax = staticmethod(torch_primitives.softmax)
 
     def __init__(self, device: str | None = None, precision: str = "float32", record: bool | None = None,
                  inductor: bool = False):

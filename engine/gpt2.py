@@ -14,11 +14,14 @@ Mixed precision: the matrices (linear weights and wte) may be stored narrower th
 and its result is widened back (cast()); LayerNorm, softmax, GELU, the residual stream, the KV cache and
 the logits keep the activations' dtype. With equal dtypes cast() is the array itself.
 
-Every matrix product with a weight goes through hp.product, times_transposed unless the backend declares
-its own (Backend.product): the one place an adapter may choose how a library computes x @ w.T, such as
-torch's fused reduction for bfloat16 weights on the CPU (backends/torch_products.py). Attention's products
-of two activations go through hp.matmul (`@` unless the backend declares its own: CuPy records its step
-with cuBLAS called through nvmath-python, since CuPy's own cuBLAS refuses a capture).
+Primitives: five pieces of the pass go through hp.prims (Primitives below), the engine's own functions
+unless the backend declares the library's equivalent (Backend.product, .matmul, .layer_norm, .gelu,
+.softmax): the one place an adapter may choose how a library computes them. prims.product is every matrix
+product with a weight, x @ w.T (torch's fused reduction for bfloat16 weights on the CPU,
+backends/torch_products.py); prims.matmul attention's products of two activations (CuPy records its step with
+cuBLAS called through nvmath-python, since CuPy's own cuBLAS refuses a capture); layer_norm, gelu and softmax
+one kernel each where the library has one (torch: 1 instead of 9, 8 and 5 launches, what a GPU step's time
+is made of). A declared primitive computes the same function; parity tests hold it to the engine's.
 """
 
 from __future__ import annotations
@@ -66,16 +69,36 @@ def times_transposed(x, w):  # [N, n_in], [n_out, n_in] -> [N, n_out] in x's dty
     return cast((w @ cast(x, w.dtype).T).T, x.dtype)
 
 
-def linear(x, w, b, product=times_transposed):  # [B, T, n_in], [n_out, n_in], [n_out] -> [B, T, n_out]
+@dataclasses.dataclass(frozen=True)
+class Primitives:
+    """The pieces of the pass a backend may compute with its library's own kernel (see the module's doc)."""
+
+    product: Callable = times_transposed  # x @ w.T: [N, n_in], [n_out, n_in] -> [N, n_out]
+    matmul: Callable = matmul              # attention's a @ b
+    layer_norm: Callable = layer_norm      # (x, g, b, eps)
+    gelu: Callable = gelu
+    softmax: Callable = softmax            # over the last axis
+
+    @classmethod
+    def of(cls, backend=None) -> "Primitives":
+        """The backend's declared primitives (an attribute left None keeps the engine's)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{n: getattr(backend, n) for n in names if getattr(backend, n, None) is not None})
+
+
+ENGINE = Primitives()  # the engine's own functions
+
+
+def linear(x, w, b, prims=ENGINE):  # [B, T, n_in], [n_out, n_in], [n_out] -> [B, T, n_out]
     xp = array_namespace(x)
     *lead, n_in = x.shape
     # One 2-D matmul over all rows: BLAS runs it as one GEMM instead of one per batch row.
-    y = product(xp.reshape(x, (-1, n_in)), w) + b
+    y = prims.product(xp.reshape(x, (-1, n_in)), w) + b
     return xp.reshape(y, (*lead, w.shape[0]))
 
 
-def ffn(x, c_fc, c_proj, product=times_transposed):  # [B, T, C] -> [B, T, C]
-    return linear(gelu(linear(x, **c_fc, product=product)), **c_proj, product=product)
+def ffn(x, c_fc, c_proj, prims=ENGINE):  # [B, T, C] -> [B, T, C]
+    return linear(prims.gelu(linear(x, **c_fc, prims=prims)), **c_proj, prims=prims)
 
 
 def split_qkv(qkv, head_dim):  # [B, T, 3C] head-major -> q, k, v, each [B, H, T, D]
@@ -92,15 +115,15 @@ def merge_heads(x):  # [B, H, T, D] -> [B, T, C]
     return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (B, T, H * D))
 
 
-def attention(q, k, v, mask, scale, matmul=matmul):
+def attention(q, k, v, mask, scale, prims=ENGINE):
     # [B, H, T, D], [B, H, S, D], [B, H, S, D], [B, 1, T, S] -> [B, H, T, D]
     xp = array_namespace(q)
     # Scaling q, not the scores: T*D elements instead of T*S (8x fewer for a 512-token prefill).
-    scores = matmul(q * scale, xp.matrix_transpose(k))
-    return matmul(softmax(xp.where(mask, scores, -math.inf)), v)
+    scores = prims.matmul(q * scale, xp.matrix_transpose(k))
+    return prims.matmul(prims.softmax(xp.where(mask, scores, -math.inf)), v)
 
 
-def attention_with_cache(q, k, v, k_cache, v_cache, visible, scale, matmul=matmul):
+def attention_with_cache(q, k, v, k_cache, v_cache, visible, scale, prims=ENGINE):
     """New tokens attend to the cached slots and, causally, to each other.
 
     [B, H, T, D] new q, k, v; [B, H, S, D] cached keys and values; visible [B, 1, T, S]: which cached slots each
@@ -108,6 +131,7 @@ def attention_with_cache(q, k, v, k_cache, v_cache, visible, scale, matmul=matmu
     step makes XLA copy every donated cache buffer twice per step (see kv_cache.write_kv).
     """
     xp = array_namespace(q)
+    matmul = prims.matmul
     q = q * scale
     # (k_cache @ q.T).T reads the cache in its stored layout; q @ k_cache.T makes XLA transpose the
     # whole cache at every step.
@@ -118,32 +142,31 @@ def attention_with_cache(q, k, v, k_cache, v_cache, visible, scale, matmul=matmu
         new_positions = xp.arange(n_new, dtype=xp.int32, device=device_of(q))
         own_scores = xp.where(new_positions[:, None] >= new_positions[None, :], own_scores, -math.inf)
     scores = xp.concat([xp.where(visible, cached_scores, -math.inf), own_scores], axis=-1)  # [B, H, T, S + T]
-    weights = softmax(scores)
+    weights = prims.softmax(scores)
     n_cached = k_cache.shape[2]
     return matmul(weights[..., :n_cached], v_cache) + matmul(weights[..., n_cached:], v)
 
 
-def mha(x, c_attn, c_proj, head_dim, scale, mask, kv_cache=None, product=times_transposed, matmul=matmul):
+def mha(x, c_attn, c_proj, head_dim, scale, mask, kv_cache=None, prims=ENGINE):
     # [B, T, C] -> [B, T, C], and the new (k, v)
-    q, k, v = split_qkv(linear(x, **c_attn, product=product), head_dim)  # 3 x [B, H, T, D]
+    q, k, v = split_qkv(linear(x, **c_attn, prims=prims), head_dim)  # 3 x [B, H, T, D]
     if kv_cache is None:
-        out = attention(q, k, v, mask, scale, matmul)
+        out = attention(q, k, v, mask, scale, prims)
     else:
         k_cache, v_cache = kv_cache
         n_slots = mask.shape[-1]  # a static length, so a compiled step keeps static shapes
         if n_slots < k_cache.shape[2]:  # eager backends attend to the written slots only
             k_cache, v_cache = k_cache[:, :, :n_slots, :], v_cache[:, :, :n_slots, :]  # [B, H, S, D]
-        out = attention_with_cache(q, k, v, k_cache, v_cache, mask, scale, matmul)
-    return linear(merge_heads(out), **c_proj, product=product), (k, v)
+        out = attention_with_cache(q, k, v, k_cache, v_cache, mask, scale, prims)
+    return linear(merge_heads(out), **c_proj, prims=prims), (k, v)
 
 
-def transformer_block(x, mlp, attn, ln_1, ln_2, head_dim, scale, eps, mask, kv_cache=None, product=times_transposed,
-                      matmul=matmul):
+def transformer_block(x, mlp, attn, ln_1, ln_2, head_dim, scale, eps, mask, kv_cache=None, prims=ENGINE):
     # [B, T, C] -> [B, T, C], and this layer's new (k, v)
-    a, new_kv = mha(layer_norm(x, **ln_1, eps=eps), **attn, head_dim=head_dim, scale=scale, mask=mask,
-                    kv_cache=kv_cache, product=product, matmul=matmul)
+    a, new_kv = mha(prims.layer_norm(x, **ln_1, eps=eps), **attn, head_dim=head_dim, scale=scale, mask=mask,
+                    kv_cache=kv_cache, prims=prims)
     x = x + a
-    x = x + ffn(layer_norm(x, **ln_2, eps=eps), **mlp, product=product)
+    x = x + ffn(prims.layer_norm(x, **ln_2, eps=eps), **mlp, prims=prims)
     return x, new_kv
 
 
@@ -169,21 +192,20 @@ def lm_logits(x, head, n_vocab, product=times_transposed):
 @dataclasses.dataclass(frozen=True)
 class Hyper:
     """What the forward pass needs beside the weights (whose shapes give the rest): static numbers, so
-    a compiler traces them in. attn_scales: each layer's factor on q (1/sqrt(D) for GPT-2); product: how
-    x @ w.T is computed (times_transposed, or the backend's own); matmul: how attention's a @ b is."""
+    a compiler traces them in. attn_scales: each layer's factor on q (1/sqrt(D) for GPT-2); prims: how the
+    primitives are computed (the engine's own, or the backend's, Primitives.of)."""
 
     head_dim: int
     eps: float
     n_vocab: int
     attn_scales: tuple[float, ...]
-    product: Callable = times_transposed
-    matmul: Callable = matmul
+    prims: Primitives = ENGINE
 
     @classmethod
-    def of(cls, config, product: Callable | None = None, matmul_fn: Callable | None = None) -> "Hyper":
-        """config: an engine.config.GPTConfig; product, matmul_fn: the backend's own (None: the engine's)."""
+    def of(cls, config, backend=None) -> "Hyper":
+        """config: an engine.config.GPTConfig; backend: whose declared primitives to use (None: the engine's)."""
         return cls(config.head_dim, config.layer_norm_epsilon, config.vocab_size, config.attn_scales,
-                   product or times_transposed, matmul_fn or matmul)
+                   Primitives.of(backend))
 
 
 def gpt2(params, ids, positions, mask, hp: Hyper, kv_cache=None, last_only=False):
@@ -199,12 +221,12 @@ def gpt2(params, ids, positions, mask, hp: Hyper, kv_cache=None, last_only=False
     for i, block in enumerate(params["blocks"]):
         x, layer_kv = transformer_block(x, **block, head_dim=hp.head_dim, scale=hp.attn_scales[i], eps=hp.eps,
                                         mask=mask, kv_cache=None if kv_cache is None else kv_cache[i],
-                                        product=hp.product, matmul=hp.matmul)
+                                        prims=hp.prims)
         new_kv.append(layer_kv)
     if last_only:
         x = x[:, -1:, :]  # generation needs the last position only: skips most of the vocab projection
-    x = layer_norm(x, **params["ln_f"], eps=hp.eps)
-    return lm_logits(x, params.get("lm_head", params["wte"]), hp.n_vocab, hp.product), new_kv
+    x = hp.prims.layer_norm(x, **params["ln_f"], eps=hp.eps)
+    return lm_logits(x, params.get("lm_head", params["wte"]), hp.n_vocab, hp.prims.product), new_kv
 
 
 # Masks and positions for left-padded batches. A prompt shorter than the longest is padded on the

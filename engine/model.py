@@ -31,7 +31,7 @@ class Model:
         self.source = source
         # Heads as the weights hold them: a backend may pad them to whole shards (engine/layout.py).
         self.n_heads = params["blocks"][0]["attn"]["c_attn"]["w"].shape[0] // (3 * config.head_dim)
-        hp = Hyper.of(config, backend.product, backend.matmul)  # static: a compiler traces the numbers in
+        hp = Hyper.of(config, backend)  # static: a compiler traces the numbers in
         self.prefill = backend.compile(functools.partial(prefill_step, hp=hp), static_argnames=("sampling",))
         # A prompt's cache slots [0, P) are written with a static start (its own compile cache under jax.jit).
         self.write_prefix = backend.compile(functools.partial(write_kv), static_argnames=("start",),

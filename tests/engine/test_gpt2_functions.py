@@ -3,6 +3,7 @@ float64, on NumPy float32 and array-api-strict inputs: a failure names the funct
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -114,7 +115,7 @@ def test_attention_scales_follow_the_config():
 
 
 def test_every_weight_product_goes_through_the_backends_product(small_checkpoint):
-    """Hyper.product is the one place an adapter chooses how x @ w.T is computed: a forward pass calls it
+    """Primitives.product is the one place an adapter chooses how x @ w.T is computed: a forward pass calls it
     for each layer's four matrices and the logits, in that order, and nothing else."""
     from engine import load_model
     model = load_model(small_checkpoint, dtype="float32")
@@ -124,11 +125,11 @@ def test_every_weight_product_goes_through_the_backends_product(small_checkpoint
         seen.append(tuple(w.shape))
         return gpt2.times_transposed(x, w)
     n_layer, C = model.config.n_layer, model.config.n_embd
-    hp = gpt2.Hyper.of(model.config, product)
+    hp = dataclasses.replace(gpt2.Hyper.of(model.config), prims=gpt2.Primitives(product=product))
     ids = np.asarray([[1, 5, 9]], dtype=np.int32)
     positions, mask = np.asarray([[0, 1, 2]], dtype=np.int32), np.tril(np.ones((3, 3), dtype=bool))[None, None]
     logits, _ = gpt2.gpt2(model.params, ids, positions, mask, hp)
     assert seen == [(3 * C, C), (C, C), (4 * C, C), (C, 4 * C)] * n_layer + [(model.config.vocab_size, C)]
     default, _ = gpt2.gpt2(model.params, ids, positions, mask, gpt2.Hyper.of(model.config))
     np.testing.assert_array_equal(logits, default)
-    assert gpt2.Hyper.of(model.config).product is gpt2.times_transposed
+    assert gpt2.Hyper.of(model.config).prims.product is gpt2.times_transposed

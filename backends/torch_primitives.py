@@ -1,0 +1,26 @@
+"""The torch adapter's declared primitives (engine.gpt2.Primitives): LayerNorm, GELU and softmax as one torch
+kernel each instead of the engine's 9, 8 and 5 elementwise operations. The same functions: the parity tests
+hold them to the engine's and to HF's. On a GPU a recorded step is launch-bound (the H200 profile: 734
+launches per 124M step, ~85% of them these pieces at 2-3 us each whatever their size), and on a CPU each
+operation is a pass over memory and a dispatch."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from engine.gpt2 import layer_norm as engine_layer_norm
+
+
+def layer_norm(x, g, b, eps):  # [..., C] -> [..., C]
+    if not (x.dtype == g.dtype == b.dtype):  # torch's kernel wants one dtype; mixed ones keep the engine's
+        return engine_layer_norm(x, g, b, eps)
+    return F.layer_norm(x, (x.shape[-1],), g, b, eps)
+
+
+def gelu(x):  # [...] -> [...]: GPT-2's tanh form ("gelu_new"), torch's approximate="tanh"
+    return F.gelu(x, approximate="tanh")
+
+
+def softmax(x):  # [..., S] -> [..., S]
+    return torch.softmax(x, dim=-1)

@@ -1,0 +1,78 @@
+"""Primitives a backend declares (engine.gpt2.Primitives: LayerNorm, GELU, softmax as one library kernel
+each) compute the engine's functions: against formulas in NumPy float64, on every backend case that declares
+any, and a forward pass calls each declared one where the engine would call its own."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from engine import gpt2
+
+RNG = np.random.default_rng(3)
+TOLERANCE = {"float32": 3e-6, "bfloat16": 2e-2, "float16": 2e-3}  # relative to the largest value
+
+
+def reference(name, x, g=None, b=None):  # NumPy float64
+    if name == "gelu":
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    if name == "softmax":
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+    return g * (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) + b
+
+
+def declared(backend) -> list[str]:
+    return [name for name in ("layer_norm", "gelu", "softmax") if getattr(backend, name, None) is not None]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_declared_primitives_compute_the_engines_functions(backend, dtype):
+    names = declared(backend)
+    if not names:
+        pytest.skip(f"{backend.name} declares no primitive of its own: the engine's run")
+    x, g, b = RNG.normal(size=(3, 5, 64)) * 3, RNG.normal(size=64), RNG.normal(size=64)
+    x[0, 0] += 400  # softmax must take the maximum away (exp(400) overflows float32)
+    for name in names:
+        fn = getattr(backend, name)
+        args = [x] if name != "layer_norm" else [x, g, b]
+        # the reference reads the inputs as rounded to dtype, so only the computation's error is measured
+        xp = backend.xp
+        arrays = [xp.astype(xp.asarray(np.asarray(a, dtype=np.float32), device=backend.device), backend.dtype(dtype))
+                  for a in args]
+        rounded = [backend.to_host(a).astype(np.float64) for a in arrays]
+        got = backend.to_host(fn(*arrays, 1e-5) if name == "layer_norm" else fn(*arrays)).astype(np.float64)
+        want = reference(name, *rounded)
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype] * np.abs(want).max(), err_msg=name)
+        assert str(arrays[0].dtype).endswith(dtype), name  # in the activations' dtype, as the engine's
+
+
+def test_a_forward_pass_calls_each_declared_primitive_where_the_engine_calls_its_own(small_checkpoint):
+    from engine import load_model
+    model = load_model(small_checkpoint, dtype="float32")
+    calls = {"layer_norm": 0, "gelu": 0, "softmax": 0}
+
+    def counted(name):
+        def fn(*args, **kwargs):
+            calls[name] += 1
+            return getattr(gpt2, name)(*args, **kwargs)
+        return fn
+    prims = gpt2.Primitives(**{name: counted(name) for name in calls})
+    hp = dataclasses.replace(gpt2.Hyper.of(model.config), prims=prims)
+    ids = np.asarray([[1, 5, 9]], dtype=np.int32)
+    positions, mask = np.asarray([[0, 1, 2]], dtype=np.int32), np.tril(np.ones((3, 3), dtype=bool))[None, None]
+    logits, _ = gpt2.gpt2(model.params, ids, positions, mask, hp)
+    L = model.config.n_layer
+    assert calls == {"layer_norm": 2 * L + 1, "gelu": L, "softmax": L}
+    np.testing.assert_array_equal(logits, gpt2.gpt2(model.params, ids, positions, mask, gpt2.Hyper.of(model.config))[0])
+
+
+def test_primitives_of_a_backend_take_what_it_declares_and_keep_the_engines_for_the_rest():
+    class Declares:
+        gelu = staticmethod(abs)
+        softmax = None
+    prims = gpt2.Primitives.of(Declares())
+    assert prims.gelu is abs and prims.softmax is gpt2.softmax and prims.product is gpt2.times_transposed
+    assert gpt2.Primitives.of(None) == gpt2.ENGINE
