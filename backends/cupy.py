@@ -1,6 +1,7 @@
 """CuPy on an NVIDIA GPU: weights copied to the device once, results brought back with .get(). The decode step
 is recorded once per shape bucket as a CUDA graph (a stream capture, its products on cuBLAS through
-nvmath-python: cupy_graphs.py) and replayed per token; the `cupy-eager` variant (record=False) runs it op by op."""
+nvmath-python: cupy_graphs.py) and replayed per token; the `cupy-eager` variant (record=False) runs it op by op.
+LayerNorm, GELU and softmax run as CuPy kernels of their own (cupy_primitives.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,16 @@ import cupy  # noqa: E402  (an ImportError here tells the registry that cupy is 
 from array_api_compat import cupy as xp  # noqa: E402
 
 
+from . import cupy_primitives  # noqa: E402
+
+
 class CupyBackend(ArrayBackend):
     name = "cupy"
     xp = xp
+    # float32/float16: GELU one kernel, LayerNorm and softmax three (cupy_primitives.py), the engine's 8, 9 and 5
+    layer_norm = staticmethod(cupy_primitives.layer_norm)
+    gelu = staticmethod(cupy_primitives.gelu)
+    softmax = staticmethod(cupy_primitives.softmax)
 
     def __init__(self, device: str | None = None, precision: str = "float32", record: bool = True):
         kind, index = parse_device(device)

@@ -33,6 +33,11 @@ def test_declared_primitives_compute_the_engines_functions(backend, dtype):
     names = declared(backend)
     if not names:
         pytest.skip(f"{backend.name} declares no primitive of its own: the engine's run")
+    from backends import BackendError
+    try:
+        backend.dtype(dtype)
+    except BackendError as err:
+        pytest.skip(str(err))
     x, g, b = RNG.normal(size=(3, 5, 64)) * 3, RNG.normal(size=64), RNG.normal(size=64)
     x[0, 0] += 400  # softmax must take the maximum away (exp(400) overflows float32)
     for name in names:
