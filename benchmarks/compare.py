@@ -15,6 +15,7 @@ import numpy as np
 from engine.errors import ArrayGPTError
 
 from .records import Result, Run, as_run
+from .runners import PEERS
 
 
 @dataclasses.dataclass
@@ -133,7 +134,7 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False, m
         # Worse numerics: parity past the budget, or fewer greedy tokens agreeing with the reference than before
         dropped = None not in agreement and agreement[1] < agreement[0]
         numerics = ("unknown" if parity[1] is None else
-                    "worse" if dropped or budget.worse(parity[0], parity[1], last.numerics, peer=last.is_peer)
+                    "worse" if dropped or budget.worse(parity[0], parity[1], last.numerics, peer=last.runner in PEERS)
                     else "ok")
         rows.append(Comparison(sid, metric, float(np.median(b)), float(np.median(n)), ratio, low, high, verdict,
                                (len(b), len(n)), detectable, parity, numerics, agreement,

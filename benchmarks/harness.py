@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .derive import SCHEMA, derive
+from .derive import derive
 from .environment import environment
 from .jsonio import write_json_atomic
 from .outputs import free_path, identity
-from .records import Run
-from .timing import PARITY_PROMPT_LEN, fixed_prompts, headline, pool_rounds
+from .records import Run, headline
+from .records.schema import SCHEMA
+from .timing import PARITY_PROMPT_LEN, fixed_prompts, pool_rounds
 
 
 TEMP_PREFIX = "arraygpt-bench-"

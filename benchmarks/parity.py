@@ -22,7 +22,7 @@ import numpy as np
 from backends import BackendError, get_backend
 from engine import GenerationError, load_model
 
-from .scenarios import numerics_label
+from .records.labels import numerics_label
 
 # Largest allowed max|logits - reference| / max|reference|. float32 lands near 1e-6 on CPU; 1e-4
 # leaves room for reduction order on GPUs but still catches TF32 (about 1e-3). Half precision sits

@@ -12,6 +12,7 @@ import collections
 from engine.errors import ArrayGPTError
 
 from .records import Run, label
+from .runners import PEERS
 
 
 def _lines(results, x_key, fixed_keys):
@@ -58,7 +59,7 @@ def plot_results(run, path) -> None:
     by_context, fixed_c = _lines(results, lambda r: r.prompt_len + r.new_tokens / 2, ("model", "batch"))
     if not by_batch:
         raise ArrayGPTError("the result file has no successful decode scenario to plot")
-    peers = {label(r, numerics=True) for r in results if r.is_peer}
+    peers = {label(r, numerics=True) for r in results if r.runner in PEERS}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     try:
         colours = {name: f"C{i % 10}" for i, name in enumerate(sorted(set(by_batch) | set(by_context)))}

@@ -22,8 +22,9 @@ from engine.errors import ArrayGPTError
 
 from backends import BACKENDS
 
+from .records.labels import numerics_label, product_key, where_label, worker_label
 from .roofline import QUANTIZED
-from .runners import PEERS as RUNNER_PEERS
+from .runners import PEERS as RUNNER_PEERS, peer_runs
 from engine.files import read_text
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -31,35 +32,6 @@ PEERS = tuple(RUNNER_PEERS)
 _AXES = ("model", "dtype", "precision", "weights", "mesh", "threads", "batch", "prompt_len", "new_tokens")
 _KNOWN = set(_AXES) | {"name", "warmup", "repeats", "peers", "backends"}
 _AXIS_DEFAULTS = {"precision": "float32", "weights": None, "mesh": None, "threads": None}
-
-
-def where_label(runner: str, device: str | None = None, mesh: str | None = None, threads: int | None = None) -> str:
-    """'jax', 'jax:gpu', 'jax[dp=2,tp=4]', 'numpy@1t': a runner, its device, its mesh and its CPU threads
-    (where the scenario sets them), as ids and tables show them."""
-    return runner + (f":{device}" if device else "") + (f"[{mesh}]" if mesh else "") + (f"@{threads}t" if threads else "")
-
-
-def worker_label(runner: str, device: str | None = None, mesh: str | None = None, precision: str = "float32",
-                 threads: int | None = None) -> str:
-    """The worker a scenario runs in (one process per runner, device, mesh, threads and precision); probes
-    and parity are keyed by it."""
-    return where_label(runner, device, mesh, threads) + ("+tf32" if precision == "tf32" else "")
-
-
-def numerics_label(dtype: str, precision: str = "float32", weights: str | None = None) -> str:
-    """'float32', 'float32+tf32', 'float32+bfloat16-weights': what a row's arithmetic is."""
-    label = dtype
-    if precision != "float32":
-        label += f"+{precision}"
-    if weights and weights != dtype:
-        label += f"+{weights}-weights"
-    return label
-
-
-def product_key(dtype: str, precision: str = "float32", weights: str | None = None) -> str:
-    """The arithmetic of the weight products, which sets the matmul ceiling: 'float32', 'float32+tf32',
-    'bfloat16' (a mixed run's products read bfloat16 weights)."""
-    return numerics_label(weights or dtype, precision)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,25 +167,6 @@ def check_suite(suite: dict, path) -> None:
 
 def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def peer_runs(peer: str, device: str | None, dtype: str, precision: str, weights: str | None, batch: int,
-              mesh: str | None = None) -> bool:
-    """Whether a peer can run a scenario: peers run on one device; HF has no mixed mode (and tf32 only on a
-    GPU); picoGPT runs one float32 sequence on the CPU; llama.cpp float32 arithmetic on the CPU, with
-    float32, half-width or Q8_0 weights."""
-    if mesh:
-        return False
-    mixed = weights is not None and weights != dtype
-    if peer == "picogpt":
-        return device is None and batch == 1 and dtype == "float32" and precision == "float32" and not mixed
-    if peer == "llamacpp":
-        from .runners.llamacpp import runs
-        return runs(dtype, precision, weights, batch, device)
-    if peer == "ort":
-        from .runners.ort import runs
-        return runs(dtype, precision, weights, batch, device)
-    return not mixed and (precision == "float32" or device not in (None, "cpu"))
 
 
 def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict | None = None,

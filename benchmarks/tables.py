@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .records import Result, Run, label
+from .runners import PEERS
 
 
 def _fmt(value, spec, empty=""):
@@ -44,7 +45,6 @@ def results_table(run: Run) -> Group:
     (decode workloads show decode figures, prefill ones prefill figures; a column empty for the whole
     workload is left out), each skipped or failed row's reason under its table, and the legend once."""
     from .derive import derive
-    from .runners import PEERS
     run = derive(run)
     machine = run.machine
     gpus = ", ".join(g["name"] for g in machine.get("gpus", [])) or "no GPU"
@@ -67,7 +67,7 @@ def _workload_table(run: Run, workload, rows: list[Result], peers_here: list[str
     ok = [r for r in rows if r.ok]
     decode = any(r.metrics.decode_tps is not None for r in ok)
     cells = []
-    for r in sorted(ok, key=lambda r: (r.is_peer, r.runner, str(r.device))):
+    for r in sorted(ok, key=lambda r: (r.runner in PEERS, r.runner, str(r.device))):
         m, d = r.metrics, r.derived
         doubtful = r.validity is not None and r.validity.status not in ("valid", "unmeasured")
         row = {"runner": escape(label(r)) + (" *" if doubtful else "")}

@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from .records.labels import headline
+
 PARITY_PROMPT_LEN = 16
 
 
@@ -98,11 +100,6 @@ def median_interval(values, confidence: float = 0.95) -> dict | None:
     low, high = float(x[k - 1]), float(x[n - k])
     return {"low": low, "high": high, "coverage": 1 - 2 * tail,
             "half_width": max(median - low, high - median) / median if median else math.inf}
-
-
-def headline(new_tokens: int) -> str:
-    """The figure a scenario is judged by: decode tokens/s, or prefill tokens/s for a single new token."""
-    return "decode_tps" if new_tokens > 1 else "prefill_tps"
 
 
 def tokens_of(scenario) -> int:

@@ -83,7 +83,7 @@ def main(job_path: str) -> int:
     precision = job.get("precision", "float32")
     if job.get("roofline"):
         from .roofline import QUANTIZED, probe
-        from .scenarios import product_key
+        from .records.labels import product_key
         # float32 always: memory bandwidth does not depend on the dtype a library reads it with, and a
         # library's slow half-precision matrix x vector must show as a low % of the machine's ceiling, not
         # as a low ceiling (a bfloat16-only run once put jax-loop at 111%).

@@ -1,61 +1,105 @@
-"""The runners a bench scenario can name: our engine on a backend, or a peer.
+"""The runners a bench scenario can name: our engine on a backend, or a peer, found through PEERS as backends are
+through BACKENDS (a record per peer names its module and class, so nothing here imports a runner).
 
-Every runner has measure(scenario) -> {"metrics", "repeats"} and parity_logits(spec, dtype, prompt),
-and runs in a worker process of its own (the HF runners also have generate_ids(scenario), the greedy
-ids of one run, which a test compares between them).
-Peers run where the scenario says (HF on the GPU in a GPU run), in the scenario's dtype and precision.
+A runner is made with (device, precision) and has measure(scenario) -> {"metrics", "repeats"} and
+parity_logits(spec, dtype, prompt); it runs in a worker process of its own (the HF runners also have
+generate_ids(scenario), the greedy ids of one run, which a test compares between them). Peers run where the
+scenario says (HF on the GPU in a GPU run), in the scenario's dtype and precision, where their rule says
+they can.
 """
 
 from __future__ import annotations
 
-# peer -> what it is, for --help and the README
-PEERS = {
-    "hf": "Hugging Face transformers, eager: a forward per token with past_key_values",
-    "hf-static": "Hugging Face generate() with a static cache (transformers compiles it on CUDA by itself)",
-    "picogpt": "picoGPT's loop as published (NumPy, no KV cache, float32, batch 1)",
-    "llamacpp": "llama.cpp through llama-cpp-python (the peers extra): the checkpoint as GGUF (F32, F16, BF16, "
-                "and Q8_0 for --weights q8_0), a batch as parallel sequences, on the CPU",
-    "ort": "ONNX Runtime (the peers extra): HF's GPT-2 with its KV cache exported to ONNX, ORT's transformer "
-           "fusions, float32 on the CPU",
-}
+import dataclasses
+import importlib
+from typing import Callable
+
+# the weights llama.cpp reads, with its GGUF file type (q8_0: its own numerics row)
+LLAMACPP_FILE_TYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "q8_0": "Q8_0"}
+
 
 class PeerNotInstalled(Exception):
     """A peer whose package is not installed: its scenarios are skipped with this message (the install line)."""
 
 
-# peer -> the Python modules it needs (the peers extra: pip install 'arraygpt[peers]'), for `arraygpt info`
-PEER_NEEDS = {"hf": ("transformers", "torch"), "hf-static": ("transformers", "torch"), "picogpt": ("numpy",),
-              "llamacpp": ("llama_cpp", "gguf"), "ort": ("onnxruntime", "onnx", "transformers", "torch")}
+def _hf_runs(device, dtype, precision, weights, batch) -> bool:  # no mixed mode; tf32 only on a GPU
+    return (weights in (None, dtype)) and (precision == "float32" or device not in (None, "cpu"))
+
+
+def _picogpt_runs(device, dtype, precision, weights, batch) -> bool:  # one float32 sequence on the CPU
+    return device is None and batch == 1 and dtype == "float32" and precision == "float32" and weights in (None, dtype)
+
+
+def _llamacpp_runs(device, dtype, precision, weights, batch) -> bool:
+    """float32 arithmetic on the CPU, weights in float32, a half type or Q8_0."""
+    return (device in (None, "cpu") and dtype == "float32" and precision == "float32"
+            and (weights or dtype) in LLAMACPP_FILE_TYPES)
+
+
+def _ort_runs(device, dtype, precision, weights, batch) -> bool:
+    """float32 on the CPU (the exported graph is float32; half-width graphs are not exported)."""
+    return device in (None, "cpu") and dtype == "float32" and precision == "float32" and weights in (None, "float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class Peer:
+    what: str             # for --help, `arraygpt info` and the README
+    module: str           # where its runner class lives, imported only when a worker makes one
+    runner: str           # the class: Runner(device, precision)
+    needs: tuple          # the Python modules it needs, looked for without importing them
+    install: str          # what to install where one is missing
+    probes_with: str      # the backend whose roofline probes its worker runs ("torch": on the peer's device)
+    runs: Callable        # (device, dtype, precision, weights, batch) -> whether it has that scenario
+
+
+_PEERS_EXTRA = "pip install 'arraygpt[peers]'"
+PEERS = {
+    "hf": Peer("Hugging Face transformers, eager: a forward per token with past_key_values",
+               "benchmarks.runners.hf", "HFRunner", ("transformers", "torch"), "pip install 'arraygpt[test]'",
+               "torch", _hf_runs),
+    "hf-static": Peer("Hugging Face generate() with a static cache (transformers compiles it on CUDA by itself)",
+                      "benchmarks.runners.hf", "HFStaticRunner", ("transformers", "torch"),
+                      "pip install 'arraygpt[test]'", "torch", _hf_runs),
+    "picogpt": Peer("picoGPT's loop as published (NumPy, no KV cache, float32, batch 1)",
+                    "benchmarks.runners.picogpt", "PicoGPTRunner", ("numpy",), "pip install numpy", "numpy",
+                    _picogpt_runs),
+    "llamacpp": Peer("llama.cpp through llama-cpp-python (the peers extra): the checkpoint as GGUF (F32, F16, BF16, "
+                     "and Q8_0 for --weights q8_0), a batch as parallel sequences, on the CPU",
+                     "benchmarks.runners.llamacpp", "LlamaCppRunner", ("llama_cpp", "gguf"),
+                     _PEERS_EXTRA + " (llama-cpp-python builds llama.cpp from source: about 10 CPU-minutes, once; "
+                     "pip keeps the wheel)", "numpy", _llamacpp_runs),
+    "ort": Peer("ONNX Runtime (the peers extra): HF's GPT-2 with its KV cache exported to ONNX, ORT's transformer "
+                "fusions, float32 on the CPU",
+                "benchmarks.runners.ort", "OrtRunner", ("onnxruntime", "onnx", "transformers", "torch"),
+                _PEERS_EXTRA + " (onnxruntime, onnx and onnxscript; the export uses torch)", "numpy", _ort_runs),
+}
+
+
+def peer_runs(peer: str, device: str | None, dtype: str, precision: str, weights: str | None, batch: int,
+              mesh: str | None = None) -> bool:
+    """Whether a peer can run a scenario: peers run on one device (no mesh), then as their rule says."""
+    return not mesh and PEERS[peer].runs(device, dtype, precision, weights, batch)
 
 
 def peer_status() -> list[tuple[str, bool, str]]:
     """(peer, installed, what it is or what is missing) for each peer, without importing any of them."""
     import importlib.util
     rows = []
-    for peer, what in PEERS.items():
-        missing = [m for m in PEER_NEEDS[peer] if importlib.util.find_spec(m) is None]
-        rows.append((peer, not missing, what if not missing else
-                     f"needs {', '.join(missing)} (pip install 'arraygpt[peers]', or [test] for hf)"))
+    for name, peer in PEERS.items():
+        missing = [m for m in peer.needs if importlib.util.find_spec(m) is None]
+        rows.append((name, not missing, peer.what if not missing else
+                     f"needs {', '.join(missing)} ({_PEERS_EXTRA}, or [test] for hf)"))
     return rows
 
 
 def make_runner(name: str, device: str | None, precision: str = "float32", mesh: str | None = None):
     """(runner, backend for the roofline probes) for a backend name or a peer."""
     from backends import get_backend
-    if name in ("hf", "hf-static"):
-        from .hf import HFRunner, HFStaticRunner
-        probe_backend = get_backend("torch", device=device, precision=precision)
-        runner = (HFRunner if name == "hf" else HFStaticRunner)(probe_backend.device, precision)
+    if name in PEERS:
+        peer = PEERS[name]
+        probe_backend = (get_backend("torch", device=device, precision=precision) if peer.probes_with == "torch"
+                         else get_backend(peer.probes_with))
+        runner = getattr(importlib.import_module(peer.module), peer.runner)(probe_backend.device, precision)
         return runner, probe_backend
-    if name == "llamacpp":
-        from .llamacpp import LlamaCppRunner
-        return LlamaCppRunner(), get_backend("numpy")
-    if name == "ort":
-        from .ort import OrtRunner
-        return OrtRunner(), get_backend("numpy")
-    if name == "picogpt":
-        from .picogpt import PicoGPTRunner
-        return PicoGPTRunner(), get_backend("numpy")
-    from .engine import EngineRunner
     backend = get_backend(name, device=device, precision=precision, mesh=mesh)
-    return EngineRunner(backend), backend
+    return importlib.import_module("benchmarks.runners.engine").EngineRunner(backend), backend

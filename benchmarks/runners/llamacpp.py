@@ -23,22 +23,13 @@ import numpy as np
 from engine.layout import round_up
 
 from ..timing import fixed_prompts, run_repeats, summarize_run
-from . import PeerNotInstalled
+from . import LLAMACPP_FILE_TYPES as FILE_TYPE_OF, PEERS, PeerNotInstalled
 
-# the weights of a scenario -> the GGUF file type llama.cpp reads them from (q8_0: its own numerics row)
-FILE_TYPE_OF = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "q8_0": "Q8_0"}
-INSTALL_HINT = ("pip install 'arraygpt[peers]' (llama-cpp-python builds llama.cpp from source: about 10 "
-                "CPU-minutes, once; pip keeps the wheel)")
-
-
-def runs(dtype: str, precision: str, weights: str | None, batch: int, device: str | None) -> bool:
-    """Which scenarios the peer has: float32 arithmetic on the CPU, weights in float32, a half type or Q8_0."""
-    return (device in (None, "cpu") and dtype == "float32" and precision == "float32"
-            and (weights or dtype) in FILE_TYPE_OF)
+INSTALL_HINT = PEERS["llamacpp"].install
 
 
 class LlamaCppRunner:
-    def __init__(self):
+    def __init__(self, device=None, precision: str = "float32"):  # the CPU, float32 (its rule in PEERS)
         try:
             import llama_cpp
         except ModuleNotFoundError:  # absent: a skipped row; installed but broken: an error (the import's own)

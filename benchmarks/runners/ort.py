@@ -15,18 +15,13 @@ import time
 import numpy as np
 
 from ..timing import fixed_prompts, run_repeats, summarize_run
-from . import PeerNotInstalled
+from . import PEERS, PeerNotInstalled
 
-INSTALL_HINT = "pip install 'arraygpt[peers]' (onnxruntime, onnx and onnxscript; the export uses torch)"
-
-
-def runs(dtype: str, precision: str, weights: str | None, batch: int, device: str | None) -> bool:
-    """float32 on the CPU (the exported graph is float32; half-width graphs are not exported)."""
-    return device in (None, "cpu") and dtype == "float32" and precision == "float32" and weights in (None, "float32")
+INSTALL_HINT = PEERS["ort"].install
 
 
 class OrtRunner:
-    def __init__(self):
+    def __init__(self, device=None, precision: str = "float32"):  # the CPU, float32 (its rule in PEERS)
         try:
             import onnxruntime
         except ModuleNotFoundError:  # absent: a skipped row; installed but broken: an error (the import's own)

@@ -10,7 +10,7 @@ from ..timing import fixed_prompts, run_repeats, summarize_run
 
 
 class PicoGPTRunner:
-    def __init__(self):
+    def __init__(self, device=None, precision: str = "float32"):  # the CPU, float32 (its rule in PEERS)
         self._params = None
 
     def params(self, spec):

@@ -14,7 +14,8 @@ import copy
 import dataclasses
 from typing import Any, ClassVar
 
-from .scenarios import numerics_label, where_label, worker_label
+from .labels import headline, numerics_label, where_label, worker_label
+from .schema import check_bench_file, read_json, upgrade
 
 
 class Record:
@@ -214,11 +215,6 @@ class Result(Record):
         return self.status == "ok"
 
     @property
-    def is_peer(self) -> bool:
-        from .runners import PEERS
-        return self.runner in PEERS
-
-    @property
     def worker(self) -> str:
         """The worker it ran in: how its probes and parity are keyed."""
         return worker_label(self.runner, self.device, self.mesh, self.precision or "float32", self.threads)
@@ -235,7 +231,6 @@ class Result(Record):
     @property
     def headline_key(self) -> str:
         """'decode_tps', or 'prefill_tps' for a single new token: the figure the row is judged by."""
-        from .timing import headline
         return headline(self.new_tokens)
 
     def headline_values(self) -> list[float]:
@@ -300,15 +295,12 @@ class Run(Record):
     def from_json(cls, doc: dict, where=None) -> "Run":
         """A Run from a bench file's JSON: checked first when `where` names the file (a one-line error
         naming what is wrong), upgraded from schema 1 on a copy (the caller's dict is left as it was)."""
-        from .derive import upgrade
-        from .jsonio import check_bench_file
         if where is not None:
             check_bench_file(doc, where)
         return super().from_json(upgrade(copy.deepcopy(doc)))
 
     @classmethod
     def load(cls, path) -> "Run":
-        from .jsonio import read_json
         return cls.from_json(read_json(path), path)
 
     @property
