@@ -22,7 +22,6 @@ class Registered:
     library: str                # the array library it binds ("jax", "torch", ...)
     options: tuple = ()         # (name, value) preset for a variant: jax-loop compiles the whole decode loop
     meshes: bool = False        # splits a model over a device mesh (--mesh)
-    streams: bool = True        # yields every token as it is made (jax-loop: all after the prefill, at the end)
     for_speed: bool = True      # in bench's default set ('strict' is for conformance; the -eager variants are
                                 # the op-by-op GPU steps that the GPU check times beside the recorded ones)
     tf32: bool = False          # can compute float32 products in TF32 (on an NVIDIA GPU)
@@ -36,7 +35,7 @@ _CUPY = "pip install 'arraygpt[cuda12]' (or [cuda13]) on a machine with an NVIDI
 BACKENDS = {
     "numpy": Registered("backends.numpy", "included", "numpy", dtypes=_NO_BFLOAT16),
     "jax": Registered("backends.jax", _JAX, "jax", meshes=True, tf32=True),
-    "jax-loop": Registered("backends.jax", _JAX, "jax", options=(("compile_loop", True),), meshes=True, streams=False,
+    "jax-loop": Registered("backends.jax", _JAX, "jax", options=(("compile_loop", True),), meshes=True,
                            tf32=True),
     "torch": Registered("backends.torch", _TORCH, "torch", tf32=True),
     "torch-eager": Registered("backends.torch", _TORCH, "torch", options=(("record", False),), tf32=True,

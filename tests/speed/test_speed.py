@@ -1,10 +1,10 @@
 """pytest-benchmark suite: prefill and decode per usable backend.
 
-    pytest benchmarks --benchmark-json=speed.json
-    pytest benchmarks --benchmark-compare --benchmark-compare-fail=median:10%
+    ARRAYGPT_SPEED=1 pytest tests/speed --benchmark-json=speed.json
+    ARRAYGPT_SPEED=1 pytest tests/speed --benchmark-compare --benchmark-compare-fail=median:10%
 
-ARRAYGPT_BENCH_MODEL picks the model (default 124M; 'tiny' for a smoke run). Not part of `make test`:
-speed is measured here, never asserted in unit tests. All backends share one process here, so idle
+ARRAYGPT_BENCH_MODEL picks the model (default 124M; 'tiny' for a smoke run). Skipped without ARRAYGPT_SPEED, so
+not part of `make test`: speed is measured here, never asserted in unit tests. All backends share one process here, so idle
 threads of one library can slow another; `arraygpt bench` runs each in its own process. Select one with
 `-k numpy` for the cleanest figures.
 """
@@ -19,6 +19,8 @@ from backends import SPEED_BACKENDS, usable_backends
 from engine import load_model
 
 MODEL = os.environ.get("ARRAYGPT_BENCH_MODEL", "124M")
+pytestmark = pytest.mark.skipif(not os.environ.get("ARRAYGPT_SPEED"),
+                                reason="the pytest-benchmark speed suite: ARRAYGPT_SPEED=1 pytest tests/speed")
 
 
 @pytest.fixture(scope="module", params=usable_backends(SPEED_BACKENDS))
