@@ -1,6 +1,6 @@
 """The host boundary: everything done with NumPy on the host between a checkpoint file and a backend.
 
-A checkpoint tensor (engine.checkpoint.HostTensor, a view of the mapped file) becomes a NumPy array laid
+A checkpoint tensor (engine.safetensors_io.HostTensor, a view of the mapped file) becomes a NumPy array laid
 out as the engine decided (engine.layout.Layout): its 16-bit patterns read as what they are, then each
 step of the layout in the record's order (transpose, reorder heads, pad), then checked for NaN and
 infinity. Every adapter makes its device arrays from host_array(); the host random numbers the engine

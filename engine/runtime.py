@@ -57,7 +57,7 @@ class Backend(Protocol):
         """The namespace's dtype for 'float32', 'float16', ...; raises if the library lacks it."""
 
     def from_host(self, tensor: Any, dtype: str, layout: Any = None) -> Any:
-        """A device array from a checkpoint tensor (engine.checkpoint.HostTensor), laid out as the
+        """A device array from a checkpoint tensor (engine.safetensors_io.HostTensor), laid out as the
         engine.layout.Layout says (None: as stored) and converted to dtype. The layout's axes name each
         dimension's logical axis; a backend with a device mesh places each device's shard only, one
         without ignores them."""

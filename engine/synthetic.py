@@ -16,7 +16,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from .checkpoint import write_safetensors
+from .safetensors_io import write_safetensors
 from .config import PRESETS, GPTConfig, expected_shapes
 from .errors import ArrayGPTError
 from .runtime import resolve_backend

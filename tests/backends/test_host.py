@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from backends.host import host_array
-from engine.checkpoint import HostTensor
+from engine.safetensors_io import HostTensor
 from engine.config import GPTConfig
 from engine.errors import CheckpointError
 from engine.layout import Shapes, as_stored, lay_out

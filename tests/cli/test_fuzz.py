@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 from arraygpt.cli import main  # noqa: E402
 from engine import ArrayGPTError, load_model  # noqa: E402
-from engine.checkpoint import read_safetensors  # noqa: E402
+from engine.safetensors_io import read_safetensors  # noqa: E402
 
 from helpers import safetensors_refuses, snapshot  # noqa: E402
 

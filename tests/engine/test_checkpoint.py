@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from engine import CheckpointError, ModelNotFoundError, load_model
-from engine.checkpoint import LINEAR_WEIGHT_SUFFIXES, load_checkpoint, read_safetensors
+from engine.checkpoint import LINEAR_WEIGHT_SUFFIXES, load_checkpoint
+from engine.safetensors_io import read_safetensors
 from engine.config import PRESETS, expected_shapes
 from engine.synthetic import write_synthetic_checkpoint
 

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from engine import CheckpointError, GenerationError, load_model
-from engine.checkpoint import read_safetensors
+from engine.safetensors_io import read_safetensors
 
 from helpers import cli, one_line_error, safetensors_refuses
 
