@@ -75,6 +75,15 @@ PEERS = {
 }
 
 
+def import_for_peer(peer: str, module: str, package: str):
+    """The peer's library, imported; absent, a PeerNotInstalled naming the package and the install line (a
+    skipped row). Installed but broken, the import's own error (an error row)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        raise PeerNotInstalled(f"{package} is not installed: {PEERS[peer].install}") from None
+
+
 def peer_runs(peer: str, device: str | None, dtype: str, precision: str, weights: str | None, batch: int,
               mesh: str | None = None) -> bool:
     """Whether a peer can run a scenario: peers run on one device (no mesh), then as their rule says."""

@@ -23,18 +23,12 @@ import numpy as np
 from engine.layout import round_up
 
 from ..timing import fixed_prompts, run_repeats, summarize_run
-from . import LLAMACPP_FILE_TYPES as FILE_TYPE_OF, PEERS, PeerNotInstalled
-
-INSTALL_HINT = PEERS["llamacpp"].install
+from . import LLAMACPP_FILE_TYPES as FILE_TYPE_OF, import_for_peer
 
 
 class LlamaCppRunner:
     def __init__(self, device=None, precision: str = "float32"):  # the CPU, float32 (its rule in PEERS)
-        try:
-            import llama_cpp
-        except ModuleNotFoundError:  # absent: a skipped row; installed but broken: an error (the import's own)
-            raise PeerNotInstalled(f"llama-cpp-python is not installed: {INSTALL_HINT}") from None
-        self.llama_cpp = llama_cpp
+        self.llama_cpp = import_for_peer("llamacpp", "llama_cpp", "llama-cpp-python")
         self.threads = len(os.sched_getaffinity(0))
         self._key, self._llm = None, None
 

@@ -15,18 +15,12 @@ import time
 import numpy as np
 
 from ..timing import fixed_prompts, run_repeats, summarize_run
-from . import PEERS, PeerNotInstalled
-
-INSTALL_HINT = PEERS["ort"].install
+from . import import_for_peer
 
 
 class OrtRunner:
     def __init__(self, device=None, precision: str = "float32"):  # the CPU, float32 (its rule in PEERS)
-        try:
-            import onnxruntime
-        except ModuleNotFoundError:  # absent: a skipped row; installed but broken: an error (the import's own)
-            raise PeerNotInstalled(f"onnxruntime is not installed: {INSTALL_HINT}") from None
-        self.ort = onnxruntime
+        self.ort = import_for_peer("ort", "onnxruntime", "onnxruntime")
         self.threads = len(os.sched_getaffinity(0))
         self._spec, self._sessions = None, None
 
