@@ -29,8 +29,8 @@ def flat_rows(run, name: str = "") -> list[dict]:
     for r in run.results:
         m = r.metrics if r.ok else Metrics()
         d = r.derived or Derived()
-        metric, energy, load = m.metric, m.energy or {}, m.load or {}
-        interval = (m.headline.ci95 if m.headline else None) or {}
+        metric, energy, load = r.metric, m.energy or {}, m.load or {}
+        interval = (r.headline.ci95 if r.ok and r.headline else None) or {}
         latency = m.token_latency_s
         row = {"run": name, "id": r.id, "runner": r.runner, "device": r.device, "device_key": r.device_key,
                "mesh": r.mesh, "threads": r.threads, "numerics": r.numerics, "model": r.model, "batch": r.batch,

@@ -48,12 +48,12 @@ def collect(runs: list[Run]) -> list[Row]:
     rows = []
     for run, name in zip(runs, run_labels(runs)):
         for r in run.ok_results:
-            m, d = r.metrics, r.derived
-            rows.append(Row(workload=(r.model, r.batch, r.prompt_len, r.new_tokens), metric=m.metric, run=name,
+            d = r.derived
+            rows.append(Row(workload=(r.model, r.batch, r.prompt_len, r.new_tokens), metric=r.metric, run=name,
                             runner=label(r, device=False), device=r.device_key, numerics=r.numerics,
-                            tps=m.headline.median, roofline=d.roofline(m.metric),
-                            vs_peers={p: d.ratio(m.metric, p) for p in PEERS if d.ratio(m.metric, p) is not None},
-                            doubtful=frozenset(p for p in PEERS if run.ratio_doubtful(r, m.metric, p)),
+                            tps=r.headline.median, roofline=d.roofline(r.metric),
+                            vs_peers={p: d.ratio(r.metric, p) for p in PEERS if d.ratio(r.metric, p) is not None},
+                            doubtful=frozenset(p for p in PEERS if run.ratio_doubtful(r, r.metric, p)),
                             parity=d.parity_relative, validity=r.validity.status if r.validity else "unmeasured"))
     return rows
 

@@ -24,7 +24,7 @@ def _ratio(r: Result, peer: str, run: Run) -> str:
     """'1.62x', or for a mixed row '1.62x (2.04x vs bfloat16)': against the peer in the row's dtype and,
     where the run has it, the peer all in the weights' dtype. A ratio whose row or peer row is unsteady or
     invalid carries a '?'."""
-    metric, weights = r.metrics.metric, r.weights
+    metric, weights = r.metric, r.weights
     value = r.derived.ratio(metric, peer)
     doubt = lambda narrow=None: "?" if run.ratio_doubtful(r, metric, peer, narrow) else ""  # noqa: E731
     text = "" if value is None else f"{value:.2f}x{doubt()}"
@@ -78,7 +78,7 @@ def _workload_table(run: Run, workload, rows: list[Result], peers_here: list[str
         else:
             row["prefill/s"] = _fmt(m.median("prefill_tps"), ".0f")
             row["TTFT ms"] = _fmt(m.median("ttft_s") and m.median("ttft_s") * 1e3, ".0f")
-        row["roof"] = roofline_cell(d.roofline(m.metric))
+        row["roof"] = roofline_cell(d.roofline(r.metric))
         for p in peers_here:
             row[f"x{SHORT.get(p, p)}"] = _ratio(r, p, run).replace("x", "", 1)
         row["comp s"] = _fmt(m.compile_s, ".1f") if m.compile_s and m.compile_s >= 0.05 and m.compiles else ""
@@ -125,7 +125,7 @@ def _legend(run: Run) -> str:
 
 
 def interval_cell(r: Result) -> str:
-    interval = r.metrics.headline.ci95
+    interval = r.headline.ci95
     return f"±{interval['half_width']:.1%}" if interval else ""
 
 

@@ -201,7 +201,7 @@ def judge_result(r, rules: dict, probes: list[dict]) -> Validity:
         unsteady.append((f"95% CI ±{width:.1%} > target ±{target['target']:.1%} within {target['budget_s']:g} s",
                          f"CI ±{width:.1%}") if width is not None else
                         (f"no 95% CI within {target['budget_s']:g} s ({repeats} repeats; 6 are needed)", "no CI"))
-    roof = r.derived.roofline(m.metric) if r.derived else None
+    roof = r.derived.roofline(r.metric) if r.derived else None
     if roof is not None and roof > 1:
         unsteady.append((f"{roof:.0%} of roofline: the run's ceiling is below what the row reached", f"roof {roof:.0%}"))
     status = "invalid" if invalid else "unsteady" if unsteady else "valid"

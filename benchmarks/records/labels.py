@@ -33,6 +33,11 @@ def product_key(dtype: str, precision: str = "float32", weights: str | None = No
     return numerics_label(weights or dtype, precision)
 
 
+def metric_of(new_tokens: int) -> str:
+    """What a scenario is judged by, the one rule: 'decode', or 'prefill' for a single new token."""
+    return "decode" if new_tokens > 1 else "prefill"
+
+
 def headline(new_tokens: int) -> str:
     """The figure a scenario is judged by: decode tokens/s, or prefill tokens/s for a single new token."""
-    return "decode_tps" if new_tokens > 1 else "prefill_tps"
+    return f"{metric_of(new_tokens)}_tps"

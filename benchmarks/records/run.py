@@ -14,7 +14,7 @@ import copy
 import dataclasses
 from typing import Any, ClassVar
 
-from .labels import headline, numerics_label, where_label, worker_label
+from .labels import headline, metric_of, numerics_label, where_label, worker_label
 from .schema import check_bench_file, read_json, upgrade
 
 
@@ -100,15 +100,6 @@ class Metrics(Record):
     _NESTED: ClassVar[dict] = {"prefill_tps": Stat.from_json, "ttft_s": Stat.from_json, "decode_tps": Stat.from_json,
                                "e2e_s": Stat.from_json, "token_latency_s": Latency.from_json}
     _WRITTEN: ClassVar[tuple] = ("device_bytes",)
-
-    @property
-    def metric(self) -> str:
-        """'decode' or 'prefill': what the row is judged by (prefill for a single new token)."""
-        return "decode" if self.decode_tps is not None else "prefill"
-
-    @property
-    def headline(self) -> Stat:
-        return self.decode_tps if self.decode_tps is not None else self.prefill_tps
 
     def median(self, key: str) -> float | None:
         stat = getattr(self, key, None)
@@ -227,6 +218,16 @@ class Result(Record):
     @property
     def timed(self) -> list[dict]:
         return list(self.repeats) if isinstance(self.repeats, (list, tuple)) else []
+
+    @property
+    def metric(self) -> str:
+        """'decode' or 'prefill': what the row is judged by (labels.metric_of)."""
+        return metric_of(self.new_tokens)
+
+    @property
+    def headline(self):
+        """The Stat of the figure the row is judged by (None before it was measured)."""
+        return getattr(self.metrics, self.headline_key, None) if self.metrics else None
 
     @property
     def headline_key(self) -> str:

@@ -9,7 +9,7 @@ import re
 
 from engine.files import read_text
 
-from .labels import numerics_label, product_key, where_label
+from .labels import headline as headline_of, numerics_label, product_key, where_label
 
 SCHEMA = 2
 
@@ -169,7 +169,7 @@ def check_bench_file(doc, path) -> None:
         metrics, repeats = r.get("metrics"), r.get("repeats")
         if not isinstance(metrics, dict) or not isinstance(repeats, list) or not all(isinstance(x, dict) for x in repeats):
             _fail(path, where, "has no metrics or repeats")
-        headline = "decode_tps" if "decode_tps" in metrics else "prefill_tps"
+        headline = headline_of(r["new_tokens"])
         median = metrics.get(headline, {}).get("median") if isinstance(metrics.get(headline), dict) else None
         if not _is_number(median) or not median > 0:
             _fail(path, f"{where}.metrics.{headline}.median", f"is {median!r}: not a positive speed")
