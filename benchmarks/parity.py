@@ -53,7 +53,8 @@ class ParityCell:
     max_abs: float = math.nan
     relative: float = math.nan
     tolerance: float = math.nan
-    token_agreement: float = math.nan     # leading greedy tokens equal to the reference, as a fraction
+    greedy_agreement: float = math.nan    # leading greedy tokens equal to the reference, as a fraction (the
+    # bench's token_agreement is another figure: the argmax at each prompt position, records.Derived)
     cached_vs_uncached: float = math.nan  # the same fraction, cached decode vs full recomputation
 
     def to_json(self) -> dict:
@@ -111,7 +112,7 @@ def run_parity(model_spec, backends, dtypes, *, precision="float32", weights=Non
         else:
             progress(f"{where}: cached greedy decode")
             cached = model.generate(prompts, max_new_tokens=new_tokens)
-            cell.token_agreement = leading_agreement(cached, expected_tokens)
+            cell.greedy_agreement = leading_agreement(cached, expected_tokens)
             progress(f"{where}: one uncached forward")
             cell.cached_vs_uncached, got = cached_vs_uncached(model, prompts, cached)
             cell.max_abs = float(np.abs(got - expected_logits).max())
@@ -120,8 +121,8 @@ def run_parity(model_spec, backends, dtypes, *, precision="float32", weights=Non
             if not cell.relative <= cell.tolerance:  # NaN fails too
                 failures.append(f"logits off by {cell.relative:.1e} of max|logit| > {cell.tolerance:.0e}")
             exact = numerics in EXACT_TOKENS  # float32 and float64 with nothing narrower in the products
-            if exact and cell.token_agreement < 1:
-                failures.append(f"greedy tokens differ from the reference ({cell.token_agreement:.0%} agree)")
+            if exact and cell.greedy_agreement < 1:
+                failures.append(f"greedy tokens differ from the reference ({cell.greedy_agreement:.0%} agree)")
             if exact and cell.cached_vs_uncached < 1:
                 failures.append(f"cached decode differs from full recomputation ({cell.cached_vs_uncached:.0%})")
             cell.status = "fail" if failures else "pass"

@@ -66,7 +66,7 @@ def render(cells) -> tuple[Table, list[str]]:
             continue
         verdict = "[green]pass[/]" if c.status == "pass" else f"[red]FAIL{escape(mark)}[/]"
         table.add_row(c.backend, escape(c.device), c.dtype, f"{c.relative:.1e}", f"{c.tolerance:.0e}",
-                      f"{c.token_agreement:.0%}", f"{c.cached_vs_uncached:.0%}", verdict)
+                      f"{c.greedy_agreement:.0%}", f"{c.cached_vs_uncached:.0%}", verdict)
     return table, notes
 
 
