@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.errors import ArrayGPTError
 
+from .derive import derive
 from .records import Result, Run, as_run
 from .runners import PEERS
 
@@ -95,7 +96,6 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False, m
     """Returns (comparisons, only in base, only in new). Each side is one result file or several runs of
     the same commit, whose repeats are pooled: drift between runs then widens the interval instead of
     tripping the gate. Refuses unlike machines or backends unless forced."""
-    from .derive import derive
     sides = []
     for name, docs in (("BASE", base_docs), ("NEW", new_docs)):
         docs = [docs] if isinstance(docs, (dict, Run)) else list(docs)

@@ -11,6 +11,7 @@ import collections
 
 from engine.errors import ArrayGPTError
 
+from .derive import derive
 from .records import Run, label
 from .runners import PEERS
 
@@ -52,7 +53,6 @@ def plot_results(run, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .derive import derive
     run = derive(run)  # judges each row's validity
     results = run.results
     by_batch, fixed_b = _lines(results, lambda r: r.batch, ("model", "prompt_len", "new_tokens"))

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from .derive import derive
 from .records import Result, Run, label
 from .runners import PEERS
 
@@ -44,7 +45,6 @@ def results_table(run: Run) -> Group:
     """The run for people, in about 100 columns: a title, then one table per workload under its own heading
     (decode workloads show decode figures, prefill ones prefill figures; a column empty for the whole
     workload is left out), each skipped or failed row's reason under its table, and the legend once."""
-    from .derive import derive
     run = derive(run)
     machine = run.machine
     gpus = ", ".join(g["name"] for g in machine.get("gpus", [])) or "no GPU"
@@ -144,7 +144,6 @@ def validity_cell(r: Result) -> str:
 
 def probes_table(run: Run) -> Table:
     """Every probe of the run, and which one set each ceiling of the machine (marked *)."""
-    from .derive import derive
     run = derive(run)
     ceilings = run.ceilings
     set_by = {(device, "bandwidth", c["bandwidth"]["set_by"]) for device, c in ceilings.items() if c["bandwidth"]}

@@ -48,10 +48,11 @@ def test_declared_primitives_compute_the_engines_functions(backend, dtype):
         arrays = [xp.astype(xp.asarray(np.asarray(a, dtype=np.float32), device=backend.device), backend.dtype(dtype))
                   for a in args]
         rounded = [backend.to_host(a).astype(np.float64) for a in arrays]
-        got = backend.to_host(fn(*arrays, 1e-5) if name == "layer_norm" else fn(*arrays)).astype(np.float64)
+        out = fn(*arrays, 1e-5) if name == "layer_norm" else fn(*arrays)
+        assert out.dtype == arrays[0].dtype and out.shape == arrays[0].shape, name  # the activations' dtype
+        got = backend.to_host(out).astype(np.float64)
         want = reference(name, *rounded)
         np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype] * np.abs(want).max(), err_msg=name)
-        assert str(arrays[0].dtype).endswith(dtype), name  # in the activations' dtype, as the engine's
 
 
 def test_a_forward_pass_calls_each_declared_primitive_where_the_engine_calls_its_own(small_checkpoint):
