@@ -14,7 +14,6 @@ record is filled in when a file is read: records.schema.upgrade.)
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from engine.config import PRESETS, GPTConfig
 

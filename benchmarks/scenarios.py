@@ -22,7 +22,7 @@ from engine.errors import ArrayGPTError
 
 from backends import BACKENDS
 
-from .records.labels import numerics_label, product_key, where_label, worker_label
+from .records.labels import numerics_label, where_label, worker_label
 from .roofline import QUANTIZED
 from .runners import PEERS as RUNNER_PEERS, peer_runs
 from engine.files import read_text

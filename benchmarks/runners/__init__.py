@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 from typing import Callable
 
 # the weights llama.cpp reads, with its GGUF file type (q8_0: its own numerics row)
@@ -92,7 +93,6 @@ def peer_runs(peer: str, device: str | None, dtype: str, precision: str, weights
 
 def peer_status() -> list[tuple[str, bool, str]]:
     """(peer, installed, what it is or what is missing) for each peer, without importing any of them."""
-    import importlib.util
     rows = []
     for name, peer in PEERS.items():
         missing = [m for m in peer.needs if importlib.util.find_spec(m) is None]

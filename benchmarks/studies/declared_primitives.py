@@ -16,12 +16,15 @@ import statistics
 import time
 
 from engine import load_model
+from engine.errors import ArrayGPTError
 
 from ..environment import environment
 from ..jsonio import write_json_atomic
+from ..outputs import check_json_output
 from ..timing import fixed_prompts
 
 NAMES = ("layer_norm", "gelu", "softmax")
+KIND = "arraygpt-study"
 
 
 def models(spec: str, backend: str, device: str | None):
@@ -60,7 +63,7 @@ def measure(spec, backend, device, batch, new_tokens, repeats) -> dict:
                                    "engine": operators_per_step(plain, prompts, 8)}}
 
 
-def main():
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="124M")
     parser.add_argument("--backend", default="torch")
@@ -68,8 +71,14 @@ def main():
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=6)
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
+    parser.add_argument("--json", default=None, help="write the rows here (a new path, or an earlier study's with --force)")
+    parser.add_argument("--force", action="store_true", help="replace the earlier study at --json")
+    args = parser.parse_args(argv)
+    if args.json:
+        try:  # before any work: never overwrite a file this study did not write
+            check_json_output(args.json, KIND, replace=args.force)
+        except ArrayGPTError as err:
+            parser.error(str(err))
     rows = []
     for batch in map(int, args.batch_sizes.split(",")):
         row = measure(args.model, args.backend, args.device, batch, args.new_tokens, args.repeats)
@@ -79,9 +88,10 @@ def main():
               f"{row['median']['engine']:.1f} ({row['declared_over_engine']:.2f}x); tokens equal: {row['same_tokens']}"
               + (f"; operators/step {ops['declared']:.0f} vs {ops['engine']:.0f}" if ops["declared"] else ""), flush=True)
     if args.json:
-        write_json_atomic(args.json, {"study": "declared_primitives", "model": args.model, "backend": args.backend,
+        write_json_atomic(args.json, {"kind": KIND, "study": "declared_primitives", "model": args.model, "backend": args.backend,
                                       "python": platform.python_version(), "environment": environment(), "rows": rows})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
