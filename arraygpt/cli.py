@@ -134,6 +134,14 @@ def main(argv: list[str] | None = None) -> int:
                 signal.signal(signum, handler)
 
 
+def _device_out_of_memory(err: Exception) -> bool:
+    """An array library's own out-of-memory error (XLA's RESOURCE_EXHAUSTED, torch's OutOfMemoryError),
+    told by its name and text: the CLI imports no array library."""
+    text = str(err)
+    return (text.startswith("RESOURCE_EXHAUSTED") or type(err).__name__ == "OutOfMemoryError"
+            or text.startswith("DefaultCPUAllocator: can't allocate memory"))
+
+
 def _main(argv):
     parser = build_parser()
     try:
@@ -167,6 +175,12 @@ def _main(argv):
     except MemoryError:
         print(f"arraygpt {args.command}: error: out of memory (try a smaller model, batch or context)",
               file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as err:
+        if not _device_out_of_memory(err):
+            raise
+        print(f"arraygpt {args.command}: error: out of memory in {type(err).__name__} ({_line(err)[:120]}); try a "
+              "smaller model, batch or context", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as err:  # no space, no permission, not a directory: the user's machine, not a bug
         print(f"arraygpt {args.command}: error: {_line(_os_error_line(err))}", file=sys.stderr)

@@ -8,7 +8,13 @@ collectives that layout needs (one all-reduce after each block's attention and M
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import os
+import resource
+import subprocess
+import sys
 
 import numpy as np
 
@@ -43,6 +49,43 @@ class WithPrecision:
         return getattr(self.jitted, name)
 
 
+PROBE = ("import jax, jax.numpy as jnp; "  # the device client, a transfer and a compiled product: what aborts first
+         "jax.jit(lambda x: x @ x)(jax.device_put(jnp.ones((64, 64)))).block_until_ready()")
+M_ARENA_MAX, ARENAS = -8, 2  # glibc's mallopt parameter, and the arenas allowed under an address-space limit
+HEADROOM = 256 * 2**20
+
+
+@functools.cache
+def start_under_memory_limit() -> None:
+    """Make JAX start under an address-space limit (ulimit -v), or say in one line that it cannot.
+
+    glibc gives each new thread a malloc arena that reserves 64 MB of address space; XLA's CPU client
+    starts a pool of threads, and under a limit of ~1.5 GB one reservation fails: C++'s std::bad_alloc
+    becomes abort() (measured on the 2-core Zen 5: aborts at 1.0 and 1.5 GB, starts at 1.0 GB with two
+    arenas). So under a limit the arenas are capped (mallopt, as MALLOC_ARENA_MAX does), and a child process
+    with the same limit starts JAX first: an abort there is an error here, where it can be said. Without a
+    limit (the usual case) this does nothing."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to cap
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, ARENAS)
+    try:
+        # The probe gets HEADROOM less than this process: what this one maps later (weights) is not in it.
+        child = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120,
+                               env=os.environ | {"MALLOC_ARENA_MAX": str(ARENAS)},
+                               preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (max(soft - HEADROOM, 0), hard)))
+    except (OSError, subprocess.TimeoutExpired):
+        return  # the probe itself could not run: let JAX try
+    if child.returncode != 0:  # aborted, or failed before it could (a MemoryError at import)
+        lines = [line.strip() for line in child.stderr.splitlines() if line.strip()]
+        said = next((line for line in reversed(lines) if "Error" in line or "what()" in line), lines[-1] if lines else
+                    f"exit status {child.returncode}")
+        raise BackendError(f"backend 'jax' cannot start under this process's address-space limit (ulimit -v "
+                           f"{soft / 2**30:.2f} GiB): a JAX process given {HEADROOM >> 20} MiB less failed to start ({said[:100]}); raise "
+                           "the limit or choose another backend (--backend numpy)")
+
+
 class JaxBackend(ArrayBackend):
     name = "jax"
     xp = jnp
@@ -51,6 +94,7 @@ class JaxBackend(ArrayBackend):
     def __init__(self, device: str | None = None, precision: str = "float32", compile_loop: bool = False,
                  mesh: "str | MeshSpec | None" = None):
         kind, index = parse_device(device)
+        start_under_memory_limit()
         try:
             devices = jax.devices(kind) if kind else jax.devices()
         except RuntimeError:

@@ -86,7 +86,7 @@ def add_parser(sub):
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs per scenario (the first includes compiling)")
     from benchmarks.runners import PEERS
     p.add_argument("--peer", type=str_list, default=None, metavar="LIST",
-                   help="peer rows: " + " | ".join(f"{name}: {what}" for name, what in PEERS.items())
+                   help="peer rows: " + " | ".join(f"{name}: {peer.what}" for name, peer in PEERS.items())
                         + ". Default: the suite's; --peer none for none. A peer that is not installed gives its "
                         "row's reason and the install line. Peers run on the devices of the backends: a GPU run "
                         "compares with HF on that GPU")

@@ -101,6 +101,6 @@ def test_bench_help_names_every_peer():
     out = subprocess.run([sys.executable, "-m", "arraygpt", "bench", "--help"], capture_output=True, text=True)
     text = " ".join(out.stdout.split())  # argparse wraps the lines
     assert out.returncode == 0
-    for name in PEERS:
-        assert f"{name}: " in text, name
-    assert "q8_0" in text
+    for name, peer in PEERS.items():
+        assert f"{name}: {' '.join(peer.what.split())}" in text, name  # its description, not the record's repr
+    assert "Peer(" not in text and "q8_0" in text

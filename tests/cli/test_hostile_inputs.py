@@ -111,3 +111,24 @@ def test_a_file_size_limit_names_the_file(tmp_path):
     target = tmp_path / "ckpt"
     err = one_line_error(run("init", "tiny", target))
     assert f"{target}: File too large" in err and "ulimit -f" in err
+
+
+@pytest.mark.parametrize("limit_mb, starts", [(600, False), (1200, True)])
+def test_jax_under_an_address_space_limit_starts_or_says_why(checkpoint, limit_mb, starts):
+    """Under `ulimit -v` XLA's thread pools used to abort the process from C++ (std::bad_alloc, exit 134,
+    no message) at 1.0 and 1.5 GB on a 2-core machine: now JAX starts (malloc arenas capped), or where it
+    cannot, one line says so before JAX runs here."""
+    pytest.importorskip("jax")
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_AS, (limit_mb * 2**20, resource.RLIM_INFINITY))
+
+    out = subprocess.run([sys.executable, "-m", "arraygpt", "generate", "--model", checkpoint, "--backend", "jax",
+                          "-n", "2", "hi"], capture_output=True, text=True, timeout=300, preexec_fn=limited)
+    if starts:
+        assert out.returncode == 0, out.stderr[-500:]
+        assert "2 tokens in" in out.stderr
+    else:
+        err = one_line_error(out)
+        assert "address-space limit (ulimit -v" in err and "--backend numpy" in err
