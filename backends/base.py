@@ -57,10 +57,10 @@ class ArrayBackend:
     compiles_loop = False  # True: the model runs its whole decode loop through fori_loop in one call
     records_steps = False  # True: the model replays record(recordable_step) per token (CUDA graphs)
     mesh_label = None      # 'dp=2,tp=4' for an adapter that split the model over a device mesh
-    product = None         # x @ w.T as the engine computes it (engine.gpt2.times_transposed)
+    product = None         # x @ w.T as the engine computes it (engine.layers.times_transposed)
     compiled_products = ()  # (dtype, weights) pairs whose products `product` compiles at its first call
     matmul = None          # attention's a @ b as the engine computes it (`@`)
-    layer_norm = gelu = softmax = None  # the engine's (engine.gpt2.Primitives) unless the library has one kernel
+    layer_norm = rms_norm = gelu = silu = softmax = None  # the engine's (engine.layers.Primitives) unless the library has one kernel
     write_slot = None      # a recorded step's in-place cache write (engine.kv_cache.replace_slot's select if None)
 
     def dtype(self, name: str):

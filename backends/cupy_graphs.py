@@ -16,7 +16,7 @@ import numpy as np
 
 import cupy
 
-from engine.gpt2 import matmul, times_transposed
+from engine.layers import matmul, times_transposed
 
 from .recording import RecordingError
 

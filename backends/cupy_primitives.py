@@ -1,4 +1,4 @@
-"""The CuPy adapter's declared primitives (engine.gpt2.Primitives), in float32 and float16: GELU as one
+"""The CuPy adapter's declared primitives (engine.layers.Primitives), in float32 and float16: GELU as one
 ElementwiseKernel, LayerNorm and softmax as three kernels each (a CuPy reduction, a ReductionKernel whose map
 does the elementwise part, one ElementwiseKernel) instead of the engine's 9, 8 and 5 separate operations.
 The H200 profile of the recorded CuPy step counted 844 launches per 124M token, ~85% of them such small
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import cupy
 
-from engine.gpt2 import gelu as engine_gelu, layer_norm as engine_layer_norm, softmax as engine_softmax
+from engine.layers import gelu as engine_gelu, layer_norm as engine_layer_norm, softmax as engine_softmax
 
 FUSED_DTYPES = (cupy.float32, cupy.float16)
 

@@ -29,6 +29,8 @@ class TorchBackend(ArrayBackend):
     # one kernel each instead of the engine's 9, 8 and 5 operations (torch_primitives.py)
     layer_norm = staticmethod(torch_primitives.layer_norm)
     gelu = staticmethod(torch_primitives.gelu)
+    rms_norm = staticmethod(torch_primitives.rms_norm)
+    silu = staticmethod(torch_primitives.silu)
     softmax = staticmethod(torch_primitives.softmax)
 
     def __init__(self, device: str | None = None, precision: str = "float32", record: bool | None = None,

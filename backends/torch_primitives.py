@@ -1,5 +1,5 @@
-"""The torch adapter's declared primitives (engine.gpt2.Primitives): LayerNorm, GELU and softmax as one torch
-kernel each instead of the engine's 9, 8 and 5 elementwise operations. The same functions: the parity tests
+"""The torch adapter's declared primitives (engine.layers.Primitives): LayerNorm, RMSNorm, GELU, SiLU and softmax
+as one torch kernel each instead of the engine's 9, 5, 8, 3 and 5 elementwise operations. The same functions: the parity tests
 hold them to the engine's and to HF's. On a GPU a recorded step is launch-bound (the H200 profile: 734
 launches per 124M step, ~85% of them these pieces at 2-3 us each whatever their size), and on a CPU each
 operation is a pass over memory and a dispatch."""
@@ -9,13 +9,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.gpt2 import layer_norm as engine_layer_norm
+from engine.layers import layer_norm as engine_layer_norm, rms_norm as engine_rms_norm
 
 
 def layer_norm(x, g, b, eps):  # [..., C] -> [..., C]
     if not (x.dtype == g.dtype == b.dtype):  # torch's kernel wants one dtype; mixed ones keep the engine's
         return engine_layer_norm(x, g, b, eps)
     return F.layer_norm(x, (x.shape[-1],), g, b, eps)
+
+
+def rms_norm(x, g, eps):  # [..., C] -> [..., C]: RMSNorm (the Llama family), one kernel instead of 5
+    if x.dtype != g.dtype:
+        return engine_rms_norm(x, g, eps)
+    return F.rms_norm(x, (x.shape[-1],), g, eps)
+
+
+def silu(x):  # [...] -> [...]
+    return F.silu(x)
 
 
 def gelu(x):  # [...] -> [...]: GPT-2's tanh form ("gelu_new"), torch's approximate="tanh"

@@ -14,7 +14,7 @@ import warnings
 
 import torch
 
-from engine.gpt2 import times_transposed
+from engine.layers import times_transposed
 
 
 def _widening_dot(x, w):  # [1, n_in] float32, [n_out, n_in] bfloat16 -> [1, n_out] float32

@@ -12,7 +12,7 @@ from .errors import CheckpointError
 from .safetensors_io import HostTensor, read_safetensors
 
 _DROPPED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
-# HF's Conv1D weights, stored [n_in, n_out]; the model takes them as [n_out, n_in] (engine.gpt2.linear).
+# HF's Conv1D weights, stored [n_in, n_out]; the model takes them as [n_out, n_in] (engine.layers.linear).
 LINEAR_WEIGHT_SUFFIXES = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 
 

@@ -52,6 +52,8 @@ class GPTConfig:
     tie_word_embeddings: bool = True              # logits from wte; False: from a separate lm_head.weight
     eos_token_id: int | None = END_OF_TEXT_ID     # what stop_at_eos stops at
 
+    family = "gpt2"  # engine/families.py
+
     def __post_init__(self):
         for name in ("n_layer", "n_head", "n_embd", "n_positions", "vocab_size"):
             value = getattr(self, name)

@@ -17,7 +17,7 @@ import dataclasses
 import functools
 from typing import Any, Callable, Iterator
 
-from .gpt2 import Hyper
+from .families import Hyper
 from .kv_cache import replace_slot, write_kv
 from .sampling import Sampling
 from .steps import decode_loop, decode_step, recordable_step

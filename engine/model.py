@@ -1,4 +1,4 @@
-"""A loaded GPT-2: parameters on one backend, the compiled steps, and the public methods."""
+"""A loaded model (GPT-2 or the Llama family): parameters on one backend, the compiled steps, and the public methods."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Iterator
 
 from .buckets import Bucket
-from .checkpoint import is_matrix, load_checkpoint, nest_params
 from .config import ITEMSIZE, GPTConfig
 from .decoding import strategy_for
 from .errors import CheckpointError, GenerationError, RandomWeightsWarning
 from .generate import generate_tokens
-from .gpt2 import Hyper
+from .families import Hyper, family_of, load_checkpoint
 from .kv_cache import write_kv
-from .layout import BATCH, Shapes, lay_out
+from .layout import BATCH
 from .prompts import as_prompt_list, check_prompts, padded_batch
 from .runtime import Backend, resolve_backend
 from .sampling import Sampling
@@ -29,8 +28,8 @@ class Model:
         self.dtype = backend.dtype(dtype)  # the activations', the KV cache's and the logits' dtype
         self.weights_dtype = weights or dtype  # the dtype the matrices are stored (and read) in
         self.source = source
-        # Heads as the weights hold them: a backend may pad them to whole shards (engine/layout.py).
-        self.n_heads = params["blocks"][0]["attn"]["c_attn"]["w"].shape[0] // (3 * config.head_dim)
+        self.family = family_of(config)
+        self.n_heads = self.family.cache_heads(params, config)  # the heads the KV cache holds
         hp = Hyper.of(config, backend)  # static: a compiler traces the numbers in
         self.prefill = backend.compile(functools.partial(prefill_step, hp=hp), static_argnames=("sampling",))
         # A prompt's cache slots [0, P) are written with a static start (its own compile cache under jax.jit).
@@ -56,11 +55,11 @@ class Model:
 
     @functools.cached_property
     def tokenizer(self):
-        from .tokenizer import Tokenizer
+        from .hf_tokenizer import TOKENIZER_FILE, tokenizer_of
         directory = self.source.directory if self.source else None
-        if directory and (Path(directory) / "vocab.json").exists():
-            return Tokenizer.from_dir(directory)
-        return Tokenizer.gpt2()
+        if self.family.name == "gpt2" and not (directory and (Path(directory) / "vocab.json").exists()):
+            return tokenizer_of(None)  # GPT-2's own, as a checkpoint of weights alone expects
+        return tokenizer_of(directory)
 
     def logits(self, ids):
         """[B, T] ids (nested lists, or one flat list) -> [B, T, V] logits on the backend, no cache."""
@@ -97,7 +96,8 @@ class Model:
     def __repr__(self):
         where = self.source.describe() if self.source else "in memory"
         weights = f" with {self.weights_dtype} weights" if self.weights_dtype != self.dtype_name else ""
-        return (f"<Model GPT-2 {self.config.n_layer}x{self.config.n_embd} ({self.config.n_params / 1e6:.0f}M) "
+        kind = "GPT-2" if self.family.name == "gpt2" else self.config.model_type
+        return (f"<Model {kind} {self.config.n_layer}x{self.config.n_embd} ({self.config.n_params / 1e6:.0f}M) "
                 f"on {self.backend.name} {self.dtype_name}{weights}, {where}>")
 
 
@@ -131,15 +131,17 @@ def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = 
     source = resolve_model(spec, seed=seed, progress=progress)
     config, tensors = load_checkpoint(source.directory)
     check_fits_memory(config, weights, source.directory)
+    family = family_of(config)
     try:
-        shapes = Shapes.for_backend(config, backend)
+        shapes = family.shapes(config, backend)
     except ValueError as err:
         raise CheckpointError(f"{source.directory}: {err}") from None
     flat = {}
     for name, tensor in tensors.items():
-        layout = lay_out(name, tensor.shape, config, shapes)  # [n_out, n_in], head-major, padded to shards
+        layout = family.lay_out(name, tensor.shape, config, shapes)  # [n_out, n_in], split and padded to shards
+        stored_as = weights if family.is_matrix(name) else family.tensor_dtype(name, dtype)
         try:  # the adapter also refuses NaN and infinity, read on the host as the file is mapped
-            flat[name] = backend.from_host(tensor, weights if is_matrix(name) else dtype, layout)
+            flat[name] = backend.from_host(tensor, stored_as, layout)
         except CheckpointError as err:
             raise CheckpointError(f"{source.directory / 'model.safetensors'}: {err}") from None
         # Resident pages of the file are dropped: a copy does not need them, and a view (NumPy's
@@ -148,8 +150,8 @@ def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = 
     if source.synthetic:
         import warnings
         mark = source.synthetic
-        warnings.warn(f"{mark['preset']} has random weights (a preset with GPT-2's shapes, seed {mark['seed']}): its "
+        warnings.warn(f"{mark['preset']} has random weights (a preset with {mark['preset']}'s shapes, seed {mark['seed']}): its "
                       "speed is real, its text is noise; load a checkpoint directory or hub id for real weights",
                       RandomWeightsWarning, stacklevel=2)
-    return Model(config, nest_params(flat, config.n_layer), backend, dtype, source, weights)
+    return Model(config, family.nest_params(flat, config), backend, dtype, source, weights)
 

@@ -43,10 +43,12 @@ class Backend(Protocol):
     # How attention's a @ b ([..., M, K] @ [..., K, N]) is computed, where the adapter chooses (CuPy inside a
     # capture: cuBLAS through nvmath-python); None: `@`.
     matmul: Callable | None
-    # LayerNorm (x, g, b, eps), GELU (GPT-2's tanh form) and softmax over the last axis as one kernel of the
-    # library each, where it has one (engine.gpt2.Primitives); None: the engine's functions.
+    # LayerNorm (x, g, b, eps), RMSNorm (x, g, eps), GELU (GPT-2's tanh form), SiLU and softmax over the last
+    # axis as one kernel of the library each, where it has one (engine.layers.Primitives); None: the engine's.
     layer_norm: Callable | None
+    rms_norm: Callable | None
     gelu: Callable | None
+    silu: Callable | None
     softmax: Callable | None
     # How a recorded step writes one new (k, v) [B, H, 1, D] into the cache [B, H, S, D] at a 0-d slot on the
     # device, where the adapter writes in place (torch: index_copy_), so a recorded cache stays put and needs

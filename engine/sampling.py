@@ -16,7 +16,7 @@ import math
 import numbers
 
 from .errors import GenerationError
-from .gpt2 import softmax
+from .layers import softmax
 from .namespace import array_namespace
 from .prompts import plain_int
 

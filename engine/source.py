@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from .config import PRESETS
+from .families import PRESETS
 from .errors import CheckpointError, ModelNotFoundError
 from .presets import cache_dir, preset_directory
 from .synthetic import SYNTHETIC_MARK
@@ -15,7 +15,8 @@ from .files import read_text
 
 __all__ = ["ModelSource", "resolve_model", "cache_dir", "synthetic_mark", "download_from_hub"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-_HUB_FILES = ["config.json", "model.safetensors", "vocab.json", "merges.txt"]
+_HUB_FILES = ["config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer.json",
+              "model.safetensors.index.json", "model-*.safetensors"]  # GPT-2 and the Llama family, sharded or not
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +74,8 @@ def resolve_model(spec, seed: int = 0, progress=None) -> ModelSource:
 
 
 def download_from_hub(repo_id: str) -> Path:
-    how = (f"download config.json, model.safetensors, vocab.json and merges.txt of '{repo_id}' where there is "
+    how = (f"download config.json, model.safetensors (or its shards and index) and the tokenizer's files (vocab.json "
+           f"and merges.txt, or tokenizer.json) of '{repo_id}' where there is "
            f"network and pass --model DIR, or use a preset ({', '.join(PRESETS)}) for random weights")
     try:
         from huggingface_hub import snapshot_download

@@ -3,7 +3,7 @@ record them (a CUDA graph): prefill the prompts in one pass, then one token per 
 
 The steps only read the cache and return the new keys and values; kv_cache.write_kv stores them (in
 place; donated under JAX). Prompts of different lengths share a batch by left padding: every row's next
-token then lands in the same slot. hp (engine.gpt2.Hyper) carries the static numbers of the model.
+token then lands in the same slot. hp (engine.families.Hyper) carries the model's forward pass and static numbers.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import array_api_extra as xpx
 from array_api_compat import device as device_of
 
-from .gpt2 import Hyper, attention_mask, cache_mask, gpt2, position_ids
+from .attention import attention_mask, cache_mask, position_ids
+from .families import Hyper
 from .kv_cache import replace_slot, select_kv, write_kv
 from .namespace import array_namespace
 from .sampling import sample
@@ -22,8 +23,8 @@ def prompt_forward(params, ids, pad, *, hp: Hyper, last_only=False):
     layer's (k, v) for slots [0, P)."""
     xp = array_namespace(ids)
     slots = xp.arange(ids.shape[1], dtype=xp.int32, device=device_of(ids))
-    return gpt2(params, ids, position_ids(slots, pad), attention_mask(slots, ids.shape[1], pad), hp,
-                last_only=last_only)
+    return hp.forward(params, ids, position_ids(slots, pad), attention_mask(slots, ids.shape[1], pad), hp,
+                      last_only=last_only)
 
 
 def prefill_step(params, ids, pad, uniforms, *, sampling, hp: Hyper):
@@ -40,8 +41,8 @@ def decode_step(params, tokens, slot, pad, cache, uniforms, *, n_slots, sampling
     """
     xp = array_namespace(tokens)
     slots = xp.arange(1, dtype=xp.int32, device=device_of(tokens)) + slot
-    logits, new_kv = gpt2(params, xp.expand_dims(tokens, axis=1), position_ids(slots, pad),
-                          cache_mask(slots, n_slots, pad), hp, kv_cache=cache, last_only=True)
+    logits, new_kv = hp.forward(params, xp.expand_dims(tokens, axis=1), position_ids(slots, pad),
+                                cache_mask(slots, n_slots, pad), hp, kv_cache=cache, last_only=True)
     return sample(logits[:, -1, :], uniforms, sampling), new_kv
 
 

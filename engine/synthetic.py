@@ -1,8 +1,10 @@
-"""Synthetic GPT-2 checkpoints: real shapes and Hugging Face layout, random weights.
+"""Synthetic checkpoints of either family: real shapes and Hugging Face layout, random weights.
 
-Drawn the way GPT-2 is initialized: N(0, 0.02) for embeddings and weights, residual projections
-(attn.c_proj, mlp.c_proj) scaled by 1/sqrt(2 n_layer), biases 0, LayerNorm weight 1 and bias 0.
+Drawn the way each is initialized: N(0, 0.02) for embeddings and weights (GPT-2 also scales its residual
+projections, attn.c_proj and mlp.c_proj, by 1/sqrt(2 n_layer)), biases 0, norm weights 1 and biases 0.
 One seeded host generator draws the tensors in a fixed order, so a seed gives the same file anywhere.
+A GPT-2 preset carries GPT-2's vocab.json and merges.txt, a Llama-family preset a tokenizer.json made from
+them (engine/hf_tokenizer.py), so text in and out works offline.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import zlib
 from pathlib import Path
 
 from .safetensors_io import write_safetensors
-from .config import PRESETS, GPTConfig, expected_shapes
+from .config import GPTConfig, expected_shapes
+from .families import PRESETS
+from .llama.config import LlamaConfig, expected_shapes as llama_shapes
 from .errors import ArrayGPTError
 from .runtime import resolve_backend
 from .files import read_text
@@ -25,15 +29,35 @@ from .files import read_text
 INIT_STD = 0.02
 SYNTHETIC_MARK = "arraygpt_synthetic"  # config.json key naming the preset and seed of random weights
 DIGEST_FILE = "arraygpt-digest.json"   # CRC-32 and stat of each file, written last (engine/presets.py)
-CHECKPOINT_FILES = ("config.json", "model.safetensors", "vocab.json", "merges.txt")
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "vocab.json", "merges.txt")  # GPT-2's
+LLAMA_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def files_of(config) -> tuple[str, ...]:
+    return LLAMA_FILES if isinstance(config, LlamaConfig) else CHECKPOINT_FILES
 
 
 def _constant(value: float, shape):
     return lambda: array.array("f", [value]) * math.prod(shape)
 
 
+def llama_tensor_plan(config: LlamaConfig, rng):
+    """(HF name, shape, make) for every tensor, in save_pretrained's 'model.' naming."""
+    for name, shape in llama_shapes(config).items():
+        if name.endswith(".bias"):
+            make = _constant(0.0, shape)
+        elif name.endswith("norm.weight"):  # RMSNorm weights
+            make = _constant(1.0, shape)
+        else:
+            make = (lambda shape=shape: rng.normal(shape, INIT_STD))
+        yield (name if name == "lm_head.weight" else "model." + name), shape, make
+
+
 def tensor_plan(config: GPTConfig, rng):
     """(HF name, shape, make) for every tensor, in save_pretrained's 'transformer.' naming."""
+    if isinstance(config, LlamaConfig):
+        yield from llama_tensor_plan(config, rng)
+        return
     residual_std = INIT_STD / math.sqrt(2 * config.n_layer)
     for name, shape in expected_shapes(config).items():
         if name.endswith(".bias"):
@@ -78,7 +102,7 @@ def is_arraygpt_checkpoint(directory: Path) -> bool:
     directory = Path(directory)
     try:
         names = {p.name for p in directory.iterdir()}
-        if not names <= set(CHECKPOINT_FILES) | {DIGEST_FILE} or "config.json" not in names:
+        if not names <= set(CHECKPOINT_FILES + LLAMA_FILES) | {DIGEST_FILE} or "config.json" not in names:
             return False
         if any(not (directory / name).is_file() or (directory / name).is_symlink() for name in names):
             return False
@@ -101,7 +125,7 @@ def check_replaceable(directory: Path) -> None:
     if directory.is_symlink():
         raise ArrayGPTError(f"{directory}: is a symbolic link; give the directory itself")
     if not is_arraygpt_checkpoint(directory):
-        others = sorted(p.name for p in directory.iterdir() if p.name not in CHECKPOINT_FILES + (DIGEST_FILE,))
+        others = sorted(p.name for p in directory.iterdir() if p.name not in CHECKPOINT_FILES + LLAMA_FILES + (DIGEST_FILE,))
         what = f"files arraygpt did not write ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})" \
             if others else "a checkpoint arraygpt did not write (no synthetic mark in its config.json)"
         raise ArrayGPTError(f"{directory}: holds {what}; refusing to replace it (choose a new or empty directory)")
@@ -109,12 +133,14 @@ def check_replaceable(directory: Path) -> None:
 
 def write_synthetic_checkpoint(preset: str, directory, seed: int = 0, progress=None, host="numpy",
                                replace: bool = False) -> Path:
-    """Write config.json, model.safetensors, vocab.json, merges.txt and their digest to directory, atomically.
+    """Write config.json, model.safetensors, the tokenizer's files (files_of) and their digest to directory,
+    atomically.
 
     directory must be new or empty; replace=True also replaces a directory that holds an earlier
     synthetic checkpoint (and nothing else). progress, if given, is called with (tensors written,
     tensors in all).
     """
+    from .hf_tokenizer import write_preset_tokenizer
     from .tokenizer import Tokenizer
 
     if preset not in PRESETS:
@@ -152,15 +178,18 @@ def write_synthetic_checkpoint(preset: str, directory, seed: int = 0, progress=N
         write_safetensors(staging / "model.safetensors", plan, on_tensor=written)
         hf_config = config.to_hf_json() | {SYNTHETIC_MARK: {"preset": preset, "seed": seed}}
         (staging / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
-        Tokenizer.gpt2().save_vocab_files(staging)
-        write_digest(staging, file_digests(staging, CHECKPOINT_FILES))
+        if isinstance(config, LlamaConfig):
+            write_preset_tokenizer(staging, config.vocab_size)
+        else:
+            Tokenizer.gpt2().save_vocab_files(staging)
+        write_digest(staging, file_digests(staging, files_of(config)))
         if occupied:  # the old checkpoint steps aside first, and goes only once the new one is in place
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
             os.replace(target, old / "checkpoint")
         if target.is_dir():
             # An empty directory (perhaps the current one) keeps its inode: the files move in, the digest
             # last, so a directory without one is never taken for a finished checkpoint.
-            for name in CHECKPOINT_FILES + (DIGEST_FILE,):
+            for name in files_of(config) + (DIGEST_FILE,):
                 os.replace(staging / name, target / name)
             staging.rmdir()
         else:

@@ -1,4 +1,4 @@
-"""What a backend's declared primitives (engine.gpt2.Primitives: LayerNorm, GELU, softmax as one library kernel
+"""What a backend's declared primitives (engine.layers.Primitives: LayerNorm, GELU, softmax as one library kernel
 each) change in its decode speed, against the engine's own functions on the same backend, in one process.
 
     python -m benchmarks.studies.declared_primitives --backend torch --json out.json

@@ -110,7 +110,7 @@ def test_torch_cpu_reads_bfloat16_rows_through_a_float32_reduction():
     of the float64 product of the same (bfloat16) weights, and closer than the engine's formula, which
     rounds the row; several rows are the engine's formula exactly."""
     import torch
-    from engine.gpt2 import times_transposed
+    from engine.layers import times_transposed
     cxx_or_skip()
     product = backend_or_skip("torch").product
     rng = np.random.default_rng(3)
@@ -150,7 +150,7 @@ def test_torch_without_a_compiler_falls_back_to_eager_with_one_warning(tmp_path)
         "import torch._inductor.config as config\n"
         "config.cpp.cxx = ('/nonexistent/c++',)\n"
         "from backends import get_backend\n"
-        "from engine.gpt2 import times_transposed\n"
+        "from engine.layers import times_transposed\n"
         "product = get_backend('torch').product\n"
         "x, w = torch.ones(1, 64), torch.ones(32, 64, dtype=torch.bfloat16)\n"
         "with warnings.catch_warnings(record=True) as caught:\n"

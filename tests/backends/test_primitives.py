@@ -1,5 +1,5 @@
-"""Primitives a backend declares (engine.gpt2.Primitives: LayerNorm, GELU, softmax as one library kernel
-each) compute the engine's functions: against formulas in NumPy float64, on every backend case that declares
+"""Primitives a backend declares (engine.layers.Primitives: LayerNorm, RMSNorm, GELU, SiLU, softmax as one
+library kernel each) compute the engine's functions: against formulas in NumPy float64, on every backend case that declares
 any, and a forward pass calls each declared one where the engine would call its own."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from engine import gpt2
+from engine import families, gpt2, layers
 
 RNG = np.random.default_rng(3)
 TOLERANCE = {"float32": 3e-6, "bfloat16": 2e-2, "float16": 2e-3}  # relative to the largest value
@@ -21,11 +21,16 @@ def reference(name, x, g=None, b=None):  # NumPy float64
     if name == "softmax":
         e = np.exp(x - x.max(-1, keepdims=True))
         return e / e.sum(-1, keepdims=True)
+    if name == "silu":
+        return x / (1 + np.exp(-x))
+    if name == "rms_norm":
+        return g * x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-5)
     return g * (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) + b
 
 
 def declared(backend) -> list[str]:
-    return [name for name in ("layer_norm", "gelu", "softmax") if getattr(backend, name, None) is not None]
+    return [name for name in ("layer_norm", "rms_norm", "gelu", "silu", "softmax")
+            if getattr(backend, name, None) is not None]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
@@ -42,13 +47,13 @@ def test_declared_primitives_compute_the_engines_functions(backend, dtype):
     x[0, 0] += 400  # softmax must take the maximum away (exp(400) overflows float32)
     for name in names:
         fn = getattr(backend, name)
-        args = [x] if name != "layer_norm" else [x, g, b]
+        args = {"layer_norm": [x, g, b], "rms_norm": [x, g]}.get(name, [x])
         # the reference reads the inputs as rounded to dtype, so only the computation's error is measured
         xp = backend.xp
         arrays = [xp.astype(xp.asarray(np.asarray(a, dtype=np.float32), device=backend.device), backend.dtype(dtype))
                   for a in args]
         rounded = [backend.to_host(a).astype(np.float64) for a in arrays]
-        out = fn(*arrays, 1e-5) if name == "layer_norm" else fn(*arrays)
+        out = fn(*arrays, 1e-5) if name.endswith("_norm") else fn(*arrays)
         assert out.dtype == arrays[0].dtype and out.shape == arrays[0].shape, name  # the activations' dtype
         got = backend.to_host(out).astype(np.float64)
         want = reference(name, *rounded)
@@ -63,22 +68,22 @@ def test_a_forward_pass_calls_each_declared_primitive_where_the_engine_calls_its
     def counted(name):
         def fn(*args, **kwargs):
             calls[name] += 1
-            return getattr(gpt2, name)(*args, **kwargs)
+            return getattr(layers, name)(*args, **kwargs)
         return fn
-    prims = gpt2.Primitives(**{name: counted(name) for name in calls})
-    hp = dataclasses.replace(gpt2.Hyper.of(model.config), prims=prims)
+    prims = layers.Primitives(**{name: counted(name) for name in calls})
+    hp = dataclasses.replace(families.Hyper.of(model.config), prims=prims)
     ids = np.asarray([[1, 5, 9]], dtype=np.int32)
     positions, mask = np.asarray([[0, 1, 2]], dtype=np.int32), np.tril(np.ones((3, 3), dtype=bool))[None, None]
     logits, _ = gpt2.gpt2(model.params, ids, positions, mask, hp)
     L = model.config.n_layer
     assert calls == {"layer_norm": 2 * L + 1, "gelu": L, "softmax": L}
-    np.testing.assert_array_equal(logits, gpt2.gpt2(model.params, ids, positions, mask, gpt2.Hyper.of(model.config))[0])
+    np.testing.assert_array_equal(logits, gpt2.gpt2(model.params, ids, positions, mask, families.Hyper.of(model.config))[0])
 
 
 def test_primitives_of_a_backend_take_what_it_declares_and_keep_the_engines_for_the_rest():
     class Declares:
         gelu = staticmethod(abs)
         softmax = None
-    prims = gpt2.Primitives.of(Declares())
-    assert prims.gelu is abs and prims.softmax is gpt2.softmax and prims.product is gpt2.times_transposed
-    assert gpt2.Primitives.of(None) == gpt2.ENGINE
+    prims = layers.Primitives.of(Declares())
+    assert prims.gelu is abs and prims.softmax is layers.softmax and prims.product is layers.times_transposed
+    assert layers.Primitives.of(None) == layers.ENGINE

@@ -201,3 +201,22 @@ def test_two_processes_give_the_tokens_of_one(tmp_path):
     for run, (out, err) in zip(runs, outputs):
         assert run.returncode == 0, err[-2000:]
         assert tokens(out) == expected
+
+
+@pytest.mark.parametrize("mesh", ["tp=2", "dp=2,tp=2"])
+def test_the_llama_family_splits_query_and_key_value_heads(mesh):
+    """tiny-llama: 8 query heads over 2 key/value heads. tp splits both (each device keeps whole groups);
+    logits and greedy tokens equal the single device's."""
+    ids = random_ids(9, 4096, seed=8, batch=2)
+    one = load_model("tiny-llama", backend=get_backend("jax", device="cpu"))
+    split = load_model("tiny-llama", backend=get_backend("jax", device="cpu", mesh=mesh))
+    np.testing.assert_allclose(np.asarray(split.logits(ids)), np.asarray(one.logits(ids)), atol=2e-5, rtol=0)
+    assert split.generate(ids, max_new_tokens=8) == one.generate(ids, max_new_tokens=8)
+
+
+def test_key_value_heads_that_do_not_divide_tp_are_refused_in_one_line():
+    """Padding key/value heads with zeros would change which query heads share them: refused, saying which tp fits."""
+    from engine import CheckpointError
+    with pytest.raises(CheckpointError, match="8 query and 2 key/value heads do not split into 4 shards; use a "
+                                              "tensor-parallel size that divides 2"):
+        load_model("tiny-llama", backend=get_backend("jax", device="cpu", mesh="tp=4"))
