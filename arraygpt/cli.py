@@ -176,12 +176,12 @@ def _main(argv):
         print(f"arraygpt {args.command}: error: out of memory (try a smaller model, batch or context)",
               file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as err:  # no space, no permission, not a directory: the user's machine, not a bug
+        print(f"arraygpt {args.command}: error: {_line(_os_error_line(err))}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except Exception as err:
         if not _device_out_of_memory(err):
             raise
         print(f"arraygpt {args.command}: error: out of memory in {type(err).__name__} ({_line(err)[:120]}); try a "
               "smaller model, batch or context", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except OSError as err:  # no space, no permission, not a directory: the user's machine, not a bug
-        print(f"arraygpt {args.command}: error: {_line(_os_error_line(err))}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from engine.config import PRESETS, GPTConfig
+from engine.families import PRESETS, config_from_fields
 
 from .roofline import allreduce_bytes_per_step, decode_floor_tps, prefill_ceiling_tps
 from .records import Derived, Result, Run, as_run
@@ -40,11 +40,11 @@ def machine_ceilings(run: Run) -> dict:
     return ceilings
 
 
-def model_config(run: Run, spec: str) -> GPTConfig | None:
-    """The model's shape: recorded in the file (schema 2), or a preset's."""
+def model_config(run: Run, spec: str):
+    """The model's shape (GPTConfig or LlamaConfig): recorded in the file (schema 2), or a preset's."""
     fields = run.models.get(spec)
     if fields:
-        return GPTConfig(**fields)
+        return config_from_fields(fields)
     return PRESETS.get(spec)
 
 

@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 LIBRARIES = ("arraygpt", "numpy", "array-api-compat", "array-api-extra", "array-api-strict", "jax", "jaxlib",
-             "torch", "cupy-cuda12x", "cupy-cuda13x", "transformers", "safetensors", "tiktoken", "regex")
+             "torch", "cupy-cuda12x", "cupy-cuda13x", "transformers", "safetensors", "tokenizers", "tiktoken", "regex")
 
 
 def library_versions() -> dict[str, str]:

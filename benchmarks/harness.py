@@ -43,12 +43,12 @@ def model_configs(scenarios) -> dict:
     """Each model's shape, recorded so that a report can compute floors without the checkpoint."""
     import dataclasses
 
-    from engine.config import GPTConfig
+    from engine.families import read_config
     from engine.source import resolve_model
     configs = {}
     for spec in dict.fromkeys(s.model for s in scenarios):
         try:
-            configs[spec] = dataclasses.asdict(GPTConfig.from_hf_json(resolve_model(spec).directory / "config.json"))
+            configs[spec] = dataclasses.asdict(read_config(resolve_model(spec).directory / "config.json"))
         except Exception:  # a model that cannot be resolved fails in its worker, with the reason
             pass
     return configs

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from engine.config import ITEMSIZE, GPTConfig, expected_shapes
+from engine.llama.config import LlamaConfig, expected_shapes as llama_shapes
 
 # Weight formats only a peer reads (llama.cpp's Q8_0: blocks of 32 int8 weights and one float16 scale),
 # and their bytes per weight. Their rows are their own numerics: no backend of ours runs them.
@@ -21,11 +22,29 @@ def weight_bytes(weights: str) -> float:
     return QUANTIZED[weights] if weights in QUANTIZED else ITEMSIZE[weights]
 
 
-def matrix_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
-    """The weight products' matrices, as the checkpoint stores them: the four linear weights of each block
-    (HF's Conv1D, [n_in, n_out]) and wte ([V, C], the tied logits)."""
+def matrix_shapes(config: GPTConfig | LlamaConfig) -> dict[str, tuple[int, ...]]:
+    """The weight products' matrices, as the checkpoint stores them. GPT-2: the four linear weights of each
+    block (HF's Conv1D, [n_in, n_out]) and wte ([V, C], the tied logits). The Llama family: the seven
+    projections of each block and the logits' table (lm_head, or embed_tokens when tied)."""
+    if isinstance(config, LlamaConfig):
+        head = "embed_tokens.weight" if config.tie_word_embeddings else "lm_head.weight"
+        return {name: shape for name, shape in llama_shapes(config).items()
+                if name == head or name.endswith("_proj.weight")}
     return {name: shape for name, shape in expected_shapes(config).items()
             if name == "wte.weight" or (name.endswith(".weight") and len(shape) == 2 and name.startswith("h."))}
+
+
+def cache_width(config) -> int:
+    """Keys (or values) one layer caches per token: GPT-2's n_embd; a grouped-query model's key/value heads
+    x head size (Qwen2.5 0.5B: 128, not 896)."""
+    return config.n_kv_head * config.head_dim if isinstance(config, LlamaConfig) else config.n_embd
+
+
+def table_read_row_by_row(config) -> int:
+    """Parameters of tables a step reads one row of (GPT-2's wpe; an untied embedding table)."""
+    if isinstance(config, LlamaConfig):
+        return 0 if config.tie_word_embeddings else config.vocab_size * config.n_embd
+    return config.n_positions * config.n_embd
 
 
 def matrix_params(config: GPTConfig) -> int:
@@ -35,19 +54,26 @@ def matrix_params(config: GPTConfig) -> int:
 
 
 def decode_bytes_per_step(config: GPTConfig, dtype: str, batch: int, context: float, weights: str | None = None) -> float:
-    """Weights read once per step (only one row of wpe), plus every cached key and value attended to
-    (the cache is kept in the dtype). The matrices count at the weights' bytes (Q8_0: 34 per 32)."""
+    """Weights read once per step (only one row of wpe or an untied embedding), plus every cached key and
+    value attended to (the cache is kept in the dtype). The matrices count at the weights' bytes (Q8_0: 34
+    per 32)."""
     matrices = matrix_params(config)
-    rest = config.n_params - config.n_positions * config.n_embd + config.n_embd - matrices
-    cache = 2 * config.n_layer * batch * context * config.n_embd
+    row_by_row = table_read_row_by_row(config)
+    rest = config.n_params - row_by_row + (config.n_embd if row_by_row else 0) - matrices
+    cache = 2 * config.n_layer * batch * context * cache_width(config)
     return matrices * weight_bytes(weights or dtype) + (rest + cache) * ITEMSIZE[dtype]
 
 
 def prefill_flops(config: GPTConfig, batch: int, prompt_len: int) -> float:
     """Matmul FLOPs of a prefill: every block weight per token, causal attention, last-position logits."""
-    block_params = sum(math.prod(s) for n, s in expected_shapes(config).items() if n.startswith("h."))
+    if isinstance(config, LlamaConfig):
+        block_params = sum(math.prod(s) for n, s in llama_shapes(config).items() if n.startswith("layers."))
+        width = config.n_head * config.head_dim  # scores and weighted values per query head
+    else:
+        block_params = sum(math.prod(s) for n, s in expected_shapes(config).items() if n.startswith("h."))
+        width = config.n_embd
     weights = 2 * block_params * batch * prompt_len
-    attention = 2 * 2 * config.n_layer * batch * config.n_embd * prompt_len * (prompt_len + 1) / 2
+    attention = 2 * 2 * config.n_layer * batch * width * prompt_len * (prompt_len + 1) / 2
     logits = 2 * batch * config.n_embd * config.vocab_size
     return weights + attention + logits
 

@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from engine.config import GPTConfig
+from engine.families import read_config
 from engine.source import resolve_model
 
 from .records import Run, as_run
@@ -34,7 +34,7 @@ def plot_scaling(run, path):
 
     run = as_run(run)
     ok = [r for r in run.ok_results if r.batch == 1 and r.new_tokens > 1]
-    configs = {m: GPTConfig.from_hf_json(resolve_model(m).directory / "config.json") for m in {r.model for r in ok}}
+    configs = {m: read_config(resolve_model(m).directory / "config.json") for m in {r.model for r in ok}}
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     summary = []
     for index, runner in enumerate(sorted({r.worker for r in ok})):  # the worker: runner, device, mesh

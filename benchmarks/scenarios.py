@@ -13,12 +13,14 @@ scenario id names them only where they differ from the plain dtype, so 'float32'
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import tomllib
 from pathlib import Path
 
 from engine.config import ITEMSIZE
 from engine.errors import ArrayGPTError
+from engine.families import PRESETS as MODEL_PRESETS, read_config
 
 from backends import BACKENDS
 
@@ -169,6 +171,18 @@ def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+@functools.cache
+def model_family(spec: str) -> str:
+    """A model's family (engine/families.py): a preset's, or a directory's config.json's; "gpt2" where it is not
+    known here (a hub id not yet downloaded: its worker says what it is)."""
+    if spec in MODEL_PRESETS:
+        return MODEL_PRESETS[spec].family
+    try:
+        return read_config(Path(spec).expanduser() / "config.json").family
+    except Exception:  # not a directory, or a damaged one: the model's own check reports it
+        return "gpt2"
+
+
 def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict | None = None,
            peers: list[str] | None = None, peer_devices: list[str | None] = (None,)) -> list[Scenario]:
     """Every scenario of the suite for the given backends; overrides replace a field in every group.
@@ -200,7 +214,8 @@ def expand(suite: dict, backends: list[tuple[str, str | None]], overrides: dict 
                 weights = None
             if weights and ITEMSIZE.get(weights, 0) > ITEMSIZE.get(dtype, 0):
                 continue  # weights wider than the arithmetic reading them: a list product's empty corner
-            if runner in PEERS and not peer_runs(runner, device, dtype, precision, weights, int(batch), mesh):
+            if runner in PEERS and not peer_runs(runner, device, dtype, precision, weights, int(batch), mesh,
+                                                 model_family(str(model))):
                 continue
             if weights in QUANTIZED and runner not in PEERS:
                 continue  # a quantized format is a peer's own row (llama.cpp's Q8_0), never ours

@@ -339,12 +339,12 @@ def has_nvidia_gpu() -> bool:
 def check_models(scenarios) -> None:
     """Before any worker: every model resolves (an unknown name, a damaged directory, an unwritable cache are
     its one-line error), and every scenario fits its model's context."""
-    from engine.config import GPTConfig
+    from engine.families import read_config
     from engine.prompts import positions_needed
     from engine.source import resolve_model
     context = {}
     for spec in dict.fromkeys(s.model for s in scenarios):
-        context[spec] = GPTConfig.from_hf_json(resolve_model(spec).directory / "config.json").n_positions
+        context[spec] = read_config(resolve_model(spec).directory / "config.json").n_positions
     for s in scenarios:
         need = positions_needed(s.prompt_len, s.new_tokens)
         if s.model in context and need > context[s.model]:

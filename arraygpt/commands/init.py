@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import PRESETS
+from engine.families import PRESETS
 from engine.errors import ArrayGPTError
 
 from .options import naming_the_path, progress_bar, seed, stderr
@@ -12,8 +12,9 @@ from .options import naming_the_path, progress_bar, seed, stderr
 
 def add_parser(sub):
     p = sub.add_parser("init", help="write a synthetic (random-weight) checkpoint",
-                       description="Write config.json, model.safetensors, vocab.json and merges.txt for a GPT-2 "
-                                   "of a preset size, with weights drawn as GPT-2 initializes them "
+                       description="Write config.json, model.safetensors and the tokenizer's files (GPT-2: "
+                                   "vocab.json and merges.txt; the Llama family: tokenizer.json) for a preset, at "
+                                   "its real shapes, with weights drawn as the model initializes them "
                                    "(deterministic for a seed). Hugging Face transformers loads the result.")
     p.add_argument("preset", metavar="PRESET", help=f"one of {', '.join(PRESETS)}")
     p.add_argument("directory", metavar="DIR", help="where to write it")

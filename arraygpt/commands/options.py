@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from backends import BACKENDS
-from engine.config import PRESETS
+from engine.families import PRESETS
 from engine.errors import ArrayGPTError
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -41,8 +41,8 @@ def report_console() -> Console:
 def add_model_options(parser, default_model="124M"):
     group = parser.add_argument_group("model and hardware")
     group.add_argument("--model", default=default_model, metavar="SPEC",
-                       help=f"preset ({', '.join(PRESETS)}; random weights), a local Hugging Face GPT-2 "
-                            f"directory, or a hub id (default: {default_model})")
+                       help=f"preset ({', '.join(PRESETS)}; random weights), a local Hugging Face "
+                            f"checkpoint directory (GPT-2, Llama, Qwen2, Mistral), or a hub id (default: {default_model})")
     group.add_argument("--backend", default="numpy", metavar="NAME",
                        help=f"array library: {', '.join(BACKENDS)}, or auto: the fastest usable one for the "
                             "workload (a GPU backend if there is a GPU; on a CPU numpy for one prompt, jax for "
@@ -178,4 +178,4 @@ def warn_if_synthetic(model):
     if model.synthetic:
         mark = model.source.synthetic
         stderr.print(f"[yellow]note:[/] {mark['preset']} has random weights (synthetic, seed {mark['seed']}): "
-                     "the text below is noise, not GPT-2. Pass --model DIR for real weights.")
+                     "the text below is noise. Pass --model DIR (or a hub id) for real weights.")

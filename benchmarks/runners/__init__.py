@@ -51,28 +51,31 @@ class Peer:
     install: str          # what to install where one is missing
     probes_with: str      # the backend whose roofline probes its worker runs ("torch": on the peer's device)
     runs: Callable        # (device, dtype, precision, weights, batch) -> whether it has that scenario
+    families: tuple = ("gpt2",)  # the model families (engine/families.py) it runs
 
 
 _PEERS_EXTRA = "pip install 'arraygpt[peers]'"
 PEERS = {
     "hf": Peer("Hugging Face transformers, eager: a forward per token with past_key_values",
                "benchmarks.runners.hf", "HFRunner", ("transformers", "torch"), "pip install 'arraygpt[test]'",
-               "torch", _hf_runs),
+               "torch", _hf_runs, ("gpt2", "llama")),
     "hf-static": Peer("Hugging Face generate() with a static cache (transformers compiles it on CUDA by itself)",
                       "benchmarks.runners.hf", "HFStaticRunner", ("transformers", "torch"),
-                      "pip install 'arraygpt[test]'", "torch", _hf_runs),
+                      "pip install 'arraygpt[test]'", "torch", _hf_runs, ("gpt2", "llama")),
     "picogpt": Peer("picoGPT's loop as published (NumPy, no KV cache, float32, batch 1)",
                     "benchmarks.runners.picogpt", "PicoGPTRunner", ("numpy",), "pip install numpy", "numpy",
                     _picogpt_runs),
     "llamacpp": Peer("llama.cpp through llama-cpp-python (the peers extra): the checkpoint as GGUF (F32, F16, BF16, "
-                     "and Q8_0 for --weights q8_0), a batch as parallel sequences, on the CPU",
+                     "and Q8_0 for --weights q8_0; GPT-2 and the Llama family), a batch as parallel sequences, on "
+                     "the CPU",
                      "benchmarks.runners.llamacpp", "LlamaCppRunner", ("llama_cpp", "gguf"),
                      _PEERS_EXTRA + " (llama-cpp-python builds llama.cpp from source: about 10 CPU-minutes, once; "
-                     "pip keeps the wheel)", "numpy", _llamacpp_runs),
+                     "pip keeps the wheel)", "numpy", _llamacpp_runs, ("gpt2", "llama")),
     "ort": Peer("ONNX Runtime (the peers extra): HF's GPT-2 with its KV cache exported to ONNX, ORT's transformer "
                 "fusions, float32 on the CPU",
                 "benchmarks.runners.ort", "OrtRunner", ("onnxruntime", "onnx", "transformers", "torch"),
-                _PEERS_EXTRA + " (onnxruntime, onnx and onnxscript; the export uses torch)", "numpy", _ort_runs),
+                _PEERS_EXTRA + " (onnxruntime, onnx and onnxscript; the export uses torch)", "numpy", _ort_runs,
+               ("gpt2", "llama")),
 }
 
 
@@ -86,9 +89,10 @@ def import_for_peer(peer: str, module: str, package: str):
 
 
 def peer_runs(peer: str, device: str | None, dtype: str, precision: str, weights: str | None, batch: int,
-              mesh: str | None = None) -> bool:
-    """Whether a peer can run a scenario: peers run on one device (no mesh), then as their rule says."""
-    return not mesh and PEERS[peer].runs(device, dtype, precision, weights, batch)
+              mesh: str | None = None, family: str = "gpt2") -> bool:
+    """Whether a peer can run a scenario: peers run on one device (no mesh), models of their families, then as
+    their rule says."""
+    return not mesh and family in PEERS[peer].families and PEERS[peer].runs(device, dtype, precision, weights, batch)
 
 
 def peer_status() -> list[tuple[str, bool, str]]:

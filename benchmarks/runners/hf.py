@@ -1,6 +1,7 @@
 """Hugging Face transformers, the peer users would pick instead, on the scenario's device and precision.
 
-- hf: GPT2LMHeadModel eager, a prefill forward, then one forward per token with past_key_values, greedy,
+- hf: the checkpoint's own class (GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM) eager, a prefill
+  forward, then one forward per token with past_key_values, greedy,
   the token brought to the host each step, as generate() does without its bookkeeping.
 - hf-static: generate() with cache_implementation="static", HF's fastest documented path. On CUDA,
   transformers compiles the forward by itself (torch.compile with CUDA graphs) on the first calls;
@@ -23,14 +24,14 @@ class HFRunner:
         self._models = {}
 
     def model(self, spec, dtype):
-        from transformers import GPT2LMHeadModel
+        from transformers import AutoModelForCausalLM
 
         from engine.source import resolve_model
         key = (spec, dtype)
         if key not in self._models:
             self._models.clear()
             directory = resolve_model(spec).directory
-            model = GPT2LMHeadModel.from_pretrained(directory, dtype=getattr(self.torch, dtype))
+            model = AutoModelForCausalLM.from_pretrained(directory, dtype=getattr(self.torch, dtype))
             self._models[key] = model.to(self.device).eval()
         if self.device.type == "cuda":
             from backends.torch_tf32 import set_cuda_tf32

@@ -1,11 +1,14 @@
-"""A checkpoint exported to ONNX for the ONNX Runtime peer: Hugging Face's GPT2LMHeadModel with its KV cache.
+"""A checkpoint exported to ONNX for the ONNX Runtime peer: Hugging Face's model of the checkpoint's class
+(GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM) with its KV cache.
 
 One graph serves the prefill and every decode step: input_ids [B, T], attention_mask [B, S + T],
-position_ids [B, T] and the past keys and values of each layer ([B, H, S, D], S may be 0) in; the last
+position_ids [B, T] and the past keys and values of each layer ([B, Hkv, S, D], S may be 0) in; the last
 position's logits [B, V] and the present keys and values ([B, H, S + T, D]) out. A second graph, the
 whole-sequence logits without a cache, is for parity only. Exported with torch.onnx (the TorchScript
 exporter, which traces the cache object through), then optimized offline by onnxruntime's transformer
-optimizer for GPT-2 (attention, LayerNorm, GELU and bias fusions), as ONNX Runtime's GPT-2 tooling does.
+optimizer for GPT-2 (attention, LayerNorm, GELU and bias fusions), as ONNX Runtime's GPT-2 tooling does; a
+Llama-family graph gets ORT's own graph optimizations at load only (its offline optimizer has no model type
+for it).
 
 Each file is made once per checkpoint, in the cache ($ARRAYGPT_CACHE/onnx), written under a temporary name
 and renamed, so a crash never leaves half a file; the export runs in a process of its own (torch and the HF
@@ -34,11 +37,11 @@ def onnx_path(directory: Path, kind: str) -> Path:
 
 def _modules(directory: Path):
     import torch
-    from transformers import DynamicCache, GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM, DynamicCache
 
-    hf = GPT2LMHeadModel.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager").eval()
+    hf = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager").eval()
     hf.requires_grad_(False)
-    n_layer = hf.config.n_layer
+    n_layer = hf.config.num_hidden_layers
 
     class Step(torch.nn.Module):
         """The cached forward with flat tensors in and out (the exporter sees no cache object)."""
@@ -65,13 +68,21 @@ def _modules(directory: Path):
             # a mask given: without one transformers looks for packed sequences (torch.diff, no ONNX op)
             return self.hf(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False).logits
 
-    return hf.config, Step(), Full()
+    return Step(), Full()
+
+
+def cache_shape(config) -> tuple[int, int]:
+    """(heads, head size) of each layer's past keys and values, from our config of either family."""
+    return getattr(config, "n_kv_head", config.n_head), config.head_dim
 
 
 def export(directory: Path, step_path: Path, full_path: Path) -> None:
     import torch
-    config, step, full = _modules(directory)
-    H, D, L = config.n_head, config.n_embd // config.n_head, config.n_layer
+
+    from engine.families import read_config
+    config = read_config(directory / "config.json")
+    step, full = _modules(directory)
+    (H, D), L = cache_shape(config), config.n_layer
     ids = torch.zeros((1, 4), dtype=torch.int64)
     past = [torch.zeros((1, H, 3, D)) for _ in range(2 * L)]
     past_names = [f"past_{i // 2}_{'kv'[i % 2]}" for i in range(2 * L)]
@@ -87,6 +98,8 @@ def export(directory: Path, step_path: Path, full_path: Path) -> None:
         torch.onnx.export(full, (ids,), str(full_path), input_names=["input_ids"], output_names=["logits"],
                           dynamic_axes={"input_ids": {0: "batch", 1: "length"}, "logits": {0: "batch", 1: "length"}},
                           opset_version=17, dynamo=False)
+    if config.family != "gpt2":
+        return
     from onnxruntime.transformers.optimizer import optimize_model
     for path in (step_path, full_path):
         optimized = optimize_model(str(path), model_type="gpt2", num_heads=H, hidden_size=config.n_embd,

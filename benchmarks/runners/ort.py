@@ -16,6 +16,7 @@ import numpy as np
 
 from ..timing import fixed_prompts, run_repeats, summarize_run
 from . import import_for_peer
+from .onnx_export import cache_shape, ensure_onnx
 
 
 class OrtRunner:
@@ -34,12 +35,11 @@ class OrtRunner:
     @staticmethod
     def graphs(spec: str):
         """(step graph, full graph, config) of a checkpoint, exported on first use."""
-        from engine.config import GPTConfig
+        from engine.families import read_config
         from engine.source import resolve_model
 
-        from .onnx_export import ensure_onnx
         directory = resolve_model(spec).directory
-        return (*ensure_onnx(directory), GPTConfig.from_hf_json(directory / "config.json"))
+        return (*ensure_onnx(directory), read_config(directory / "config.json"))
 
     def sessions(self, spec: str):
         """(step session, config): loaded once per worker (the full graph only for parity, then dropped)."""
@@ -53,7 +53,7 @@ class OrtRunner:
     def run(self, spec: str, prompts: list[list[int]], new_tokens: int, on_token) -> list[list[int]]:
         step, config = self.sessions(spec)
         B, P = len(prompts), len(prompts[0])
-        H, D = config.n_head, config.n_embd // config.n_head
+        H, D = cache_shape(config)
         ids = np.asarray(prompts, dtype=np.int64)
         empty = np.zeros((B, H, 0, D), dtype=np.float32)
         feeds = {"input_ids": ids, "attention_mask": np.ones((B, P), dtype=np.int64),

@@ -135,3 +135,57 @@ def test_bench_runs_the_llamacpp_peer_beside_ours(tmp_path):
     half = rows["tiny/llamacpp/float32+float16-weights/b1/p16/n32"]  # F16 GGUF, float32 arithmetic
     assert half["status"] == "ok" and half["derived"]["parity_relative"] < 5e-3
     assert peer["derived"]["parity_relative"] < 1e-3
+
+
+def qwen2_dir(tmp_path_factory):
+    """A Qwen2 checkpoint HF wrote (grouped heads, q/k/v biases, tied embeddings), with a tokenizer.json."""
+    import torch
+    import transformers
+
+    from engine.hf_tokenizer import write_preset_tokenizer
+    torch.manual_seed(0)
+    config = transformers.Qwen2Config(vocab_size=512, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                      num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=128,
+                                      tie_word_embeddings=True, rope_theta=1e6)
+    model = transformers.Qwen2ForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(".bias"):
+                param.copy_(0.1 * torch.randn_like(param))
+    directory = tmp_path_factory.mktemp("qwen2")
+    model.save_pretrained(directory)
+    write_preset_tokenizer(directory, 512)
+    return directory
+
+
+@pytest.fixture(scope="module", params=["tiny-llama", "qwen2"])
+def llama_family(request, tmp_path_factory):
+    from engine.source import resolve_model
+    return str(resolve_model("tiny-llama").directory) if request.param == "tiny-llama" else str(qwen2_dir(tmp_path_factory))
+
+
+@needs_llama
+def test_llamacpp_runs_the_llama_family_with_hf_greedy_tokens(llama_family):
+    """The llama architecture (q/k rows permuted to GGML's pairs, Llama 3's rope_freqs, an untied output) and
+    qwen2 (HF's order, biases, tied): a batch's greedy tokens equal HF's own classes on the same checkpoint,
+    and the logits the float64 reference to llama.cpp's float32 tolerance."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from benchmarks.runners.llamacpp import LlamaCppRunner
+    from benchmarks.timing import fixed_prompts
+    from engine import load_model
+    vocab = load_model(llama_family, backend="numpy").config.vocab_size
+    scenario = {"model": llama_family, "dtype": "float32", "weights": None, "batch": 3, "prompt_len": 12,
+                "new_tokens": 16}
+    prompts = fixed_prompts(3, 12, vocab)
+    hf = AutoModelForCausalLM.from_pretrained(llama_family, dtype=torch.float32).eval()
+    with torch.no_grad():
+        want = hf.generate(torch.tensor(prompts), attention_mask=torch.ones(3, 12, dtype=torch.long), do_sample=False,
+                           max_new_tokens=16, eos_token_id=None, pad_token_id=0)[:, 12:].tolist()
+    runner = LlamaCppRunner()
+    assert runner.generate_ids(scenario) == want
+    prompt = fixed_prompts(1, 16, vocab, seed=1)
+    expected = np.asarray(load_model(llama_family, backend="numpy", dtype="float64").logits(prompt))
+    got = runner.parity_logits(llama_family, "float32", prompt)
+    assert np.abs(got - expected).max() / np.abs(expected).max() < 1e-3

@@ -58,3 +58,26 @@ def test_bench_runs_the_ort_peer_beside_ours(tmp_path):
     ours = rows["tiny/numpy/float32/b1/p16/n16"]
     assert ours["derived"]["decode_tps_vs_ort"] == pytest.approx(
         ours["metrics"]["decode_tps"]["median"] / peer["metrics"]["decode_tps"]["median"])
+
+
+def test_ort_runs_the_llama_family_with_hf_greedy_tokens_and_reference_logits():
+    """tiny-llama (grouped heads: the past is [B, 2, S, 16], Llama 3's rope scaling, an untied head) exported from
+    HF's LlamaForCausalLM: greedy tokens through ORT's cache equal HF's, logits the float64 reference's."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from benchmarks.runners.ort import OrtRunner
+    from benchmarks.timing import fixed_prompts
+    from engine import load_model
+    from engine.source import resolve_model
+    prompts = fixed_prompts(3, 12, 4096, seed=4)
+    hf = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-llama").directory, dtype=torch.float32).eval()
+    with torch.no_grad():
+        want = hf.generate(torch.tensor(prompts), attention_mask=torch.ones(3, 12, dtype=torch.long), do_sample=False,
+                           max_new_tokens=16, eos_token_id=None, pad_token_id=0)[:, 12:].tolist()
+    runner = OrtRunner()
+    assert runner.run("tiny-llama", prompts, 16, lambda: None) == want
+    prompt = fixed_prompts(2, 16, 4096, seed=1)
+    expected = np.asarray(load_model("tiny-llama", backend="numpy", dtype="float64").logits(prompt))
+    got = runner.parity_logits("tiny-llama", "float32", prompt)
+    assert np.abs(got - expected).max() / np.abs(expected).max() < 1e-4
