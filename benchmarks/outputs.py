@@ -1,6 +1,6 @@
 """Where a command may write its results: checked before any work starts, locked while a bench writes.
 
-The rules (the README's "Files are safe"): an output path is new, or an existing regular file that the
+The rules (docs/guarantees.md, "Files"): an output path is new, or an existing regular file that the
 command itself wrote before (a result of the same kind, or an image of the format its name says); a
 bench result is replaced only when asked (--force). A symbolic link, a directory, a device or any other
 file is never written through or replaced. A bench holds an exclusive lock on its --json path for the

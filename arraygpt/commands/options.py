@@ -46,7 +46,7 @@ def add_model_options(parser, default_model="124M"):
     group.add_argument("--backend", default="numpy", metavar="NAME",
                        help=f"array library: {', '.join(BACKENDS)}, or auto: the fastest usable one for the "
                             "workload (a GPU backend if there is a GPU; on a CPU numpy for one prompt, jax for "
-                            "several; see the README) (default: numpy)")
+                            "several; see docs/backends.md) (default: numpy)")
     group.add_argument("--device", default=None, metavar="DEV",
                        help="cpu, gpu, gpu:1, tpu (default: the library's default device)")
     group.add_argument("--dtype", default="float32", metavar="DTYPE",

@@ -120,3 +120,44 @@ def test_decode_rejects_unknown_id(tok):
 def test_damaged_vocab_files_are_a_clear_error(tmp_path):
     with pytest.raises(TokenizerError, match="vocab.json"):
         Tokenizer.from_dir(tmp_path)
+
+
+def test_a_llama_family_tokenizer_json_encodes_as_transformers_does(tmp_path):
+    """engine/hf_tokenizer.py against transformers' fast tokenizer reading the same file: a preset's byte-level
+    BPE, and the same file with a post-processor adding a BOS (as Llama 3's does)."""
+    import json
+
+    transformers = pytest.importorskip("transformers")
+    from engine.hf_tokenizer import HFTokenizer, write_preset_tokenizer
+    write_preset_tokenizer(tmp_path, 49152)
+    texts = ["Hello world", "  leading spaces and\ttabs\n", "café ünïcödé 日本語 🤖", "x" * 300, ""]
+    with_bos = json.loads((tmp_path / "tokenizer.json").read_text())
+    with_bos["added_tokens"] = [{"id": 49151, "content": "<|begin_of_text|>", "single_word": False, "lstrip": False,
+                                 "rstrip": False, "normalized": False, "special": True}]
+    with_bos["post_processor"] = {"type": "TemplateProcessing",
+                                  "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                                             {"Sequence": {"id": "A", "type_id": 0}}],
+                                  "pair": [{"Sequence": {"id": "A", "type_id": 0}}],
+                                  "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>",
+                                                                           "ids": [49151], "tokens": ["<|begin_of_text|>"]}}}
+    bos_dir = tmp_path / "bos"
+    bos_dir.mkdir()
+    (bos_dir / "tokenizer.json").write_text(json.dumps(with_bos))
+    for directory in (tmp_path, bos_dir):
+        ours = HFTokenizer.from_dir(directory)
+        theirs = transformers.PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))
+        for text in texts:
+            ids = ours.encode(text)
+            assert ids == theirs(text)["input_ids"], (directory.name, text)
+            assert ours.decode(ids) == theirs.decode(ids)
+    assert HFTokenizer.from_dir(bos_dir).encode("Hi")[0] == 49151
+
+
+def test_a_damaged_tokenizer_json_is_one_line(tmp_path):
+    from engine.errors import TokenizerError
+    from engine.hf_tokenizer import HFTokenizer
+    (tmp_path / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": [1, 2]}}')
+    with pytest.raises(TokenizerError, match="tokenizer.json: not a tokenizer the tokenizers library reads"):
+        HFTokenizer.from_dir(tmp_path)
+    with pytest.raises(TokenizerError, match="missing"):
+        HFTokenizer.from_dir(tmp_path / "nowhere")
