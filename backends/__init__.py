@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
+import os
 
 from .base import BackendError, BackendUnavailable
 
@@ -115,7 +117,6 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
                            process_id: int | None = None) -> bool:
     """Join a multi-process JAX run when a coordinator is named (arguments or JAX_COORDINATOR_ADDRESS);
     False for a single process. See backends.jax.initialize_distributed."""
-    import os
     address = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
     if not address:
         return False
@@ -147,7 +148,6 @@ def backend_status(names=tuple(BACKENDS)) -> list[tuple[str, bool, str]]:
 def installed(name: str) -> bool:
     """Whether a registered backend's library is installed, without importing it (no device is touched: a
     GPU library imported in a parent process would take the GPU memory its workers need)."""
-    import importlib.util
     module = BACKENDS[name].library.replace("-", "_")
     try:
         return importlib.util.find_spec(module) is not None

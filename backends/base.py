@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .host import HostRandom, host_array
 
@@ -122,7 +123,6 @@ class ArrayBackend:
     def limit_threads(self, threads: int) -> None:
         """Compute with at most `threads` CPU threads: the BLAS and OpenMP pools loaded in this process,
         through threadpoolctl (the worker has already pinned the process to that many cores)."""
-        from threadpoolctl import threadpool_limits
         self._thread_limit = threadpool_limits(limits=threads)  # kept: the limit lasts while it lives
 
     def threads(self) -> int | None:

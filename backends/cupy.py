@@ -11,6 +11,7 @@ import numpy as np
 
 from .base import ArrayBackend, BackendUnavailable, check_precision, parse_device
 from .host import host_array
+from .recording import Recorder
 
 import cupy  # noqa: E402  (an ImportError here tells the registry that cupy is missing)
 from array_api_compat import cupy as xp  # noqa: E402
@@ -75,8 +76,7 @@ class CupyBackend(ArrayBackend):
         set at capture."""
         if not self.records_steps:
             return fn
-        from .cupy_graphs import CupyGraph, clone, copy_into
-        from .recording import Recorder
+        from .cupy_graphs import CupyGraph, clone, copy_into  # nvmath-python: only a recording cupy needs it
         return Recorder(self.compile(fn), static_argnames=static_argnames, fixed_argnames=fixed_argnames,
                         make_graph=lambda: CupyGraph(self.device, self._products), clone=clone, copy=copy_into)
 

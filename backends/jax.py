@@ -20,7 +20,7 @@ import numpy as np
 
 from .base import ArrayBackend, BackendError, BackendUnavailable, check_precision, parse_device
 from .host import host_array
-from .mesh import AXES as MESH_AXES, LOGICAL, MeshSpec, check_fits, parse_mesh
+from .mesh import AXES as MESH_AXES, LOGICAL, MeshSpec, check_fits, parse_mesh, split_bytes
 
 import jax  # noqa: E402  (an ImportError here tells the registry that jax is missing)
 import jax.numpy as jnp  # noqa: E402
@@ -186,7 +186,6 @@ class JaxBackend(ArrayBackend):
                    if shard.device == first)
 
     def shard_bytes(self, shape, axes, itemsize: int) -> int:
-        from .mesh import split_bytes
         if self.mesh_spec is None:
             return super().shard_bytes(shape, axes, itemsize)
         return split_bytes(shape, axes, self.mesh_spec, itemsize)

@@ -15,6 +15,7 @@ import numpy as np
 from engine.errors import ArrayGPTError
 
 from .derive import derive
+from .parity import TOLERANCE
 from .records import Result, Run, as_run
 from .runners import PEERS
 
@@ -53,7 +54,6 @@ class NumericsBudget:
         float16 table), not our dtype's tolerance."""
         if new is None:
             return False
-        from .parity import TOLERANCE
         if not peer and new > TOLERANCE.get(numerics, float("inf")):
             return True
         return base is not None and new > max(self.factor * base, self.floor)

@@ -17,11 +17,12 @@ import dataclasses
 
 from engine.families import PRESETS, config_from_fields
 
-from .roofline import allreduce_bytes_per_step, decode_floor_tps, prefill_ceiling_tps
 from .records import Derived, Result, Run, as_run
 from .records.labels import numerics_label, product_key
+from .roofline import allreduce_bytes_per_step, decode_floor_tps, prefill_ceiling_tps
 from .runners import PEERS
 from .validity import judge
+
 
 def machine_ceilings(run: Run) -> dict:
     """device_key -> {"bandwidth": {...}, "matmul": {product key: {...}}}; each {"value", "set_by"}."""

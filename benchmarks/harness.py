@@ -6,15 +6,21 @@ nothing that had finished; "complete" says whether the whole suite ran.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from engine import load_model
+from engine.families import read_config
+from engine.source import resolve_model
 
 from .derive import derive
 from .environment import environment
@@ -23,7 +29,7 @@ from .outputs import free_path, identity
 from .records import Run, headline
 from .records.schema import SCHEMA
 from .timing import PARITY_PROMPT_LEN, fixed_prompts, pool_rounds
-
+from .validity import machine_probe
 
 TEMP_PREFIX = "arraygpt-bench-"
 
@@ -31,7 +37,6 @@ TEMP_PREFIX = "arraygpt-bench-"
 def remove_stale_temporaries() -> None:
     """Temporary directories of benches that were SIGKILLed (no handler ran): their pid, in the name, is
     gone. Every other way a bench ends removes its own."""
-    import shutil
     root = Path(tempfile.gettempdir())
     for path in root.glob(f"{TEMP_PREFIX}*-*"):
         pid = path.name[len(TEMP_PREFIX):].split("-", 1)[0]
@@ -41,10 +46,7 @@ def remove_stale_temporaries() -> None:
 
 def model_configs(scenarios) -> dict:
     """Each model's shape, recorded so that a report can compute floors without the checkpoint."""
-    import dataclasses
 
-    from engine.families import read_config
-    from engine.source import resolve_model
     configs = {}
     for spec in dict.fromkeys(s.model for s in scenarios):
         try:
@@ -56,7 +58,6 @@ def model_configs(scenarios) -> dict:
 
 def reference_logits(model_spec: str, path: Path) -> dict:
     """NumPy float64 logits of a fixed prompt: the parity reference every runner is compared with."""
-    from engine import load_model
     model = load_model(model_spec, backend="numpy", dtype="float64")
     prompt = fixed_prompts(1, PARITY_PROMPT_LEN, model.config.vocab_size, seed=1)
     np.save(path, np.asarray(model.logits(prompt)))
@@ -126,7 +127,6 @@ class Bench:
 
     def probe_machine(self, after: str | None, before: str | None) -> None:
         """The cheap machine probe (validity.machine_probe) between two workers, recorded in order."""
-        from .validity import machine_probe
         self.on_event({"event": "drift_probe"})
         self.doc["drift"].append({"after": after, "before": before, **machine_probe()})
 

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from backends.mesh import parse_mesh
 from engine.config import ITEMSIZE, GPTConfig, expected_shapes
 from engine.llama.config import LlamaConfig, expected_shapes as llama_shapes
 
@@ -84,7 +85,6 @@ def allreduce_bytes_per_step(config: GPTConfig, dtype: str, batch: int, mesh: st
     does the embedding lookup in a vocabulary split over them: (2 n_layer + 1) all-reduces of [B/dp, C]
     activations. (A ring all-reduce moves 2 (tp-1)/tp times that payload through each device's links.)
     Data parallelism adds none: each dp row decodes its own prompts."""
-    from backends.mesh import parse_mesh
     spec = parse_mesh(mesh)
     if spec.tp == 1:
         return 0.0

@@ -18,16 +18,17 @@ import itertools
 import tomllib
 from pathlib import Path
 
+from backends import BACKENDS
+from backends.base import DTYPE_NAMES, PRECISIONS
 from engine.config import ITEMSIZE
 from engine.errors import ArrayGPTError
 from engine.families import PRESETS as MODEL_PRESETS, read_config
-
-from backends import BACKENDS
+from engine.files import read_text
 
 from .records.labels import numerics_label, where_label, worker_label
 from .roofline import QUANTIZED
 from .runners import PEERS as RUNNER_PEERS, peer_runs
-from engine.files import read_text
+from .validity import check_rules
 
 SUITES_DIR = Path(__file__).parent / "suites"
 PEERS = tuple(RUNNER_PEERS)
@@ -117,7 +118,6 @@ _FIELD_TYPES = {"model": (str, None, True), "dtype": (str, None, True), "precisi
 def check_values(table: dict, where: str = "") -> None:
     """Each field's values of the right type and range, dtypes and precisions known: for a suite's tables
     and for the command line's overrides (--dtypes float8 is one line before any worker starts)."""
-    from backends.base import DTYPE_NAMES, PRECISIONS
     for field, value in table.items():
         if field not in _FIELD_TYPES or value is None:
             continue
@@ -148,7 +148,6 @@ def check_suite(suite: dict, path) -> None:
     if not isinstance(defaults, dict):
         raise ArrayGPTError(f"{path}: [defaults] must be a table")
     if "validity" in suite:
-        from .validity import check_rules
         check_rules(suite["validity"], f"{path}: ")
     if suite.get("device", "any") not in ("any", "gpu"):
         raise ArrayGPTError(f"{path}: device must be \"gpu\" (a suite for a GPU machine) or absent, got "

@@ -13,7 +13,9 @@ import time
 
 import numpy as np
 
+from .energy import EnergyMeter, pooled as pooled_energy
 from .records.labels import headline
+from .validity import MachineLoad, pooled_load
 
 PARITY_PROMPT_LEN = 16
 
@@ -121,8 +123,6 @@ def run_repeats(one_run, scenario) -> dict:
     scenario's count, then more while scenario["target_ci"] is set and the 95% interval of the headline's
     median is wider than it (half-width / median), until scenario["ci_budget_s"] of timed work is spent.
     What else ran meanwhile (validity.MachineLoad) and the energy used (energy.EnergyMeter) are recorded."""
-    from .energy import EnergyMeter
-    from .validity import MachineLoad
     first = None
     for _ in range(scenario["warmup"]):
         run = one_run()
@@ -160,8 +160,6 @@ def pool_rounds(earlier: dict, later: dict, scenario) -> dict:
     """One scenario's result from two rounds (worker processes at different times, --rounds): the repeats
     pooled and the figures made again from them; CPU load weighted by time; energy summed; the first
     round's first call (the later rounds' warm-ups compile again, in processes of their own)."""
-    from .energy import pooled as pooled_energy
-    from .validity import pooled_load
     repeats = earlier["repeats"] + later["repeats"]
     m_old, m_new = earlier["metrics"], later["metrics"]
     metrics = m_old | summarized(repeats, headline(scenario["new_tokens"]))

@@ -18,12 +18,16 @@ under other load), and `valid` otherwise. A run is valid when every scenario is.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
 import numpy as np
 
+from engine.errors import ArrayGPTError
+
 from .records import Validity
+from .roofline import _median_time
 
 # The rules a suite may set in [validity]; these defaults are what a run is judged by otherwise.
 RULES = {
@@ -40,7 +44,6 @@ STATUSES = ("valid", "unsteady", "invalid")
 
 def check_rules(table, where: str) -> dict:
     """A suite's [validity] table: known fields, non-negative numbers (min_repeats a whole number)."""
-    from engine.errors import ArrayGPTError
     if not isinstance(table, dict):
         raise ArrayGPTError(f"{where}[validity] must be a table")
     unknown = set(table) - set(RULES)
@@ -126,7 +129,6 @@ def machine_probe(repeats: int = 7) -> dict:
     vector = np.full(8192, 0.25, dtype=np.float32)
     square = np.full((1024, 1024), 0.5, dtype=np.float32)
 
-    from .roofline import _median_time
     bandwidth = matrix.nbytes / _median_time(lambda: matrix @ vector, repeats, pick=min)
     matmul = 2 * 1024**3 / _median_time(lambda: square @ square, repeats, pick=min)
     return {"bandwidth_bytes_s": bandwidth, "matmul_flops_s": matmul, "seconds": time.monotonic() - start}
@@ -212,7 +214,6 @@ def judge(run):
     """The run (records.Run) with each ok result's Validity and the run's validity (status, counts, rules
     and its one line), as a new Run. A run recorded before validity was measured (no probes, no load) is
     "unmeasured"."""
-    import dataclasses
     rules = RULES | (run.suite.get("validity") or {})
     probes = run.drift
     drift = drift_of(probes)

@@ -7,17 +7,26 @@ goes to stderr, which the parent keeps as the worker's log.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import sys
+import warnings
 
 import numpy as np
+from threadpoolctl import threadpool_info
+
+from backends import BackendUnavailable
+from engine.errors import RandomWeightsWarning
+
+from .records.labels import product_key
+from .roofline import QUANTIZED, probe
+from .runners import PeerNotInstalled, make_runner
 
 
 def end_with_parent(parent: int | None) -> None:
     """Linux: this worker gets SIGKILL when the bench that started it dies, however it dies."""
-    import ctypes
-    import signal
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -39,7 +48,6 @@ def pin_cores(threads: int) -> None:
 def threads_in_use(backend) -> dict:
     """What the worker runs on, asked of the OS and of each library: the cores it may use, each BLAS or
     OpenMP pool threadpoolctl finds, and the library's own count where it has one."""
-    from threadpoolctl import threadpool_info
     pools = {f"{p['internal_api']}:{p.get('prefix', '')}": p["num_threads"] for p in threadpool_info()}
     return {"cores": len(os.sched_getaffinity(0)), "pools": pools, "library": backend.threads()}
 
@@ -55,11 +63,8 @@ def main(job_path: str) -> int:
         protocol.write(json.dumps(event) + "\n")
         protocol.flush()
 
-    import warnings
 
-    from engine.errors import RandomWeightsWarning
     warnings.filterwarnings("ignore", category=RandomWeightsWarning)  # a bench measures speed: the weights' values do not matter
-    from .runners import make_runner
     threads = job.get("threads")
     if threads:
         pin_cores(threads)  # before the runner loads its library: XLA sizes its pool from the affinity
@@ -70,8 +75,6 @@ def main(job_path: str) -> int:
             probe_backend.limit_threads(threads)
     except Exception as err:  # the parent marks the scenarios: skipped where the runner cannot run here (not
         # installed, no such device), failed where it could and broke (a library that failed to load)
-        from backends import BackendUnavailable
-        from .runners import PeerNotInstalled
         emit(event="fatal", message=f"{type(err).__name__}: {err}",
              skipped=isinstance(err, (BackendUnavailable, PeerNotInstalled)))
         return 0
@@ -82,8 +85,6 @@ def main(job_path: str) -> int:
                       "ci_budget_s": job.get("ci_budget_s", 60.0)} for s in job["scenarios"]]
     precision = job.get("precision", "float32")
     if job.get("roofline"):
-        from .roofline import QUANTIZED, probe
-        from .records.labels import product_key
         # float32 always: memory bandwidth does not depend on the dtype a library reads it with, and a
         # library's slow half-precision matrix x vector must show as a low % of the machine's ceiling, not
         # as a low ceiling (a bfloat16-only run once put jax-loop at 111%).

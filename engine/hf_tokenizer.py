@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import TokenizerError
+from .tokenizer import Tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -68,7 +69,6 @@ def tokenizer_of(directory=None):
     """A checkpoint directory's tokenizer: GPT-2's BPE from its vocab.json and merges.txt where it has them
     (HF's GPT-2 directories also hold a tokenizer.json: the same vocabulary), else its tokenizer.json through
     the tokenizers library; GPT-2's own without a directory."""
-    from .tokenizer import Tokenizer
 
     if directory is None:
         return Tokenizer.gpt2()
@@ -80,7 +80,6 @@ def tokenizer_of(directory=None):
 
 def write_preset_tokenizer(directory, vocab_size: int) -> None:
     """A byte-level BPE tokenizer.json from GPT-2's vocabulary, its first min(vocab_size, 50257) ids."""
-    from .tokenizer import Tokenizer
 
     tokenizers = _library()
     with tempfile.TemporaryDirectory() as tmp:

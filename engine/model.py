@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -10,8 +12,9 @@ from .buckets import Bucket
 from .config import ITEMSIZE, GPTConfig
 from .decoding import strategy_for
 from .errors import CheckpointError, GenerationError, RandomWeightsWarning
-from .generate import generate_tokens
 from .families import Hyper, family_of, load_checkpoint
+from .generate import generate_tokens
+from .hf_tokenizer import tokenizer_of
 from .kv_cache import write_kv
 from .layout import BATCH
 from .prompts import as_prompt_list, check_prompts, padded_batch
@@ -55,7 +58,6 @@ class Model:
 
     @functools.cached_property
     def tokenizer(self):
-        from .hf_tokenizer import TOKENIZER_FILE, tokenizer_of
         directory = self.source.directory if self.source else None
         if self.family.name == "gpt2" and not (directory and (Path(directory) / "vocab.json").exists()):
             return tokenizer_of(None)  # GPT-2's own, as a checkpoint of weights alone expects
@@ -103,7 +105,6 @@ class Model:
 
 def check_fits_memory(config: GPTConfig, weights: str, where) -> None:
     """Refuse, before a byte is converted, a model whose parameters alone exceed this machine's memory."""
-    import os
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -148,7 +149,6 @@ def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = 
         # untransposed tensors) faults back in only what generation reads.
         tensor.release()
     if source.synthetic:
-        import warnings
         mark = source.synthetic
         warnings.warn(f"{mark['preset']} has random weights (a preset with {mark['preset']}'s shapes, seed {mark['seed']}): its "
                       "speed is real, its text is noise; load a checkpoint directory or hub id for real weights",

@@ -18,13 +18,15 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from .safetensors_io import write_safetensors
 from .config import GPTConfig, expected_shapes
-from .families import PRESETS
-from .llama.config import LlamaConfig, expected_shapes as llama_shapes
 from .errors import ArrayGPTError
-from .runtime import resolve_backend
+from .families import PRESETS
 from .files import read_text
+from .hf_tokenizer import write_preset_tokenizer
+from .llama.config import LlamaConfig, expected_shapes as llama_shapes
+from .runtime import resolve_backend
+from .safetensors_io import write_safetensors
+from .tokenizer import Tokenizer
 
 INIT_STD = 0.02
 SYNTHETIC_MARK = "arraygpt_synthetic"  # config.json key naming the preset and seed of random weights
@@ -140,8 +142,6 @@ def write_synthetic_checkpoint(preset: str, directory, seed: int = 0, progress=N
     synthetic checkpoint (and nothing else). progress, if given, is called with (tensors written,
     tensors in all).
     """
-    from .hf_tokenizer import write_preset_tokenizer
-    from .tokenizer import Tokenizer
 
     if preset not in PRESETS:
         raise ArrayGPTError(f"unknown preset {preset!r} (presets: {', '.join(PRESETS)})")

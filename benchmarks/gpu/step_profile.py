@@ -14,6 +14,7 @@ import json
 import time
 from collections import Counter
 
+from backends import BackendError, get_backend
 from engine import load_model
 
 from ..timing import fixed_prompts
@@ -58,7 +59,6 @@ def main():
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    from backends import BackendError, get_backend
     rows = []
     for item in args.backends.split(","):
         name, _, device = item.partition(":")

@@ -6,6 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+from benchmarks.formats import flat_rows
+from benchmarks.records import Run
+
 # Issue 26's targets (124M, 16-token prompt, 128 new tokens; 8 x 1024 prefill): (what, runner, numerics, batch,
 # figure, target). figure: decode or prefill tokens/s, or a ratio to a peer of the same run ("vs_hf-static").
 TARGETS = [
@@ -58,8 +61,6 @@ def main(out: str) -> int:
         lines.append(f"| {name} | {'ok' if code == '0' else 'TIMEOUT' if code == '124' else code} | {seconds} |")
     bench = out / "bench.json"
     if bench.exists():
-        from benchmarks.formats import flat_rows
-        from benchmarks.records import Run
         run = Run.load(bench)
         lines += ["", "| scenario | status | tok/s | % roofline | x hf | x hf-static | parity |", "|---|---|---:|---:|---:|---:|---:|"]
         for row in flat_rows(run):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 
+from backends import BACKENDS
+from engine.errors import ArrayGPTError
 from engine.files import read_text
 
 from .labels import headline as headline_of, numerics_label, product_key, where_label
@@ -16,7 +18,6 @@ SCHEMA = 2
 
 def _ran_tf32_by_default(runner: str) -> bool:
     """Before schema 2 the JAX adapters ran float32 at JAX's default matmul precision (TF32-like on GPUs)."""
-    from backends import BACKENDS
     return runner in BACKENDS and BACKENDS[runner].library == "jax"
 
 
@@ -76,7 +77,6 @@ _COUNTS = ("batch", "prompt_len", "new_tokens")
 
 
 def _fail(path, where: str, what: str):
-    from engine.errors import ArrayGPTError
     raise ArrayGPTError(f"{path}: {where} {what}; not a bench result this arraygpt can read")
 
 
@@ -103,7 +103,6 @@ def check_bench_file(doc, path) -> None:
     """A one-line error unless doc is a bench result this version reads, with sound figures: what
     compare, report and plot check before they use a file (NaN, infinite or negative figures, an unknown
     schema, fields missing or of the wrong type are refused, naming where)."""
-    from engine.errors import ArrayGPTError
     if not isinstance(doc, dict) or doc.get("kind") != BENCH_KIND:
         raise ArrayGPTError(f"{path}: not an arraygpt bench result (no \"kind\": \"{BENCH_KIND}\"); "
                             "give files written by `arraygpt bench --json`")
@@ -178,7 +177,6 @@ def check_bench_file(doc, path) -> None:
 
 
 def read_json(path) -> dict:
-    from engine.errors import ArrayGPTError
     try:
         return json.loads(read_text(path))
     except FileNotFoundError:

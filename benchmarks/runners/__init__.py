@@ -15,6 +15,8 @@ import importlib
 import importlib.util
 from typing import Callable
 
+from backends import get_backend
+
 # the weights llama.cpp reads, with its GGUF file type (q8_0: its own numerics row)
 LLAMACPP_FILE_TYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "q8_0": "Q8_0"}
 
@@ -107,7 +109,6 @@ def peer_status() -> list[tuple[str, bool, str]]:
 
 def make_runner(name: str, device: str | None, precision: str = "float32", mesh: str | None = None):
     """(runner, backend for the roofline probes) for a backend name or a peer."""
-    from backends import get_backend
     if name in PEERS:
         peer = PEERS[name]
         probe_backend = (get_backend("torch", device=device, precision=precision) if peer.probes_with == "torch"

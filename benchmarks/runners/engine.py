@@ -7,16 +7,18 @@ import time
 
 import numpy as np
 
+from engine import load_model
+from engine.checkpoint import leaves
+from engine.config import ITEMSIZE
+from engine.layout import CACHE_AXES
+from engine.prompts import padded_batch
+
 from ..timing import fixed_prompts, run_repeats, summarize_run
 
 
 def per_device_bytes(model, scenario) -> dict:
     """On a mesh: the weight bytes the first device holds and its share of the KV cache (batch over dp,
     heads over tp), as the adapter reports them."""
-    from engine.checkpoint import leaves
-    from engine.config import ITEMSIZE
-    from engine.prompts import padded_batch
-    from engine.layout import CACHE_AXES
     backend, config = model.backend, model.config
     batch = len(padded_batch([[0]] * scenario["batch"], backend.multiple("batch")))
     slots = model.call_shape(scenario["prompt_len"], scenario["new_tokens"]).n_slots
@@ -30,7 +32,6 @@ class EngineRunner:
         self.backend, self._models = backend, {}
 
     def model(self, spec, dtype, weights=None):
-        from engine import load_model
         key = (spec, dtype, weights)
         if key not in self._models:
             self._models.clear()  # one model at a time: memory figures stay per model

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import time
 
+from backends.torch_tf32 import set_cuda_tf32
+from engine.source import resolve_model
+
 from ..timing import fixed_prompts, run_repeats, summarize_run
 
 
@@ -26,7 +29,6 @@ class HFRunner:
     def model(self, spec, dtype):
         from transformers import AutoModelForCausalLM
 
-        from engine.source import resolve_model
         key = (spec, dtype)
         if key not in self._models:
             self._models.clear()
@@ -34,7 +36,6 @@ class HFRunner:
             model = AutoModelForCausalLM.from_pretrained(directory, dtype=getattr(self.torch, dtype))
             self._models[key] = model.to(self.device).eval()
         if self.device.type == "cuda":
-            from backends.torch_tf32 import set_cuda_tf32
             set_cuda_tf32(self.precision == "tf32")
         return self._models[key]
 

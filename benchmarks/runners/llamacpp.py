@@ -21,9 +21,11 @@ import time
 import numpy as np
 
 from engine.layout import round_up
+from engine.source import resolve_model
 
 from ..timing import fixed_prompts, run_repeats, summarize_run
 from . import LLAMACPP_FILE_TYPES as FILE_TYPE_OF, import_for_peer
+from .gguf_export import ensure_gguf
 
 
 class LlamaCppRunner:
@@ -34,9 +36,7 @@ class LlamaCppRunner:
 
     @staticmethod
     def gguf(spec: str, file_type: str):
-        from engine.source import resolve_model
 
-        from .gguf_export import ensure_gguf
         return ensure_gguf(resolve_model(spec).directory, file_type)
 
     def sequences(self, spec: str, weights: str, batch: int, n_ctx: int, n_batch: int) -> "Sequences":

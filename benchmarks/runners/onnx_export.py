@@ -24,9 +24,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engine.families import read_config
+from engine.presets import cache_dir
+
+
 def onnx_path(directory: Path, kind: str) -> Path:
     """Where a checkpoint's graph lives, named by its path and its files' size and time."""
-    from engine.presets import cache_dir
     directory = Path(directory).resolve()
     digest = hashlib.sha256(str(directory).encode())
     for name in ("config.json", "model.safetensors"):
@@ -79,7 +82,6 @@ def cache_shape(config) -> tuple[int, int]:
 def export(directory: Path, step_path: Path, full_path: Path) -> None:
     import torch
 
-    from engine.families import read_config
     config = read_config(directory / "config.json")
     step, full = _modules(directory)
     (H, D), L = cache_shape(config), config.n_layer

@@ -14,6 +14,9 @@ import time
 
 import numpy as np
 
+from engine.families import read_config
+from engine.source import resolve_model
+
 from ..timing import fixed_prompts, run_repeats, summarize_run
 from . import import_for_peer
 from .onnx_export import cache_shape, ensure_onnx
@@ -35,8 +38,6 @@ class OrtRunner:
     @staticmethod
     def graphs(spec: str):
         """(step graph, full graph, config) of a checkpoint, exported on first use."""
-        from engine.families import read_config
-        from engine.source import resolve_model
 
         directory = resolve_model(spec).directory
         return (*ensure_onnx(directory), read_config(directory / "config.json"))

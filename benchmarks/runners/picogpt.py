@@ -6,6 +6,10 @@ import time
 
 import numpy as np
 
+from engine.checkpoint import load_checkpoint, nest_params
+from engine.source import resolve_model
+
+from .. import picogpt_gpt2 as picogpt
 from ..timing import fixed_prompts, run_repeats, summarize_run
 
 
@@ -14,8 +18,6 @@ class PicoGPTRunner:
         self._params = None
 
     def params(self, spec):
-        from engine.checkpoint import load_checkpoint, nest_params
-        from engine.source import resolve_model
         if self._params is None or self._params[0] != spec:
             config, tensors = load_checkpoint(resolve_model(spec).directory)
             flat = {name: np.asarray(t.data) for name, t in tensors.items()}
@@ -23,7 +25,6 @@ class PicoGPTRunner:
         return self._params[1], self._params[2]
 
     def run(self, scenario, inputs, on_token):
-        from .. import picogpt_gpt2 as picogpt
         config, params = self.params(scenario["model"])
         for _ in range(scenario["new_tokens"]):  # picoGPT's loop, with a clock read per token
             logits = picogpt.gpt2(inputs, **params, n_head=config.n_head)
@@ -46,6 +47,5 @@ class PicoGPTRunner:
         return result
 
     def parity_logits(self, spec, dtype, prompt, weights=None):
-        from .. import picogpt_gpt2 as picogpt
         config, params = self.params(spec)
         return np.stack([picogpt.gpt2(list(row), **params, n_head=config.n_head) for row in prompt]).astype(np.float64)

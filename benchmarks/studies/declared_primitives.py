@@ -15,10 +15,12 @@ import platform
 import statistics
 import time
 
+from backends import get_backend
 from engine import load_model
 from engine.errors import ArrayGPTError
 
 from ..environment import environment
+from ..gpu.step_profile import torch_launches
 from ..jsonio import write_json_atomic
 from ..outputs import check_json_output
 from ..timing import fixed_prompts
@@ -28,7 +30,6 @@ KIND = "arraygpt-study"
 
 
 def models(spec: str, backend: str, device: str | None):
-    from backends import get_backend
     declared = get_backend(backend, device=device)
     plain = get_backend(backend, device=device)
     for name in NAMES:
@@ -39,7 +40,6 @@ def models(spec: str, backend: str, device: str | None):
 def operators_per_step(model, prompts, steps: int) -> float | None:
     if not model.backend.name.startswith("torch"):
         return None
-    from ..gpu.step_profile import torch_launches
     return torch_launches(model, prompts, steps)[0]
 
 

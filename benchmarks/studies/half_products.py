@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from backends import get_backend
 from engine.config import ITEMSIZE, PRESETS
 from engine.errors import ArrayGPTError
 
@@ -143,7 +144,6 @@ def jax_sweep(way: Way, weights: list):
 def torch_sweep(way: Way, weights: list):
     import torch
     if way.product == "adapter":
-        from backends import get_backend
         declared = get_backend("torch").product
         return lambda xs: [declared(x, w) for w, x in zip(weights, xs)]
 

@@ -13,7 +13,6 @@ import argparse
 import cProfile
 import pstats
 
-
 from engine import load_model
 
 from ..timing import fixed_prompts

@@ -31,6 +31,30 @@ def test_mixed_floor_counts_the_stored_bytes():
     assert decode_bytes_per_step(config, "float32", 1, 0, "q8_0") == 34 / 32 * matrices + 4 * (rest + one_position)
 
 
+@pytest.mark.parametrize("preset", ["tiny-llama", "smollm2-135m"])  # untied (its table read a row a step), tied
+def test_a_llama_family_decode_step_reads_what_hfs_model_holds(preset):
+    """The bytes a step reads, counted from HF's own model of the preset (meta device): every 2-D weight the
+    products read (lm_head, or the tied embedding), the 1-D norms, one embedding row if untied, and a cache of
+    the key/value heads only."""
+    import torch
+    import transformers
+
+    from benchmarks.roofline import decode_bytes_per_step
+    from engine.llama.config import LLAMA_PRESETS
+    config = LLAMA_PRESETS[preset]
+    with torch.device("meta"):
+        hf = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**config.to_hf_json()))
+    params = dict(hf.named_parameters())
+    table = params["model.embed_tokens.weight"]
+    matrices = sum(p.numel() for n, p in params.items() if p.dim() == 2 and (config.tie_word_embeddings or p is not table))
+    rest = sum(p.numel() for p in params.values() if p.dim() == 1)
+    one_row = 0 if config.tie_word_embeddings else config.n_embd
+    cache_per_slot = 2 * config.n_layer * hf.config.num_key_value_heads * hf.config.head_dim
+    assert decode_bytes_per_step(config, "float32", 1, 0) == 4 * (matrices + rest + one_row)
+    assert decode_bytes_per_step(config, "float32", 2, 10) == 4 * (matrices + rest + one_row + 2 * 10 * cache_per_slot)
+    assert decode_bytes_per_step(config, "float32", 1, 0, "bfloat16") == 2 * matrices + 4 * (rest + one_row)
+
+
 def test_a_mixed_row_and_a_float32_row_stay_apart(tmp_path):
     from arraygpt.cli import main
     backend_or_skip("torch")

@@ -85,3 +85,35 @@ def test_the_records_import_nothing_else_of_benchmarks():
     for module in (m for m in graph if m.startswith("benchmarks.records")):
         above = {n for n in graph[module] if n.startswith("benchmarks.") and not n.startswith("benchmarks.records")}
         assert not above, f"{module} imports {sorted(above)}"
+
+
+# Libraries a module may import inside a function: optional ones (extras, peers, a GPU's), which a process that
+# does not use them must not need; and the adapters the registry loads by name.
+OPTIONAL_LIBRARIES = {"torch", "jax", "jaxlib", "cupy", "cupyx", "nvmath", "llama_cpp", "gguf", "onnxruntime", "onnx",
+                      "onnxscript", "transformers", "matplotlib", "huggingface_hub", "tokenizers", "tiktoken", "pynvml",
+                      "array_api_strict", "fcntl"}
+
+
+def test_imports_inside_functions_are_only_of_optional_libraries():
+    """engine/, backends/ and benchmarks/ import their own modules and the core dependencies at the top, where a
+    reader sees them; inside a function only an optional library (or an adapter of one) is imported. The CLI
+    (arraygpt/) keeps its commands' imports inside them: `arraygpt --help` then loads no array library."""
+    found = []
+    for folder in ("engine", "backends", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for function in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                for node in ast.walk(function):
+                    if isinstance(node, ast.Import):
+                        names = [alias.name for alias in node.names]
+                    elif isinstance(node, ast.ImportFrom):
+                        names = [("." * node.level) + (node.module or "")]
+                    else:
+                        continue
+                    for name in names:
+                        adapter = folder == "backends" and getattr(node, "level", 0) and any(
+                            lib in (node.module or "") or any(lib in a.name for a in node.names) for lib in ("jax", "cupy"))
+                        if name.split(".")[0] not in OPTIONAL_LIBRARIES and not adapter:
+                            found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    assert not found, "imports inside functions of non-optional modules:\n" + "\n".join(found)

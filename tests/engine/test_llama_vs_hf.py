@@ -178,3 +178,18 @@ def test_mixed_and_half_precision_stay_near_hf_float64(variant, backend_name, dt
     expected = hf_logits(model, ids)
     assert ours.params["inv_freq"].dtype == ours.backend.dtype("float32")
     np.testing.assert_allclose(got, expected, atol=0.05 * np.abs(expected).max(), rtol=0)
+
+
+@pytest.mark.parametrize("preset", ["smollm2-135m", "smollm2-360m", "qwen2.5-0.5b", "llama3.2-1b", "tinyllama-1.1b",
+                                    "tiny-llama"])
+def test_each_preset_is_the_shape_hf_builds_from_its_config(preset):
+    """Every preset's config.json, as we write it, builds in transformers a model of exactly our parameter count
+    (the roofline's bytes per step come from it) and of our tensors' shapes (built on the meta device: no memory)."""
+    from engine.llama.config import LLAMA_PRESETS, expected_shapes
+    config = LLAMA_PRESETS[preset]
+    hf_config = transformers.AutoConfig.for_model(**config.to_hf_json())
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(hf_config)
+    assert model.num_parameters() == config.n_params
+    shapes = {name.removeprefix("model."): tuple(p.shape) for name, p in model.named_parameters()}
+    assert shapes == expected_shapes(config)
