@@ -82,11 +82,13 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="arraygpt",
-        description="GPT-2 inference written once against the Python array API standard, "
+        description="GPT-2 and Llama-family inference written once against the Python array API standard, "
                     "run and benchmarked on NumPy, JAX, CuPy and PyTorch.",
-        epilog="Run 'arraygpt COMMAND --help' for a command's options. Models: a preset (tiny, 124M, 355M, "
-               "774M, 1558M: synthetic random weights at GPT-2's shapes, created once and cached), a local "
-               "Hugging Face GPT-2 directory, or a hub id such as gpt2 (needs the 'hub' extra and network).",
+        epilog="Run 'arraygpt COMMAND --help' for a command's options. Models: a preset (GPT-2: tiny, 124M, "
+               "355M, 774M, 1558M; the Llama family: tiny-llama, smollm2-135m, smollm2-360m, qwen2.5-0.5b, "
+               "llama3.2-1b, tinyllama-1.1b: synthetic random weights at the real shapes, created once and "
+               "cached), a local Hugging Face directory (gpt2, llama, qwen2, mistral), or a hub id such as gpt2 "
+               "or Qwen/Qwen2.5-0.5B (needs the 'hub' extra and network).",
     )
     parser.add_argument("--version", action="version", version=f"arraygpt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)

@@ -27,3 +27,14 @@ def test_the_device_check_dry_runs_every_part_on_the_cpu(tmp_path):
     assert bench["complete"] is True and {r["dtype"] for r in bench["results"]} == {"float32", "bfloat16"}
     assert "## GPU check" in result.stdout and "| bench | ok |" in result.stdout  # the table, printed last
     assert all("ms_per_step" in row for row in json.loads((tmp_path / "profile.json").read_text()))
+
+
+def test_the_gpu_targets_are_read_off_gpt2s_rows_not_the_llama_familys():
+    """The GPU check times SmolLM2 135M beside GPT-2 124M (issue 27); issue 26's targets are 124M's."""
+    from benchmarks.gpu.summary import target_lines
+    row = dict(status="ok", prompt_len=16, new_tokens=128, runner="torch", numerics="float32", batch=1,
+               decode_tps=None, prefill_tps=None, vs_hf=None)
+    rows = [row | {"model": "smollm2-135m", "decode_tps": 9999.0, "vs_hf-static": 9.0},
+            row | {"model": "124M", "decode_tps": 750.0, "vs_hf-static": 1.5}]
+    line = next(l for l in target_lines(rows) if l.startswith("| torch recorded float32 b1 |"))
+    assert line == "| torch recorded float32 b1 | 750 | 1,500 | 0.50 |"
