@@ -22,14 +22,14 @@ from engine import load_model
 from engine.families import read_config
 from engine.source import resolve_model
 
-from .derive import derive
-from .environment import environment
 from .jsonio import write_json_atomic
+from .judge.derive import derive
+from .measure.environment import environment
+from .measure.load import machine_probe
+from .measure.timing import PARITY_PROMPT_LEN, fixed_prompts, pool_rounds
 from .outputs import free_path, identity
 from .records import Run, headline
 from .records.schema import SCHEMA
-from .timing import PARITY_PROMPT_LEN, fixed_prompts, pool_rounds
-from .validity import machine_probe
 
 TEMP_PREFIX = "arraygpt-bench-"
 
@@ -157,7 +157,7 @@ class Bench:
         log = tmp / f"log-{stem}.txt"
         pending = {s.id: s for s in scenarios}
         with open(log, "w") as log_file:
-            process = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", str(job)], stdout=subprocess.PIPE,
+            process = subprocess.Popen([sys.executable, "-m", "benchmarks.measure.worker", str(job)], stdout=subprocess.PIPE,
                                        stderr=log_file, text=True, cwd=Path(__file__).resolve().parent.parent)
             try:
                 for line in process.stdout:

@@ -43,6 +43,13 @@ TOLERANCE = {"float64": 1e-10, "float32": 1e-4, "float16": 1e-2, "bfloat16": 6e-
 EXACT_TOKENS = {"float64", "float32"}
 
 
+def logit_difference(got, expected) -> tuple[float, float]:
+    """(max |got - expected|, that over the reference's largest |logit|): parity's one measure of logits, for
+    `arraygpt parity`'s cells and the bench's rows alike (the tolerance follows the logits' magnitude)."""
+    max_abs = float(np.abs(got - expected).max())
+    return max_abs, max_abs / float(np.abs(expected).max())
+
+
 @dataclasses.dataclass
 class ParityCell:
     backend: str
@@ -115,8 +122,7 @@ def run_parity(model_spec, backends, dtypes, *, precision="float32", weights=Non
             cell.greedy_agreement = leading_agreement(cached, expected_tokens)
             progress(f"{where}: one uncached forward")
             cell.cached_vs_uncached, got = cached_vs_uncached(model, prompts, cached)
-            cell.max_abs = float(np.abs(got - expected_logits).max())
-            cell.relative = cell.max_abs / scale
+            cell.max_abs, cell.relative = logit_difference(got, expected_logits)
             failures = []
             if not cell.relative <= cell.tolerance:  # NaN fails too
                 failures.append(f"logits off by {cell.relative:.1e} of max|logit| > {cell.tolerance:.0e}")

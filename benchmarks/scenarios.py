@@ -25,10 +25,10 @@ from engine.errors import ArrayGPTError
 from engine.families import PRESETS as MODEL_PRESETS, read_config
 from engine.files import read_text
 
+from .judge.roofline import QUANTIZED
+from .judge.validity import check_rules
 from .records.labels import numerics_label, where_label, worker_label
-from .roofline import QUANTIZED
 from .runners import PEERS as RUNNER_PEERS, peer_runs
-from .validity import check_rules
 
 SUITES_DIR = Path(__file__).parent / "suites"
 PEERS = tuple(RUNNER_PEERS)

@@ -156,7 +156,7 @@ def run(args) -> int:
     peers = None if args.peer is None else [p for p in args.peer if p != "none"]
     scenarios = expand(suite, backends, overrides, peers, peer_devices(backends))
     if not scenarios:
-        from benchmarks.roofline import QUANTIZED
+        from benchmarks.judge.roofline import QUANTIZED
         quantized = [w for w in args.weights or () if w in QUANTIZED]
         hint = (f"{quantized[0]} weights are llama.cpp's own format: add --peer llamacpp" if quantized else
                 "check --backends, --dtypes, --weights and --peer against the suite (--list shows what runs)")
@@ -195,7 +195,7 @@ def run(args) -> int:
 
 def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds) -> int:
     from benchmarks.harness import Bench
-    from benchmarks.tables import probes_table, results_table
+    from benchmarks.present.tables import probes_table, results_table
 
     console = report_console()
     runners = list(dict.fromkeys(s.runner for s in scenarios))
@@ -245,7 +245,7 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
                     progress.console.print(f"[yellow]{escape(event['id'])}: {event['status']}{escape(why)}[/]",
                                            highlight=False)
 
-        from benchmarks.validity import RULES
+        from benchmarks.judge.validity import RULES
         bench = Bench(scenarios, {"name": suite["name"], "description": suite.get("description", ""),
                                   "overrides": {k: v for k, v in overrides.items() if v is not None},
                                   "validity": RULES | suite.get("validity", {}), "rounds": rounds},
@@ -268,7 +268,7 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
         if run.probes:
             console.print(probes_table(run))
     else:
-        from benchmarks.formats import flat_rows, render
+        from benchmarks.present.formats import flat_rows, render
         print(render(flat_rows(run, run.label), args.format), end="")
     stderr.print(f"results: {bench.json_path}")
     meters = [r.metrics.energy or {} for r in run.ok_results]

@@ -55,7 +55,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from benchmarks.compare import NumericsBudget, compare
+    from benchmarks.judge.compare import NumericsBudget, compare
     from benchmarks.jsonio import write_json_atomic
     from benchmarks.records import Run
     from benchmarks.outputs import check_json_output

@@ -41,7 +41,7 @@ def jax_devices() -> list[dict]:
 
 def run(args) -> int:
     from backends import backend_status
-    from benchmarks.environment import library_versions, machine_info
+    from benchmarks.measure.environment import library_versions, machine_info
     from engine.source import cache_dir
 
     from benchmarks.runners import peer_status

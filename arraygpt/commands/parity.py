@@ -71,7 +71,7 @@ def render(cells) -> tuple[Table, list[str]]:
 
 
 def run(args) -> int:
-    from benchmarks.environment import environment
+    from benchmarks.measure.environment import environment
     from benchmarks.jsonio import write_json_atomic
     from backends.base import DTYPE_NAMES
     from benchmarks.parity import run_parity

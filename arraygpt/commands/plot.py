@@ -16,7 +16,7 @@ def add_parser(sub):
 
 def run(args) -> int:
     from benchmarks.outputs import check_image_output
-    from benchmarks.plot import plot_results
+    from benchmarks.present.plot import plot_results
     from benchmarks.records import Run
 
     from pathlib import Path

@@ -83,7 +83,7 @@ versions() {
   command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   "$PY" -c "
 import platform; print('python', platform.python_version())
-from benchmarks.environment import library_versions
+from benchmarks.measure.environment import library_versions
 for name, version in library_versions().items(): print(name, version)
 from backends import backend_status
 for name, ok, where in backend_status(): print('backend', name, 'usable on' if ok else 'NOT usable:', where)

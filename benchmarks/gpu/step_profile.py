@@ -17,7 +17,7 @@ from collections import Counter
 from backends import BackendError, get_backend
 from engine import load_model
 
-from ..timing import fixed_prompts
+from ..measure.timing import fixed_prompts
 
 TOP_KERNELS = 25  # kernel names kept per backend: where the launches of a step come from
 

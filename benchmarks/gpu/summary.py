@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.formats import flat_rows
+from benchmarks.present.formats import flat_rows
 from benchmarks.records import Run
 from engine.llama.config import LLAMA_PRESETS
 

@@ -13,7 +13,7 @@ from engine.config import ITEMSIZE
 from engine.layout import CACHE_AXES
 from engine.prompts import padded_batch
 
-from ..timing import fixed_prompts, run_repeats, summarize_run
+from ..measure.timing import fixed_prompts, run_repeats, summarize_run
 
 
 def per_device_bytes(model, scenario) -> dict:

@@ -16,7 +16,7 @@ import time
 from backends.torch_tf32 import set_cuda_tf32
 from engine.source import resolve_model
 
-from ..timing import fixed_prompts, run_repeats, summarize_run
+from ..measure.timing import fixed_prompts, run_repeats, summarize_run
 
 
 class HFRunner:

@@ -23,7 +23,7 @@ import numpy as np
 from engine.layout import round_up
 from engine.source import resolve_model
 
-from ..timing import fixed_prompts, run_repeats, summarize_run
+from ..measure.timing import fixed_prompts, run_repeats, summarize_run
 from . import LLAMACPP_FILE_TYPES as FILE_TYPE_OF, import_for_peer
 from .gguf_export import ensure_gguf
 

@@ -17,7 +17,7 @@ import numpy as np
 from engine.families import read_config
 from engine.source import resolve_model
 
-from ..timing import fixed_prompts, run_repeats, summarize_run
+from ..measure.timing import fixed_prompts, run_repeats, summarize_run
 from . import import_for_peer
 from .onnx_export import cache_shape, ensure_onnx
 

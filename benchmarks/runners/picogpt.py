@@ -10,7 +10,7 @@ from engine.checkpoint import load_checkpoint, nest_params
 from engine.source import resolve_model
 
 from .. import picogpt_gpt2 as picogpt
-from ..timing import fixed_prompts, run_repeats, summarize_run
+from ..measure.timing import fixed_prompts, run_repeats, summarize_run
 
 
 class PicoGPTRunner:

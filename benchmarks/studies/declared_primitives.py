@@ -19,11 +19,11 @@ from backends import get_backend
 from engine import load_model
 from engine.errors import ArrayGPTError
 
-from ..environment import environment
 from ..gpu.step_profile import torch_launches
 from ..jsonio import write_json_atomic
+from ..measure.environment import environment
+from ..measure.timing import fixed_prompts
 from ..outputs import check_json_output
-from ..timing import fixed_prompts
 
 NAMES = ("layer_norm", "gelu", "softmax")
 KIND = "arraygpt-study"

@@ -28,11 +28,11 @@ from backends import get_backend
 from engine.config import ITEMSIZE, PRESETS
 from engine.errors import ArrayGPTError
 
-from ..environment import environment
 from ..jsonio import write_json_atomic
+from ..judge.roofline import matrix_shapes
+from ..measure.environment import environment
+from ..measure.load import MachineLoad
 from ..outputs import check_json_output
-from ..roofline import matrix_shapes
-from ..validity import MachineLoad
 
 KIND = "arraygpt-study"
 

@@ -15,7 +15,7 @@ import pstats
 
 from engine import load_model
 
-from ..timing import fixed_prompts
+from ..measure.timing import fixed_prompts
 
 
 def profile(model, batch, prompt_len, steps):

@@ -18,7 +18,7 @@ import numpy as np
 
 from engine import load_model
 
-from ..timing import fixed_prompts
+from ..measure.timing import fixed_prompts
 
 
 def round_to_tf32(x: np.ndarray) -> np.ndarray:

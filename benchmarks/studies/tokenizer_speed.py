@@ -17,8 +17,8 @@ import time
 from engine.errors import ArrayGPTError
 from engine.tokenizer import END_OF_TEXT, GPT2_PATTERN, GPT2_RANKS_FILE, Tokenizer
 
-from ..environment import environment
 from ..jsonio import write_json_atomic
+from ..measure.environment import environment
 from ..outputs import check_json_output
 
 

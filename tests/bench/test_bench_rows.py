@@ -16,7 +16,7 @@ def test_mixed_floor_counts_the_stored_bytes():
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from benchmarks.roofline import decode_bytes_per_step
+    from benchmarks.judge.roofline import decode_bytes_per_step
     from engine.config import PRESETS
 
     with torch.device("meta"):
@@ -39,7 +39,7 @@ def test_a_llama_family_decode_step_reads_what_hfs_model_holds(preset):
     import torch
     import transformers
 
-    from benchmarks.roofline import decode_bytes_per_step
+    from benchmarks.judge.roofline import decode_bytes_per_step
     from engine.llama.config import LLAMA_PRESETS
     config = LLAMA_PRESETS[preset]
     with torch.device("meta"):
@@ -109,7 +109,7 @@ def test_every_worker_measures_the_float32_bandwidth_whatever_its_rows(tmp_path)
 
 
 def test_a_roofline_over_100_percent_is_never_printed_bare():
-    from benchmarks.report import _percent
-    from benchmarks.tables import roofline_cell
+    from benchmarks.present.report import _percent
+    from benchmarks.present.tables import roofline_cell
     assert roofline_cell(0.56) == "56%" and roofline_cell(1.11) == "[red]!111%[/]"
     assert _percent(0.56) == "56%" and _percent(1.26) == "**!126%**"

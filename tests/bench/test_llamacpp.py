@@ -73,7 +73,7 @@ def test_llamacpp_f32_greedy_tokens_equal_hf_greedy_tokens(tiny_dir):
     from transformers import GPT2LMHeadModel
 
     from benchmarks.runners.llamacpp import LlamaCppRunner
-    from benchmarks.timing import fixed_prompts
+    from benchmarks.measure.timing import fixed_prompts
     scenario = {"model": "tiny", "dtype": "float32", "weights": None, "batch": 1, "prompt_len": 12, "new_tokens": 24}
     prompt = fixed_prompts(1, 12, 50257)
     hf = GPT2LMHeadModel.from_pretrained(tiny_dir, dtype=torch.float32).eval()
@@ -94,7 +94,7 @@ def test_llamacpp_parallel_sequences_give_each_prompt_hf_greedy_tokens(tiny_dir)
     from transformers import GPT2LMHeadModel
 
     from benchmarks.runners.llamacpp import LlamaCppRunner
-    from benchmarks.timing import fixed_prompts
+    from benchmarks.measure.timing import fixed_prompts
     scenario = {"model": "tiny", "dtype": "float32", "weights": None, "batch": 3, "prompt_len": 12, "new_tokens": 20}
     prompts = fixed_prompts(3, 12, 50257)
     hf = GPT2LMHeadModel.from_pretrained(tiny_dir, dtype=torch.float32).eval()
@@ -108,7 +108,7 @@ def test_llamacpp_parallel_sequences_give_each_prompt_hf_greedy_tokens(tiny_dir)
 @pytest.mark.parametrize("weights, tolerance", [("float32", 1e-3), ("bfloat16", 3e-2), ("q8_0", 6e-2)])
 def test_llamacpp_logits_match_the_float64_reference(weights, tolerance):
     from benchmarks.runners.llamacpp import LlamaCppRunner
-    from benchmarks.timing import fixed_prompts
+    from benchmarks.measure.timing import fixed_prompts
     from engine import load_model
     prompt = fixed_prompts(1, 16, 50257, seed=1)
     expected = np.asarray(load_model("tiny", backend="numpy", dtype="float64").logits(prompt))
@@ -173,7 +173,7 @@ def test_llamacpp_runs_the_llama_family_with_hf_greedy_tokens(llama_family):
     from transformers import AutoModelForCausalLM
 
     from benchmarks.runners.llamacpp import LlamaCppRunner
-    from benchmarks.timing import fixed_prompts
+    from benchmarks.measure.timing import fixed_prompts
     from engine import load_model
     vocab = load_model(llama_family, backend="numpy").config.vocab_size
     scenario = {"model": llama_family, "dtype": "float32", "weights": None, "batch": 3, "prompt_len": 12,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.derive import derive
+from benchmarks.judge.derive import derive
 from benchmarks.records import Result, Run, label
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"

@@ -29,7 +29,7 @@ def model(request):
 
 
 def prompt(batch, length, vocab):
-    from benchmarks.timing import fixed_prompts
+    from benchmarks.measure.timing import fixed_prompts
     return fixed_prompts(batch, length, vocab)
 
 

@@ -17,10 +17,10 @@ import dataclasses
 
 from engine.families import PRESETS, config_from_fields
 
-from .records import Derived, Result, Run, as_run
-from .records.labels import numerics_label, product_key
+from ..records import Derived, Result, Run, as_run
+from ..records.labels import numerics_label, product_key
+from ..runners import PEERS
 from .roofline import allreduce_bytes_per_step, decode_floor_tps, prefill_ceiling_tps
-from .runners import PEERS
 from .validity import judge
 
 

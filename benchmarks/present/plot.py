@@ -11,9 +11,9 @@ import collections
 
 from engine.errors import ArrayGPTError
 
-from .derive import derive
-from .records import Run, label
-from .runners import PEERS
+from ..judge.derive import derive
+from ..records import Run, label
+from ..runners import PEERS
 
 
 def _lines(results, x_key, fixed_keys):

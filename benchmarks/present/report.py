@@ -13,9 +13,9 @@ import math
 
 from engine.errors import ArrayGPTError
 
-from .derive import derive
-from .records import Run, label
-from .runners import PEERS
+from ..judge.derive import derive
+from ..records import Run, label
+from ..runners import PEERS
 
 
 @dataclasses.dataclass

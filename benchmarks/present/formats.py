@@ -11,9 +11,9 @@ import csv
 import io
 import json
 
-from .derive import derive
-from .records import Derived, Metrics
-from .runners import PEERS
+from ..judge.derive import derive
+from ..records import Derived, Metrics
+from ..runners import PEERS
 
 FORMATS = ("csv", "jsonl", "md")
 COLUMNS = ["run", "id", "runner", "device", "device_key", "mesh", "threads", "numerics", "model", "batch",

@@ -12,9 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .derive import derive
-from .records import Result, Run, label
-from .runners import PEERS
+from ..judge.derive import derive
+from ..records import Result, Run, label
+from ..runners import PEERS
 
 
 def _fmt(value, spec, empty=""):

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
+from ..records.labels import headline
 from .energy import EnergyMeter, pooled as pooled_energy
-from .records.labels import headline
-from .validity import MachineLoad, pooled_load
+from .load import MachineLoad, pooled_load
 
 PARITY_PROMPT_LEN = 16
 

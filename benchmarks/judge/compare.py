@@ -14,10 +14,10 @@ import numpy as np
 
 from engine.errors import ArrayGPTError
 
+from ..parity import TOLERANCE
+from ..records import Result, Run, as_run
+from ..runners import PEERS
 from .derive import derive
-from .parity import TOLERANCE
-from .records import Result, Run, as_run
-from .runners import PEERS
 
 
 @dataclasses.dataclass
