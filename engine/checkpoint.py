@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .config import GPTConfig, expected_shapes
 from .errors import CheckpointError
-from .safetensors_io import HostTensor, read_safetensors
+from .safetensors_io import HostTensor, check_tensor_set, read_safetensors
 
 _DROPPED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
 # HF's Conv1D weights, stored [n_in, n_out]; the model takes them as [n_out, n_in] (engine.layers.linear).
@@ -75,21 +75,8 @@ def load_checkpoint(directory: Path) -> tuple[GPTConfig, dict[str, HostTensor]]:
                                   f"{name}): which one is meant is unclear")
         tensors[bare] = dataclasses.replace(tensor, name=name)
     tensors = {bare: dataclasses.replace(t, name=bare) for bare, t in tensors.items()}
-    expected = expected_shapes(config)
-    missing = [name for name in expected if name not in tensors]
-    if missing:
-        raise CheckpointError(f"{model_file}: missing tensor {missing[0]}"
-                              f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; {implied}"
-                              + ("; tie_word_embeddings is false, so the logits need their own lm_head.weight"
-                                 if missing[0] == "lm_head.weight" else ""))
-    unexpected = [name for name in tensors if name not in expected]
-    if unexpected:
-        raise CheckpointError(f"{model_file}: unexpected tensor {unexpected[0]}"
-                              f"{f' (and {len(unexpected) - 1} more)' if len(unexpected) > 1 else ''}; {implied}")
-    for name, shape in expected.items():
-        if tensors[name].shape != shape:
-            raise CheckpointError(f"{model_file}: tensor {name} has shape {list(tensors[name].shape)}, "
-                                  f"expected {list(shape)} ({implied})")
+    check_tensor_set(model_file, tensors, expected_shapes(config), implied, missing_hint={
+        "lm_head.weight": "tie_word_embeddings is false, so the logits need their own lm_head.weight"})
     return config, tensors
 
 

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from .errors import CheckpointError
-from .files import read_text
+from .files import read_config_json
 
 GPT2_VOCAB_SIZE = 50257
 END_OF_TEXT_ID = 50256
@@ -125,14 +125,7 @@ class GPTConfig:
 
     @classmethod
     def from_hf_json(cls, path: Path) -> "GPTConfig":
-        try:
-            raw = json.loads(read_text(path))
-        except FileNotFoundError:
-            raise CheckpointError(f"{path}: missing (a GPT-2 checkpoint needs config.json)") from None
-        except (OSError, ValueError, RecursionError) as err:
-            raise CheckpointError(f"{path}: not readable JSON ({str(err)[:100]})") from None
-        if not isinstance(raw, dict):
-            raise CheckpointError(f"{path}: not a JSON object")
+        raw = read_config_json(path)
         try:
             return cls.from_hf_dict(raw)
         except CheckpointError as err:

@@ -21,6 +21,10 @@ class TokenizerError(ArrayGPTError, ValueError):
     """Text the tokenizer refuses, such as a special token in ordinary text."""
 
 
+class SlowPathWarning(UserWarning):
+    """A dtype the backend declares far slower than float32 here: it runs, at the measured cost the warning names."""
+
+
 class RandomWeightsWarning(UserWarning):
     """A model loaded from a preset: GPT-2's shapes with random weights, so its speed is real and its text is
     noise. Warned once per place in the caller's code (the CLI says it in its own words)."""

@@ -9,14 +9,13 @@ A checkpoint directory's config.json names its family by model_type (absent: GPT
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 from .checkpoint import is_matrix as gpt2_is_matrix, load_checkpoint as gpt2_load_checkpoint, nest_params as gpt2_nest
 from .config import PRESETS as GPT2_PRESETS, GPTConfig
 from .errors import CheckpointError
-from .files import read_text
+from .files import read_config_json
 from .gpt2 import gpt2
 from .layers import ENGINE, Primitives
 from .layout import Shapes as GPT2Shapes, lay_out as gpt2_lay_out
@@ -81,14 +80,7 @@ def config_from_hf_dict(raw: dict):
 
 def read_config(path: Path):
     """A checkpoint's config.json, as its family's config; one-line errors naming the file."""
-    try:
-        raw = json.loads(read_text(path))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing (a checkpoint needs config.json)") from None
-    except (OSError, ValueError, RecursionError) as err:
-        raise CheckpointError(f"{path}: not readable JSON ({str(err)[:100]})") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{path}: not a JSON object")
+    raw = read_config_json(path)
     try:
         return config_from_hf_dict(raw)
     except CheckpointError as err:

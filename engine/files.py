@@ -3,9 +3,12 @@ config.json, a suite or a bench result is refused at once instead of hanging the
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
+
+from .errors import CheckpointError
 
 
 class NotARegularFile(OSError):
@@ -31,3 +34,17 @@ def read_bytes(path) -> bytes:
 
 def read_text(path, encoding: str = "utf-8") -> str:
     return read_bytes(path).decode(encoding)
+
+
+def read_config_json(path) -> dict:
+    """A checkpoint's config.json as a JSON object; one-line errors naming the file (missing, unreadable, nested
+    past the parser's depth, not an object)."""
+    try:
+        raw = json.loads(read_text(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (a checkpoint needs config.json)") from None
+    except (OSError, ValueError, RecursionError) as err:
+        raise CheckpointError(f"{path}: not readable JSON ({str(err)[:100]})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: not a JSON object")
+    return raw

@@ -11,7 +11,7 @@ from typing import Iterator
 from .buckets import Bucket
 from .config import ITEMSIZE, GPTConfig
 from .decoding import strategy_for
-from .errors import CheckpointError, GenerationError, RandomWeightsWarning
+from .errors import CheckpointError, GenerationError, RandomWeightsWarning, SlowPathWarning
 from .families import Hyper, family_of, load_checkpoint
 from .generate import generate_tokens
 from .hf_tokenizer import tokenizer_of
@@ -129,6 +129,9 @@ def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = 
     if ITEMSIZE.get(weights, 0) > ITEMSIZE.get(dtype, 0):
         raise GenerationError(f"weights in {weights} are wider than the {dtype} arithmetic that would read them; "
                               f"use weights of {dtype} or narrower (bfloat16, float16)")
+    for name in dict.fromkeys((dtype, weights)):
+        if name in getattr(backend, "slow_dtypes", {}):
+            warnings.warn(f"{name} on {backend.name}: {backend.slow_dtypes[name]}", SlowPathWarning, stacklevel=2)
     source = resolve_model(spec, seed=seed, progress=progress)
     config, tensors = load_checkpoint(source.directory)
     check_fits_memory(config, weights, source.directory)

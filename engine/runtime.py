@@ -54,6 +54,9 @@ class Backend(Protocol):
     # device, where the adapter writes in place (torch: index_copy_), so a recorded cache stays put and needs
     # no copy per step; None: engine.kv_cache.replace_slot, a select into a new array.
     write_slot: Callable | None
+    # dtypes this library runs far slower than float32, each with why and the measured cost (the registry's
+    # declaration): load_model warns, in one line, when a model is stored or computed in one of them.
+    slow_dtypes: dict
 
     def dtype(self, name: str) -> Any:
         """The namespace's dtype for 'float32', 'float16', ...; raises if the library lacks it."""

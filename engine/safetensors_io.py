@@ -164,3 +164,22 @@ def write_safetensors(path: Path, tensors: Iterable[tuple[str, tuple[int, ...], 
             f.write(data)
             if on_tensor is not None:
                 on_tensor(name)
+
+
+def check_tensor_set(where, tensors: dict, expected: dict, implied: str, missing_hint: dict | None = None) -> None:
+    """The tensors a checkpoint holds (bare name -> HostTensor) against the names and shapes its config implies:
+    one line naming the first missing, unexpected or misshapen tensor and what the config says (implied).
+    missing_hint: a sentence to add when a given tensor is the first missing one."""
+    missing = [name for name in expected if name not in tensors]
+    if missing:
+        raise CheckpointError(f"{where}: missing tensor {missing[0]}"
+                              f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; {implied}"
+                              + (f"; {missing_hint[missing[0]]}" if missing_hint and missing[0] in missing_hint else ""))
+    unexpected = [name for name in tensors if name not in expected]
+    if unexpected:
+        raise CheckpointError(f"{where}: unexpected tensor {unexpected[0]}"
+                              f"{f' (and {len(unexpected) - 1} more)' if len(unexpected) > 1 else ''}; {implied}")
+    for name, shape in expected.items():
+        if tensors[name].shape != shape:
+            raise CheckpointError(f"{where}: tensor {name} has shape {list(tensors[name].shape)}, expected "
+                                  f"{list(shape)} ({implied})")

@@ -193,6 +193,18 @@ def run(args) -> int:
         return _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
 
 
+def slow_paths(scenarios) -> list[tuple[str, str, str]]:
+    """(runner, dtype, why) for each backend asked to run a dtype it declares far slower than float32."""
+    from backends import BACKENDS
+    found = {}
+    for s in scenarios:
+        declared = dict(BACKENDS[s.runner].slow_dtypes) if s.runner in BACKENDS else {}
+        for dtype in (s.dtype, s.weights):
+            if dtype in declared:
+                found[(s.runner, dtype)] = declared[dtype]
+    return [(runner, dtype, why) for (runner, dtype), why in found.items()]
+
+
 def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds) -> int:
     from benchmarks.harness import Bench
     from benchmarks.present.tables import probes_table, results_table
@@ -204,6 +216,8 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
                  + ("warm-up {} + {} timed repeat(s) each".format(*each[0]) if len(each) == 1 else
                     f"{min(r for _, r in each)}-{max(r for _, r in each)} timed repeats each")
                  + f"; results to {json_path}", highlight=False)
+    for runner, dtype, why in slow_paths(scenarios):
+        stderr.print(f"warning: {runner} {dtype}: {why}", highlight=False)
     heartbeat = Heartbeat(enabled=not stderr.is_terminal)
     # Off a terminal the bar draws nothing, so it is disabled: no refresh thread then shares rich's locks
     # with the main thread, which a Ctrl-C landing mid-print could leave held (a bench that never ends).

@@ -40,13 +40,14 @@ _TOP = {"wte": "token_embd", "wpe": "position_embd", "ln_f": "output_norm", "lm_
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
-def gguf_name(name: str) -> str:
-    """'h.3.attn.c_attn.weight' -> 'blk.3.attn_qkv.weight'; 'wte.weight' -> 'token_embd.weight'."""
+def gguf_name(name: str, blocks: str = "h.", block_parts: dict = _BLOCK, top: dict = _TOP) -> str:
+    """An HF tensor name as GGUF's: 'h.3.attn.c_attn.weight' -> 'blk.3.attn_qkv.weight' (GPT-2's maps by
+    default; blocks="layers." with the Llama family's); 'wte.weight' -> 'token_embd.weight'."""
     stem, kind = name.rsplit(".", 1)
-    if stem.startswith("h."):
-        _, block, part = stem.split(".", 2)
-        return f"blk.{block}.{_BLOCK[part]}.{kind}"
-    return f"{_TOP[stem]}.{kind}"
+    if stem.startswith(blocks):
+        block, part = stem.removeprefix(blocks).split(".", 1)
+        return f"blk.{block}.{block_parts[part]}.{kind}"
+    return f"{top[stem]}.{kind}"
 
 
 def gguf_tensors(directory: Path):
@@ -82,11 +83,7 @@ _LLAMA_TOP = {"embed_tokens": "token_embd", "norm": "output_norm", "lm_head": "o
 
 def llama_gguf_name(name: str) -> str:
     """'layers.3.self_attn.q_proj.weight' -> 'blk.3.attn_q.weight'; 'embed_tokens.weight' -> 'token_embd.weight'."""
-    stem, kind = name.rsplit(".", 1)
-    if stem.startswith("layers."):
-        _, block, part = stem.split(".", 2)
-        return f"blk.{block}.{_LLAMA_BLOCK[part]}.{kind}"
-    return f"{_LLAMA_TOP[stem]}.{kind}"
+    return gguf_name(name, "layers.", _LLAMA_BLOCK, _LLAMA_TOP)
 
 
 def interleave_rotary(data: np.ndarray, n_heads: int) -> np.ndarray:

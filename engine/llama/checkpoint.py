@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import CheckpointError
 from ..files import read_text
 from ..layout import HEADS, MLP, VOCAB, Layout, as_stored, round_up
-from ..safetensors_io import HostTensor, read_safetensors
+from ..safetensors_io import HostTensor, check_tensor_set, read_safetensors
 from .config import LlamaConfig, expected_shapes
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -146,19 +146,7 @@ def load_checkpoint(directory: Path, config: LlamaConfig) -> tuple[LlamaConfig, 
             config = dataclasses.replace(config, tie_word_embeddings=False)  # as transformers 5: a distinct head is used
         else:
             del tensors["lm_head.weight"]
-    expected = expected_shapes(config)
-    missing = [name for name in expected if name not in tensors]
-    if missing:
-        raise CheckpointError(f"{where}: missing tensor {missing[0]}"
-                              f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; {implied}")
-    unexpected = [name for name in tensors if name not in expected]
-    if unexpected:
-        raise CheckpointError(f"{where}: unexpected tensor {unexpected[0]}"
-                              f"{f' (and {len(unexpected) - 1} more)' if len(unexpected) > 1 else ''}; {implied}")
-    for name, shape in expected.items():
-        if tensors[name].shape != shape:
-            raise CheckpointError(f"{where}: tensor {name} has shape {list(tensors[name].shape)}, expected "
-                                  f"{list(shape)} ({implied})")
+    check_tensor_set(where, tensors, expected_shapes(config), implied)
     tensors[INV_FREQ] = inv_freq_tensor(config)
     return config, tensors
 

@@ -163,3 +163,23 @@ def test_torch_without_a_compiler_falls_back_to_eager_with_one_warning(tmp_path)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "True", "True", "1"], done.stdout + done.stderr[-2000:]
+
+
+def test_a_dtype_the_backend_declares_slow_is_said_with_its_measured_cost(small_checkpoint):
+    """numpy float16 runs (26x slower than float32 at 124M b1, measured and committed): load_model warns in
+    one line naming the cost; a float32 load does not warn; the CLI and the bench's plan say it once."""
+    import subprocess
+    import sys
+    import warnings
+
+    from engine import load_model
+    from engine.errors import SlowPathWarning
+    with pytest.warns(SlowPathWarning, match=r"float16 on numpy: .*26x slower"):
+        load_model(small_checkpoint, backend="numpy", weights="float16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SlowPathWarning)
+        load_model(small_checkpoint, backend="numpy")
+    out = subprocess.run([sys.executable, "-m", "arraygpt", "generate", "--model", "tiny", "--weights", "float16",
+                          "-n", "2", "hi"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stderr.count("26x slower") == 1
+    assert "arraygpt: warning: float16 on numpy" in out.stderr
