@@ -26,6 +26,8 @@ class CupyBackend(ArrayBackend):
     # float32/float16: GELU one kernel, LayerNorm and softmax three (cupy_primitives.py), the engine's 8, 9 and 5
     layer_norm = staticmethod(cupy_primitives.layer_norm)
     gelu = staticmethod(cupy_primitives.gelu)
+    rms_norm = staticmethod(cupy_primitives.rms_norm)  # the Llama family: 2 kernels, and SiLU 1, never run yet
+    silu = staticmethod(cupy_primitives.silu)
     softmax = staticmethod(cupy_primitives.softmax)
 
     def __init__(self, device: str | None = None, precision: str = "float32", record: bool = True):
