@@ -1,7 +1,7 @@
 """PyTorch (CPU or CUDA) through array_api_compat's torch namespace. No compilation of the step; on CUDA the
 decode step is recorded once per shape bucket as a CUDA graph and replayed per token (torch_graphs.py; the
 `torch-eager` variant, or record=False, runs it op by op; record=True on the CPU uses the graph's CPU stand-in);
-on the CPU, one-row products with bfloat16 weights run a compiled fused reduction (torch_products.py). LayerNorm,
+on the CPU, one-row products with bfloat16 or float32 weights run a compiled fused reduction (torch_products.py). LayerNorm,
 GELU and softmax are torch's own kernels (torch_primitives.py)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from array_api_compat import torch as xp  # noqa: E402
 
 from .recording import Recorder  # noqa: E402
 from .torch_graphs import copy_into, graph_for, write_slot  # noqa: E402
-from .torch_products import BfloatRowProduct  # noqa: E402
+from .torch_products import RowProduct  # noqa: E402
 from . import torch_primitives  # noqa: E402
 
 
@@ -53,8 +53,8 @@ class TorchBackend(ArrayBackend):
                                          where=str(self.device))
         torch.set_grad_enabled(False)  # inference only: no autograd graph per op
         # CUDA keeps the engine's products: the reduction was measured on CPUs only.
-        self.product = BfloatRowProduct() if self.device.type == "cpu" else None
-        self.compiled_products = (("float32", "bfloat16"),) if self.product else ()
+        self.product = RowProduct() if self.device.type == "cpu" else None
+        self.compiled_products = (("float32", "bfloat16"), ("float32", "float32")) if self.product else ()
         # Declared by the device, or by the option: None records on CUDA only.
         self.records_steps = self.device.type == "cuda" if record is None else bool(record)
         if record is False:

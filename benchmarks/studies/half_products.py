@@ -72,6 +72,7 @@ WAYS = {
     "jax-bf16-reduce": Way("jax", "bfloat16", "reduce"),
     "jax-f16-reduce": Way("jax", "float16", "reduce"),
     "torch-f32": Way("torch", "float32", "engine"),
+    "torch-f32-adapter": Way("torch", "float32", "adapter", note="what the torch adapter runs for one float32 row"),
     "torch-bf16": Way("torch", "bfloat16", "engine", note="the engine's product (torch's before 126a798)"),
     "torch-bf16-adapter": Way("torch", "bfloat16", "adapter", note="what the torch adapter runs"),
     "torch-f16": Way("torch", "float16", "engine"),
