@@ -194,21 +194,24 @@ class LlamaConfig:
                                       f"{' or '.join(json.dumps(a) for a in allowed)}")
         window = raw.get("sliding_window")
         max_pos = raw.get("max_position_embeddings", 2048)
+        _check_int("max_position_embeddings", max_pos)
         if model_type == "mistral" and window is not None and not (isinstance(window, int) and window >= max_pos):
             raise CheckpointError(f"sliding_window is {window!r}: arraygpt attends to the whole context (null, or "
                                   f">= max_position_embeddings {max_pos}, changes nothing)")
-        if any(t != "full_attention" for t in raw.get("layer_types") or ()):
+        layer_types = raw.get("layer_types")
+        if layer_types is not None and not (isinstance(layer_types, list) and all(isinstance(t, str) for t in layer_types)):
+            raise CheckpointError(f"layer_types must be a list of strings or null, got {json.dumps(layer_types)[:60]}")
+        if any(t != "full_attention" for t in layer_types or ()):
             raise CheckpointError("layer_types has sliding-window layers: arraygpt attends to the whole context")
         missing = [n for n in ("num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size",
                                "vocab_size") if n not in raw]
         if missing:
             raise CheckpointError(f"missing field {missing[0]!r}")
-        rope = dict(raw.get("rope_parameters") or {})  # transformers 5 writes rope_theta and scaling here
-        if raw.get("rope_scaling"):
-            rope |= raw["rope_scaling"]
+        rope = dict(_table(raw, "rope_parameters"))  # transformers 5 writes rope_theta and scaling here
+        rope |= _table(raw, "rope_scaling")
         theta = rope.get("rope_theta", raw.get("rope_theta", 10000.0))
         rope_type = rope.get("rope_type", rope.get("type", "default"))
-        if rope_type not in ROPE_TYPES:
+        if not isinstance(rope_type, str) or rope_type not in ROPE_TYPES:
             raise CheckpointError(f"rope_scaling of type {rope_type!r} is not implemented (only "
                                   f"{', '.join(ROPE_TYPES)})")
         scaling = None
@@ -240,6 +243,16 @@ HONOURED = frozenset({
     "vocab_size", "max_position_embeddings", "rms_norm_eps", "rope_theta", "rope_scaling", "rope_parameters",
     "head_dim", "attention_bias", "tie_word_embeddings", "eos_token_id", "sliding_window", "layer_types",
 })
+
+
+def _table(raw: dict, name: str) -> dict:
+    """A field that holds an object (rope_scaling, rope_parameters): {} when absent or null."""
+    value = raw.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{name} must be an object or null, got {json.dumps(value)[:60]}")
+    return value
 
 
 def _check_int(name, value):

@@ -116,6 +116,35 @@ def test_mutated_config_json(workdir, fields, drop):
     loads_or_refuses(directory)
 
 
+@pytest.fixture(scope="module")
+def llama_workdir(tmp_path_factory):
+    from engine.source import resolve_model
+    root = tmp_path_factory.mktemp("llama-fuzz")
+    shutil.copytree(resolve_model("tiny-llama").directory, root / "ckpt")
+    return root
+
+
+@FUZZ
+@given(fields=st.dictionaries(st.sampled_from(["num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                                                "hidden_size", "intermediate_size", "vocab_size",
+                                                "max_position_embeddings", "rms_norm_eps", "rope_theta",
+                                                "rope_scaling", "rope_parameters", "head_dim", "attention_bias",
+                                                "tie_word_embeddings", "hidden_act", "model_type", "eos_token_id",
+                                                "sliding_window", "layer_types", "mlp_bias", "partial_rotary_factor"]),
+                              json_values | st.integers(0, 5000), max_size=4),
+       drop=st.lists(st.sampled_from(["num_hidden_layers", "num_attention_heads", "hidden_size", "vocab_size",
+                                      "intermediate_size"]), max_size=2))
+def test_mutated_llama_config_json(llama_workdir, fields, drop):
+    """The Llama family's config.json (tiny-llama's), mutated field by field: it loads, or one line names why."""
+    directory = llama_workdir / "config-mutated"
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(llama_workdir / "ckpt", directory)
+    config = json.loads((directory / "config.json").read_text())
+    config = {k: v for k, v in (config | fields).items() if k not in drop}
+    (directory / "config.json").write_text(json.dumps(config))
+    loads_or_refuses(directory)
+
+
 def mutate(doc, data):
     """Replace a random place of a JSON document with a random value (or delete it)."""
     node, path = doc, []
@@ -276,3 +305,34 @@ def test_reading_a_users_file_never_waits_on_what_is_not_a_regular_file(tmp_path
     with pytest.raises(OSError):
         read_text(path)
     assert time.time() - start < 5
+
+
+@pytest.fixture(scope="module")
+def sharded_workdir(tmp_path_factory):
+    """tiny-llama re-saved by HF as shards with model.safetensors.index.json."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from engine.source import resolve_model
+    root = tmp_path_factory.mktemp("sharded-fuzz")
+    source = resolve_model("tiny-llama").directory
+    model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    model.save_pretrained(root / "ckpt", max_shard_size="1MB")
+    shutil.copy(source / "tokenizer.json", root / "ckpt")
+    assert (root / "ckpt" / "model.safetensors.index.json").exists()
+    return root
+
+
+@settings(FUZZ, max_examples=examples(30))
+@given(data=st.data())
+def test_mutated_shard_index(sharded_workdir, data):
+    """A sharded checkpoint's index mutated anywhere (files, names, types, nesting): it loads, or one line."""
+    directory = sharded_workdir / "index-mutated"
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(sharded_workdir / "ckpt", directory)
+    index = json.loads((directory / "model.safetensors.index.json").read_text())
+    for _ in range(data.draw(st.integers(1, 3))):
+        index = mutate(index, data)
+    (directory / "model.safetensors.index.json").write_text(json.dumps(index, allow_nan=True))
+    before = snapshot(sharded_workdir / "ckpt")
+    loads_or_refuses(directory)
+    assert snapshot(sharded_workdir / "ckpt") == before
