@@ -86,12 +86,12 @@ class Bench:
         says so; json_path then names the new file)."""
         run = derive(Run.from_json(self.doc))
         if self.json_path:
-            if identity(self.json_path) != self._at_output:
-                moved = free_path(Path(self.json_path))
-                self.on_event({"event": "moved", "from": str(self.json_path), "to": str(moved)})
-                self.json_path = moved
             try:
-                write_json_atomic(self.json_path, run.to_json())
+                # never over a file that appeared meanwhile: checked and replaced in one step (jsonio.py)
+                while write_json_atomic(self.json_path, run.to_json(), expect=self._at_output) is None:
+                    moved = free_path(Path(self.json_path))
+                    self.on_event({"event": "moved", "from": str(self.json_path), "to": str(moved)})
+                    self.json_path, self._at_output = moved, None
             except OSError as err:  # a full disk: the CLI says so in one line, naming the file
                 raise OSError(err.errno, err.strerror, str(self.json_path)) from None
             self._at_output = identity(self.json_path)

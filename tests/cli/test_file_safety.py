@@ -205,3 +205,24 @@ def test_plot_writes_beside_its_input_by_default(earlier_result, tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "run.png").exists() and not (tmp_path / "bench.png").exists()
     assert str(tmp_path / "out" / "run.png") in result.stderr
+
+
+def test_a_result_is_never_written_over_a_file_that_appeared_between_check_and_write(tmp_path):
+    """The bench's save: where nothing was, the file is linked into place (a file that appeared wins); where our
+    file was, it is exchanged in one step and what came out is checked (a file put there instead is put back).
+    The window the old check-then-rename left is what make test once hit on a busy machine."""
+    from benchmarks.jsonio import _exchange, write_json_atomic
+    from benchmarks.outputs import identity
+    path = tmp_path / "run.json"
+    assert write_json_atomic(path, {"n": 1}, expect=None) == path
+    ours = identity(path)
+    assert write_json_atomic(path, {"n": 2}, expect=ours) == path and json.loads(path.read_text()) == {"n": 2}
+    os.unlink(path)
+    path.write_text("the user's")
+    assert write_json_atomic(path, {"n": 3}, expect=identity(path.with_name("gone"))) is None   # expected nothing
+    assert write_json_atomic(path, {"n": 3}, expect=ours) is None                               # expected ours
+    assert path.read_text() == "the user's" and sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+    other = tmp_path / "other"
+    other.write_text("b")
+    if _exchange(str(other), str(path)):  # Linux: the exchange the save relies on swaps both names at once
+        assert path.read_text() == "b" and other.read_text() == "the user's"
