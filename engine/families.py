@@ -100,7 +100,8 @@ def config_from_fields(fields: dict):
     """A config from dataclasses.asdict of one (as a bench file records it)."""
     if "n_kv_head" in fields:
         scaling = fields.get("rope_scaling")
-        return LlamaConfig(**{**fields, "rope_scaling": RopeScaling(**scaling) if scaling else None})
+        return LlamaConfig(**{**fields, "rope_scaling": RopeScaling(**scaling) if scaling else None,
+                              "more_eos_token_ids": tuple(fields.get("more_eos_token_ids") or ())})
     return GPTConfig(**fields)
 
 

@@ -91,15 +91,18 @@ def _finite(tokens: list[int], step: int) -> list[int]:
 
 
 class _StopTracker:
-    """Which rows have produced stop_token; a stopped row reports None from then on."""
+    """Which rows have produced a stop token; a stopped row reports None from then on. stop_token: one id, a
+    collection of ids (a config that lists several), or None."""
 
-    def __init__(self, batch: int, stop_token: int | None):
-        self.stopped, self.stop_token = [False] * batch, stop_token
+    def __init__(self, batch: int, stop_token):
+        self.stopped = [False] * batch
+        self.stop_tokens = frozenset() if stop_token is None else frozenset(
+            [stop_token] if isinstance(stop_token, int) else stop_token)
 
     def mark(self, tokens: list[int]) -> list[int | None]:
         out = []
         for row, token in enumerate(tokens):
-            self.stopped[row] = self.stopped[row] or token == self.stop_token
+            self.stopped[row] = self.stopped[row] or token in self.stop_tokens
             out.append(None if self.stopped[row] else token)
         return out
 

@@ -42,6 +42,11 @@ class Model:
         # How the tokens after the first are made, from what the backend declares it can do.
         self.decoding = strategy_for(backend, hp)
 
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        """What stop_at_eos stops at: the config's eos_token_id, and every other id a Llama-family config lists."""
+        return (self.config.eos_token_id, *getattr(self.config, "more_eos_token_ids", ()))
+
     def call_shape(self, prompt_len: int, max_new_tokens: int) -> Bucket:
         """The shapes a call with this longest prompt runs at: its shape bucket on a compiling or recording
         backend (varied calls then share compilations and recordings; engine/buckets.py), its own shapes on
@@ -82,7 +87,7 @@ class Model:
         if stop_at_eos and self.config.eos_token_id is None:
             raise GenerationError("stop_at_eos: this model's config.json has no eos_token_id to stop at")
         return generate_tokens(self, rows, max_new_tokens, sampling, seed,
-                               self.config.eos_token_id if stop_at_eos else None)
+                               self.stop_ids if stop_at_eos else None)
 
     def generate(self, prompts, max_new_tokens: int = 40, temperature: float = 0.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, stop_at_eos: bool = False):

@@ -64,6 +64,7 @@ class LlamaConfig:
     o_bias: bool = False                   # the output projection's bias (Llama's attention_bias)
     tie_word_embeddings: bool = False      # logits from embed_tokens instead of lm_head
     eos_token_id: int | None = None
+    more_eos_token_ids: tuple[int, ...] = ()  # the other stop ids a config lists (instruct models): stop_at_eos stops at any
     model_type: str = "llama"
 
     family = "llama"
@@ -89,9 +90,9 @@ class LlamaConfig:
         for name in ("qkv_bias", "o_bias", "tie_word_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise CheckpointError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        eos = self.eos_token_id
-        if eos is not None and (isinstance(eos, bool) or not isinstance(eos, int) or eos < 0):
-            raise CheckpointError(f"eos_token_id must be an integer >= 0 or null, got {eos!r}")
+        for eos in (self.eos_token_id, *self.more_eos_token_ids):
+            if eos is not None and (isinstance(eos, bool) or not isinstance(eos, int) or eos < 0):
+                raise CheckpointError(f"eos_token_id must be an integer >= 0, a list of them, or null; got {eos!r}")
 
     @property
     def head_dim(self) -> int:
@@ -172,7 +173,7 @@ class LlamaConfig:
                                                                       **dataclasses.asdict(self.rope_scaling)},
             "head_dim": self.head_dim,
             "tie_word_embeddings": self.tie_word_embeddings,
-            "eos_token_id": self.eos_token_id,
+            "eos_token_id": [self.eos_token_id, *self.more_eos_token_ids] if self.more_eos_token_ids else self.eos_token_id,
         }
         if self.model_type == "llama":
             out["attention_bias"] = self.qkv_bias
@@ -224,9 +225,9 @@ class LlamaConfig:
                                       f"and original_max_position_embeddings ({type(err).__name__}: {err})") from None
             if not (scaling.factor > 0 and scaling.high_freq_factor > scaling.low_freq_factor > 0):
                 raise CheckpointError("rope_scaling: factor > 0 and high_freq_factor > low_freq_factor > 0 are needed")
-        eos = raw.get("eos_token_id")
-        if isinstance(eos, list):  # several stop ids (instruct models): stop_at_eos stops at the first listed
-            eos = eos[0] if eos else None
+        eos, more_eos = raw.get("eos_token_id"), ()
+        if isinstance(eos, list):  # several stop ids (instruct models): stop_at_eos stops at any of them
+            eos, more_eos = (eos[0], tuple(eos[1:])) if eos else (None, ())
         bias = raw.get("attention_bias", False)
         return cls(
             n_layer=raw["num_hidden_layers"], n_head=raw["num_attention_heads"],
@@ -235,7 +236,7 @@ class LlamaConfig:
             rms_norm_eps=raw.get("rms_norm_eps", 1e-6), rope_theta=theta, rope_scaling=scaling,
             head_size=raw.get("head_dim"), qkv_bias=True if model_type == "qwen2" else bias,
             o_bias=False if model_type == "qwen2" else bias, tie_word_embeddings=raw.get("tie_word_embeddings", False),
-            eos_token_id=eos, model_type=model_type)
+            eos_token_id=eos, more_eos_token_ids=more_eos, model_type=model_type)
 
 
 HONOURED = frozenset({

@@ -193,3 +193,26 @@ def test_each_preset_is_the_shape_hf_builds_from_its_config(preset):
     assert model.num_parameters() == config.n_params
     shapes = {name.removeprefix("model."): tuple(p.shape) for name, p in model.named_parameters()}
     assert shapes == expected_shapes(config)
+
+
+def test_stop_at_eos_stops_at_any_id_a_config_lists_as_hf_does(tmp_path):
+    """Instruct configs list several eos ids: generation stops at the first of any of them, as HF's generate does
+    (HF keeps the stop token in its output; ours ends before it)."""
+    model = hf_model("LlamaConfig", "LlamaForCausalLM", seed=9)
+    prompt = random_ids(6, VOCAB, seed=3)
+    with torch.no_grad():
+        free = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=20, min_new_tokens=20,
+                              pad_token_id=0, eos_token_id=None)[0, 6:].tolist()
+    later, earlier = free[12], free[5]
+    first = next(i for i, t in enumerate(free) if t in (later, earlier))
+    model.generation_config.eos_token_id = [later, earlier]
+    model.config.eos_token_id = [later, earlier]
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["eos_token_id"] == [later, earlier]
+    ours = load_model(tmp_path, backend="numpy", dtype="float32")
+    assert ours.stop_ids == (later, earlier)
+    assert ours.generate(prompt, max_new_tokens=20, stop_at_eos=True) == free[:first]
+    with torch.no_grad():
+        hf = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=20, pad_token_id=0,
+                            eos_token_id=[later, earlier])[0, 6:].tolist()
+    assert hf[:first + 1] == free[:first + 1] and hf[first] in (later, earlier)
