@@ -18,16 +18,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from .outputs import identity
+
 ANY = object()  # write_json_atomic's default expect: replace whatever is there
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
-
-
-def _identity(path) -> tuple | None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _exchange(a: str, b: str) -> bool:
@@ -58,12 +52,12 @@ def _put(tmp: str, path: Path, expect) -> bool:
             return False
         os.unlink(tmp)
         return True
-    if _identity(path) != expect:
+    if identity(path) != expect:
         return False
     if not _exchange(tmp, str(path)):
         os.replace(tmp, path)  # no atomic exchange here: checked just above
         return True
-    if _identity(tmp) != expect:  # what came out is not ours: put it back
+    if identity(tmp) != expect:  # what came out is not ours: put it back
         _exchange(tmp, str(path))
         return False
     os.unlink(tmp)

@@ -39,7 +39,6 @@ class Family:
     nest_params: Callable      # ({bare name: array}, config) -> the nested params the forward pass takes
     cache_heads: Callable      # (params, config) -> the heads the KV cache holds
     tensor_dtype: Callable = lambda name, dtype: dtype  # a tensor's dtype when it is not a matrix
-    label: str = ""
 
 
 def _gpt2_load(directory, config):
@@ -47,19 +46,20 @@ def _gpt2_load(directory, config):
 
 
 GPT2 = Family(
-    name="gpt2", label="GPT-2", forward=gpt2, from_hf_dict=GPTConfig.from_hf_dict, load_checkpoint=_gpt2_load,
+    name="gpt2", forward=gpt2, from_hf_dict=GPTConfig.from_hf_dict, load_checkpoint=_gpt2_load,
     shapes=GPT2Shapes.for_backend, lay_out=gpt2_lay_out, is_matrix=gpt2_is_matrix,
     nest_params=lambda flat, config: gpt2_nest(flat, config.n_layer),
     # heads as the weights hold them: a backend may pad them to whole shards (engine/layout.py)
     cache_heads=lambda params, config: params["blocks"][0]["attn"]["c_attn"]["w"].shape[0] // (3 * config.head_dim))
 
 LLAMA = Family(
-    name="llama", label="Llama family", forward=llama, from_hf_dict=LlamaConfig.from_hf_dict,
+    name="llama", forward=llama, from_hf_dict=LlamaConfig.from_hf_dict,
     load_checkpoint=llama_load_checkpoint, shapes=LlamaShapes.for_backend, lay_out=llama_lay_out,
     is_matrix=llama_is_matrix, nest_params=llama_nest, cache_heads=lambda params, config: config.n_kv_head,
     tensor_dtype=lambda name, dtype: rope_dtype(dtype) if name == INV_FREQ else dtype)
 
 FAMILIES = {"gpt2": GPT2, "llama": LLAMA}
+FAMILY_OF_MODEL_TYPE = {"gpt2": GPT2, **{model_type: LLAMA for model_type in LLAMA_TYPES}}  # config.json's model_type
 PRESETS: dict[str, Any] = {**GPT2_PRESETS, **LLAMA_PRESETS}  # every preset name, GPT-2's first
 
 
@@ -70,12 +70,11 @@ def family_of(config) -> Family:
 def config_from_hf_dict(raw: dict):
     """config.json's object -> GPTConfig or LlamaConfig, by model_type (absent: GPT-2)."""
     model_type = raw.get("model_type", "gpt2")
-    if model_type in LLAMA_TYPES:
-        return LlamaConfig.from_hf_dict(raw)
-    if model_type != "gpt2":
+    family = FAMILY_OF_MODEL_TYPE.get(model_type) if isinstance(model_type, str) else None
+    if family is None:
         raise CheckpointError(f"model_type is {model_type!r}; arraygpt runs gpt2 and the Llama family "
                               f"({', '.join(LLAMA_TYPES)})")
-    return GPTConfig.from_hf_dict(raw)
+    return family.from_hf_dict(raw)
 
 
 def read_config(path: Path):

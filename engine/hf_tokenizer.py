@@ -14,19 +14,12 @@ import json
 import tempfile
 from pathlib import Path
 
+import tokenizers
+
 from .errors import TokenizerError
 from .tokenizer import Tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
-
-
-def _library():
-    try:
-        import tokenizers
-    except ImportError:
-        raise TokenizerError("the Llama family's tokenizer.json needs the tokenizers library "
-                             "(pip install tokenizers)") from None
-    return tokenizers
 
 
 class HFTokenizer:
@@ -36,7 +29,6 @@ class HFTokenizer:
     @classmethod
     def from_dir(cls, directory) -> "HFTokenizer":
         path = Path(directory) / TOKENIZER_FILE
-        tokenizers = _library()
         if not path.is_file():
             raise TokenizerError(f"{path}: missing (a Llama-family checkpoint brings its tokenizer.json)")
         try:
@@ -81,7 +73,6 @@ def tokenizer_of(directory=None):
 def write_preset_tokenizer(directory, vocab_size: int) -> None:
     """A byte-level BPE tokenizer.json from GPT-2's vocabulary, its first min(vocab_size, 50257) ids."""
 
-    tokenizers = _library()
     with tempfile.TemporaryDirectory() as tmp:
         Tokenizer.gpt2().save_vocab_files(tmp)
         vocab = json.loads(Path(tmp, "vocab.json").read_text(encoding="utf-8"))

@@ -99,11 +99,6 @@ class LlamaConfig:
         return self.head_size or self.n_embd // self.n_head
 
     @property
-    def n_cache_heads(self) -> int:
-        """The heads the KV cache holds: the key/value heads."""
-        return self.n_kv_head
-
-    @property
     def layer_norm_epsilon(self) -> float:  # the name the engine's Hyper reads for every family
         return self.rms_norm_eps
 

@@ -107,13 +107,18 @@ def test_mutated_safetensors_headers(workdir, data):
                               json_values | st.integers(0, 5000), max_size=4),
        drop=st.lists(st.sampled_from(["n_layer", "n_head", "n_embd", "vocab_size"]), max_size=2))
 def test_mutated_config_json(workdir, fields, drop):
+    loads_or_refuses(with_config_mutated(workdir, fields, drop))
+
+
+def with_config_mutated(workdir, fields, drop):
+    """A copy of workdir/ckpt whose config.json has fields set and drop removed."""
     directory = workdir / "config-mutated"
     shutil.rmtree(directory, ignore_errors=True)
     shutil.copytree(workdir / "ckpt", directory)
     config = json.loads((directory / "config.json").read_text())
     config = {k: v for k, v in (config | fields).items() if k not in drop}
     (directory / "config.json").write_text(json.dumps(config))
-    loads_or_refuses(directory)
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -136,13 +141,7 @@ def llama_workdir(tmp_path_factory):
                                       "intermediate_size"]), max_size=2))
 def test_mutated_llama_config_json(llama_workdir, fields, drop):
     """The Llama family's config.json (tiny-llama's), mutated field by field: it loads, or one line names why."""
-    directory = llama_workdir / "config-mutated"
-    shutil.rmtree(directory, ignore_errors=True)
-    shutil.copytree(llama_workdir / "ckpt", directory)
-    config = json.loads((directory / "config.json").read_text())
-    config = {k: v for k, v in (config | fields).items() if k not in drop}
-    (directory / "config.json").write_text(json.dumps(config))
-    loads_or_refuses(directory)
+    loads_or_refuses(with_config_mutated(llama_workdir, fields, drop))
 
 
 def mutate(doc, data):

@@ -90,7 +90,7 @@ def test_the_records_import_nothing_else_of_benchmarks():
 # Libraries a module may import inside a function: optional ones (extras, peers, a GPU's), which a process that
 # does not use them must not need; and the adapters the registry loads by name.
 OPTIONAL_LIBRARIES = {"torch", "jax", "jaxlib", "cupy", "cupyx", "nvmath", "llama_cpp", "gguf", "onnxruntime", "onnx",
-                      "onnxscript", "transformers", "matplotlib", "huggingface_hub", "tokenizers", "tiktoken", "pynvml",
+                      "onnxscript", "transformers", "matplotlib", "huggingface_hub", "tiktoken", "pynvml",
                       "array_api_strict", "fcntl"}
 
 
