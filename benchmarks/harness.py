@@ -28,8 +28,7 @@ from .measure.environment import environment
 from .measure.load import machine_probe
 from .measure.timing import PARITY_PROMPT_LEN, fixed_prompts, pool_rounds
 from .outputs import free_path, identity
-from .records import Run, headline
-from .records.schema import SCHEMA
+from .records import Probe, Result, Run, Scenario
 
 TEMP_PREFIX = "arraygpt-bench-"
 
@@ -71,20 +70,19 @@ class Bench:
         self.roofline, self.parity, self.rounds = roofline, parity, rounds
         self.target_ci, self.ci_budget_s = target_ci, ci_budget_s
         self.on_event = on_event or (lambda event: None)
-        self.doc = {"kind": "arraygpt-bench", "schema": SCHEMA, "environment": environment(),
-                    "suite": suite, "scenarios": [s.to_json() for s in scenarios], "models": model_configs(scenarios),
-                    "probes": {}, "parity": {}, "drift": [], "results": [], "complete": False}
+        # the run so far: the workers' records gathered into it, never changed in place (each event makes a new one)
+        self.record = Run(environment=environment(), suite=suite, scenarios=[s.to_json() for s in scenarios],
+                          models=model_configs(scenarios))
         self.logs: dict[str, str] = {}
         # What is at the output now (an earlier result replaced with --force, or nothing): a file that takes
         # its place during the run is someone else's and is never replaced.
         self._at_output = identity(json_path) if json_path else None
 
     def save(self) -> Run:
-        """The run so far, derived (records.Run), written to the JSON file if there is one. self.doc is the
-        record the workers' events are gathered into, as the JSON they send. If another file has appeared
+        """The run so far, derived, written to the JSON file if there is one. If another file has appeared
         at that path since the last save, it is left alone and the results go to NAME-2.json (an event
         says so; json_path then names the new file)."""
-        run = derive(Run.from_json(self.doc))
+        run = derive(self.record)
         if self.json_path:
             try:
                 # never over a file that appeared meanwhile: checked and replaced in one step (jsonio.py)
@@ -121,25 +119,27 @@ class Bench:
             self.probe_machine(after=previous, before=None)
         # Complete: every scenario has a result and none ended in an error (a crashed or killed worker's
         # scenarios are errors). Skipped runners (not installed here) do not make a run incomplete.
-        finished = {r["id"] for r in self.doc["results"] if r["status"] in ("ok", "skipped") and not r.get("round_errors")}
-        self.doc["complete"] = all(s.id in finished for s in self.scenarios)
+        finished = {r.id for r in self.record.results if r.status in ("ok", "skipped") and not r.round_errors}
+        self.update(complete=all(s.id in finished for s in self.scenarios))
         return self.save()
+
+    def update(self, **fields) -> None:
+        self.record = dataclasses.replace(self.record, **fields)
 
     def probe_machine(self, after: str | None, before: str | None) -> None:
         """The cheap machine probe (validity.machine_probe) between two workers, recorded in order."""
         self.on_event({"event": "drift_probe"})
-        self.doc["drift"].append({"after": after, "before": before, **machine_probe()})
+        self.update(drift=[*self.record.drift, {"after": after, "before": before, **machine_probe()}])
 
-    def round_share(self, scenario, round_index: int) -> dict:
-        """What a worker gets of a scenario in a round: its share of the repeats (they add up to the
-        scenario's, the first rounds taking one more where they do not divide), and in the last round, for
-        --target-ci, the headline figures of the rounds before."""
+    def round_share(self, scenario: Scenario, round_index: int) -> dict:
+        """What a worker gets of a scenario in a round: the scenario, its share of the repeats (they add up to
+        the scenario's, the first rounds taking one more where they do not divide), and in the last round, for
+        --target-ci, the headline figures of the rounds before (measure/worker.plans_of reads it)."""
         share = scenario.repeats // self.rounds + (round_index < scenario.repeats % self.rounds)
-        job = scenario.to_json() | {"repeats": max(1, share)}
+        job = {"scenario": scenario.to_json(), "repeats": max(1, share)}
         earlier = self.measured(scenario.id)
         if round_index == self.rounds - 1 and earlier:
-            metric = headline(scenario.new_tokens)
-            job["prior"] = [r[metric] for r in earlier["repeats"] if metric in r]
+            job["prior"] = earlier.headline_values()
         return job
 
     def run_worker(self, label, scenarios, references, tmp: Path, round_index: int = 0):
@@ -175,57 +175,65 @@ class Bench:
             self.add_error(scenario, f"worker exited with code {process.returncode}: {tail}")
 
     def handle(self, label, event, pending):
+        """One event of a worker (measure/worker.py) gathered into the run."""
         kind = event.pop("event")
         if kind == "fatal":
             for scenario in list(pending.values()):
                 if self.measured(scenario.id) or not event.get("skipped", True):
                     self.add_error(scenario, event["message"])  # measured in an earlier round, or a crash
                 else:
-                    self.add_result(scenario.to_json() | {"status": "skipped", "message": event["message"]})
+                    self.add_result(Result.of(scenario, "skipped", message=event["message"]))
             pending.clear()
         elif kind in ("probe", "probe_error"):
-            self.doc["probes"].setdefault(label, {})[event["key"]] = event
+            probes = self.record.probes
+            self.update(probes=probes | {label: probes.get(label, {}) | {event["key"]: Probe.from_json(event)}})
         elif kind in ("parity", "parity_error"):
-            self.doc["parity"].setdefault(label, {})[f"{event['model']}/{event['numerics']}"] = event
+            parity = self.record.parity
+            self.update(parity=parity | {label: parity.get(label, {}) | {f"{event['model']}/{event['numerics']}": event}})
         elif kind == "result":
-            scenario = pending.pop(event.pop("id"))
+            result = Result.from_json(event)
+            scenario = pending.pop(result.id)
             earlier = self.measured(scenario.id)
             if earlier is None:
-                self.add_result(scenario.to_json() | event)
-            elif event["status"] == "ok":  # a later round: pooled into the first's record
-                earlier.update(pool_rounds(earlier, event, scenario.to_json()))
-                self.save()
+                self.add_result(result)
+            elif result.ok:  # a later round: pooled into the first's record
+                self.put(pool_rounds(earlier, result))
                 self.on_event({"event": "done", "id": scenario.id, "status": "ok"})
             else:
-                self.add_error(scenario, event["message"])
+                self.add_error(scenario, result.message)
+            event = {"status": result.status}
         self.on_event({"event": kind, "runner": label, **{k: v for k, v in event.items() if k in ("id", "status")}})
 
-    def measured(self, scenario_id: str) -> dict | None:
+    def measured(self, scenario_id: str) -> Result | None:
         """The scenario's ok result so far (an earlier round's), or None."""
-        return next((r for r in self.doc["results"] if r["id"] == scenario_id and r["status"] == "ok"), None)
+        return next((r for r in self.record.results if r.id == scenario_id and r.ok), None)
 
-    def add_error(self, scenario, message: str):
+    def put(self, result: Result) -> None:
+        """A scenario's row in place of the one it had (pooled, or with a round's failure), saved."""
+        self.update(results=[result if r.id == result.id else r for r in self.record.results])
+        self.save()
+
+    def add_error(self, scenario: Scenario, message: str):
         """A scenario that failed: its error row, or, where an earlier round measured it, that round's row
         kept with the failure beside it (round_errors; the run is then incomplete)."""
         earlier = self.measured(scenario.id)
         if earlier is not None:
-            earlier.setdefault("round_errors", []).append(message)
-            self.save()
+            self.put(dataclasses.replace(earlier, round_errors=[*(earlier.round_errors or ()), message]))
             self.on_event({"event": "done", "id": scenario.id, "status": "error"})
         else:
-            self.add_result(scenario.to_json() | {"status": "error", "message": message})
+            self.add_result(Result.of(scenario, "error", message=message))
 
-    def add_result(self, result):
+    def add_result(self, result: Result):
         """A scenario's row. One that replaces an error row of an earlier round (a worker that crashed or was
         killed there, measured again now) keeps that failure as round_errors: the run stays incomplete and
         the row says it has fewer repeats than asked."""
-        before = [r for r in self.doc["results"] if r["id"] == result["id"]]
-        if result["status"] == "ok":
-            failed = [r["message"] for r in before if r["status"] == "error"]
-            failed += [m for r in before for m in r.get("round_errors") or ()]
+        before = [r for r in self.record.results if r.id == result.id]
+        if result.ok:
+            failed = [r.message for r in before if r.status == "error"]
+            failed += [m for r in before for m in r.round_errors or ()]
             if failed:
-                result = result | {"round_errors": failed}
-        self.doc["results"] = [r for r in self.doc["results"] if r["id"] != result["id"]] + [result]
+                result = dataclasses.replace(result, round_errors=failed)
+        self.update(results=[r for r in self.record.results if r.id != result.id] + [result])
         self.save()
-        self.on_event({"event": "done", "id": result["id"], "status": result["status"],
-                       "message": result.get("message") if result["status"] != "ok" else None})
+        self.on_event({"event": "done", "id": result.id, "status": result.status,
+                       "message": result.message if not result.ok else None})

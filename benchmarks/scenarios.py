@@ -1,5 +1,5 @@
-"""Named, composable scenarios: model x batch x prompt length x new tokens x dtype x precision x
-weights x backend x device.
+"""Suites of named, composable scenarios (records/scenario.py): model x batch x prompt length x new tokens x
+dtype x precision x weights x backend x device.
 
 A suite file (benchmarks/suites/*.toml) has [defaults] and [[group]]s; every list-valued field of a
 group multiplies out. Command-line overrides replace a field in every group.
@@ -12,7 +12,6 @@ scenario id names them only where they differ from the plain dtype, so 'float32'
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import tomllib
@@ -27,61 +26,13 @@ from engine.files import read_text
 
 from .judge.roofline import QUANTIZED
 from .judge.validity import check_rules
-from .records.labels import numerics_label, where_label, worker_label
-from .runners import PEERS as RUNNER_PEERS, peer_runs
+from .records.scenario import Scenario
+from .runners import PEERS, peer_runs
 
 SUITES_DIR = Path(__file__).parent / "suites"
-PEERS = tuple(RUNNER_PEERS)
 _AXES = ("model", "dtype", "precision", "weights", "mesh", "threads", "batch", "prompt_len", "new_tokens")
 _KNOWN = set(_AXES) | {"name", "warmup", "repeats", "peers", "backends"}
 _AXIS_DEFAULTS = {"precision": "float32", "weights": None, "mesh": None, "threads": None}
-
-
-@dataclasses.dataclass(frozen=True)
-class Scenario:
-    group: str
-    model: str
-    runner: str          # a backend name ("numpy", "jax", ...) or a peer ("hf", "picogpt")
-    device: str | None
-    dtype: str
-    batch: int
-    prompt_len: int
-    new_tokens: int
-    warmup: int = 1
-    repeats: int = 3
-    precision: str = "float32"
-    weights: str | None = None  # None: the weights are stored in dtype
-    mesh: str | None = None     # 'dp=2,tp=4': the model split over a JAX device mesh (jax, jax-loop)
-    threads: int | None = None  # CPU threads (cores) the runner may use; None: the library's default
-
-    @property
-    def numerics(self) -> str:
-        return numerics_label(self.dtype, self.precision, self.weights)
-
-    @property
-    def workload(self) -> str:
-        """What is measured, whoever runs it: rows with the same workload share a table section."""
-        return f"{self.model} {self.numerics} b{self.batch} p{self.prompt_len} n{self.new_tokens}"
-
-    @property
-    def where(self) -> str:
-        """'jax', 'jax:gpu', 'jax[dp=2,tp=4]', 'numpy@1t': the runner, its device, mesh and threads."""
-        return where_label(self.runner, self.device, self.mesh, self.threads)
-
-    @property
-    def id(self) -> str:
-        return f"{self.model}/{self.where}/{self.numerics}/b{self.batch}/p{self.prompt_len}/n{self.new_tokens}"
-
-    @property
-    def is_peer(self) -> bool:
-        return self.runner in PEERS
-
-    @property
-    def label(self) -> str:
-        return worker_label(self.runner, self.device, self.mesh, self.precision, self.threads)
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self) | {"id": self.id, "numerics": self.numerics}
 
 
 def suite_path(name_or_path: str) -> Path:

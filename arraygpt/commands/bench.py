@@ -269,7 +269,7 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
             run = bench.run()
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: the worker is ended, the rows so far are kept
             progress.stop()
-            kept = len(bench.doc["results"])
+            kept = len(bench.record.results)
             if kept:
                 stderr.print(f"interrupted: {kept} finished scenario(s) kept in {bench.json_path} (\"complete\": false)")
             else:

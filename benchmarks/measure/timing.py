@@ -6,6 +6,7 @@ exactly new_tokens tokens (no early stop) from a fixed random prompt and records
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import resource
 import threading
@@ -13,11 +14,25 @@ import time
 
 import numpy as np
 
-from ..records.labels import headline
+from ..records import Measured, Metrics, Result, Scenario, headline
 from .energy import EnergyMeter, pooled as pooled_energy
 from .load import MachineLoad, pooled_load
 
 PARITY_PROMPT_LEN = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How a worker times one scenario: warm-up runs, timed repeats (this round's share of the scenario's), the
+    device its energy is read on, and for --target-ci the interval wanted, the time it may take and the
+    headline figures of the rounds before."""
+
+    warmup: int
+    repeats: int
+    device_key: str = "cpu"
+    target_ci: float | None = None
+    ci_budget_s: float = 60.0
+    prior: tuple = ()
 
 
 class PeakRSS:
@@ -104,9 +119,9 @@ def median_interval(values, confidence: float = 0.95) -> dict | None:
             "half_width": max(median - low, high - median) / median if median else math.inf}
 
 
-def tokens_of(scenario) -> int:
+def tokens_of(scenario: Scenario | Result) -> int:
     """Tokens one repeat produces, the unit of energy per token: new tokens, or prompt tokens for a prefill."""
-    return scenario["batch"] * (scenario["new_tokens"] if scenario["new_tokens"] > 1 else scenario["prompt_len"])
+    return scenario.batch * (scenario.new_tokens if scenario.new_tokens > 1 else scenario.prompt_len)
 
 
 def summarized(repeats: list[dict], metric: str) -> dict:
@@ -118,26 +133,26 @@ def summarized(repeats: list[dict], metric: str) -> dict:
     return metrics
 
 
-def run_repeats(one_run, scenario) -> dict:
+def run_repeats(one_run, scenario: Scenario, plan: Plan) -> Measured:
     """Warm-up runs (the first one kept as first_call_s: it includes compilation), then timed repeats: the
-    scenario's count, then more while scenario["target_ci"] is set and the 95% interval of the headline's
-    median is wider than it (half-width / median), until scenario["ci_budget_s"] of timed work is spent.
-    What else ran meanwhile (validity.MachineLoad) and the energy used (energy.EnergyMeter) are recorded."""
+    plan's count, then more while plan.target_ci is set and the 95% interval of the headline's median is
+    wider than it (half-width / median), until plan.ci_budget_s of timed work is spent. What else ran
+    meanwhile (load.MachineLoad) and the energy used (energy.EnergyMeter) are recorded."""
     first = None
-    for _ in range(scenario["warmup"]):
+    for _ in range(plan.warmup):
         run = one_run()
         first = first if first is not None else run
-    metric, target, budget = headline(scenario["new_tokens"]), scenario.get("target_ci"), scenario.get("ci_budget_s", 60.0)
+    metric, target, budget = headline(scenario.new_tokens), plan.target_ci, plan.ci_budget_s
 
     def width(repeats):
         interval = median_interval([r[metric] for r in repeats if metric in r])
         return math.inf if interval is None else interval["half_width"]
 
     # Earlier rounds' figures of this scenario (--rounds): the interval is of all of them together.
-    prior = [{metric: value} for value in scenario.get("prior", [])]
-    with PeakRSS() as rss, MachineLoad() as load, EnergyMeter(scenario.get("device_key", "cpu")) as energy:
+    prior = [{metric: value} for value in plan.prior]
+    with PeakRSS() as rss, MachineLoad() as load, EnergyMeter(plan.device_key) as energy:
         start = time.monotonic()
-        repeats = [one_run() for _ in range(scenario["repeats"])]
+        repeats = [one_run() for _ in range(plan.repeats)]
         while target and width(prior + repeats) > target and time.monotonic() - start < budget:
             repeats.append(one_run())
     metrics = summarized(repeats, metric)
@@ -153,23 +168,24 @@ def run_repeats(one_run, scenario) -> dict:
     metrics["energy"] = energy.result(tokens_of(scenario) * len(repeats))
     for r in repeats:
         r["step_s"] = [round(s, 7) for s in r["step_s"]]
-    return {"metrics": metrics, "repeats": repeats}
+    return Measured(Metrics.from_json(metrics), repeats)
 
 
-def pool_rounds(earlier: dict, later: dict, scenario) -> dict:
+def pool_rounds(earlier: Result, later: Result) -> Result:
     """One scenario's result from two rounds (worker processes at different times, --rounds): the repeats
     pooled and the figures made again from them; CPU load weighted by time; energy summed; the first
     round's first call (the later rounds' warm-ups compile again, in processes of their own)."""
-    repeats = earlier["repeats"] + later["repeats"]
-    m_old, m_new = earlier["metrics"], later["metrics"]
-    metrics = m_old | summarized(repeats, headline(scenario["new_tokens"]))
+    repeats = earlier.repeats + later.repeats
+    m_old, m_new = earlier.metrics.to_json(), later.metrics.to_json()
+    metrics = m_old | summarized(repeats, earlier.headline_key)
     if "first_call_s" in m_old:
         metrics["compile_s"] = max(0.0, m_old["first_call_s"] - metrics["e2e_s"]["median"])
     for key in ("rss_peak_bytes", "device_bytes"):
         if m_new.get(key) is not None:
             metrics[key] = max(m_old.get(key) or 0, m_new[key])
     metrics["load"] = pooled_load(m_old.get("load", {}), m_new.get("load", {}))
-    metrics["energy"] = pooled_energy(m_old.get("energy", {}), m_new.get("energy", {}), tokens_of(scenario) * len(repeats))
+    metrics["energy"] = pooled_energy(m_old.get("energy", {}), m_new.get("energy", {}), tokens_of(earlier) * len(repeats))
     if "target_ci" in m_new:
         metrics["target_ci"] = m_new["target_ci"]
-    return earlier | {"metrics": metrics, "repeats": repeats, "rounds": earlier.get("rounds", 1) + 1}
+    return dataclasses.replace(earlier, metrics=Metrics.from_json(metrics), repeats=repeats,
+                               rounds=(earlier.rounds or 1) + 1)

@@ -22,9 +22,10 @@ from engine.errors import RandomWeightsWarning
 
 from ..judge.roofline import QUANTIZED
 from ..parity import logit_difference
-from ..records.labels import product_key
+from ..records import Result, Scenario, product_key
 from ..runners import PeerNotInstalled, make_runner
 from .probes import probe
+from .timing import Plan
 
 
 def end_with_parent(parent: int | None) -> None:
@@ -74,8 +75,7 @@ def probe_roofline(emit, probe_backend, scenarios, precision: str, device_key: s
     half-precision matrix x vector must show as a low % of the machine's ceiling, not as a low ceiling (a
     bfloat16-only run once put jax-loop at 111%). A quantized format (a peer's Q8_0) has no product of ours to
     probe: its rows use float32's ceilings."""
-    for dtype in dict.fromkeys(["float32"] + [s.get("weights") or s["dtype"] for s in scenarios
-                                              if s.get("weights") not in QUANTIZED]):
+    for dtype in dict.fromkeys(["float32"] + [s.weights or s.dtype for s in scenarios if s.weights not in QUANTIZED]):
         key = product_key(dtype, precision)
         try:
             emit(event="probe", key=key, dtype=dtype, precision=precision, device=probe_backend.device_name(),
@@ -89,11 +89,11 @@ def check_parity(emit, runner, scenarios, references) -> None:
     """Each numerics' logits of the reference prompt against the float64 reference the parent saved: the largest
     difference, and the greedy token at each prompt position, ours against the reference's."""
     for reference in references:
-        numerics = {s["numerics"]: s for s in scenarios if s["model"] == reference["model"]}
+        numerics = {s.numerics: s for s in scenarios if s.model == reference["model"]}
         for label, s in numerics.items():
             try:
                 expected = np.load(reference["path"])
-                got = runner.parity_logits(reference["model"], s["dtype"], reference["prompt"], s.get("weights"))
+                got = runner.parity_logits(reference["model"], s.dtype, reference["prompt"], s.weights)
                 max_abs, relative = logit_difference(got, expected)
                 agreement = float(np.mean(got.argmax(-1) == expected.argmax(-1)))
                 emit(event="parity", model=reference["model"], numerics=label, max_abs=max_abs, relative=relative,
@@ -103,17 +103,28 @@ def check_parity(emit, runner, scenarios, references) -> None:
                      message=f"{type(err).__name__}: {err}")
 
 
-def measure_scenarios(emit, runner, scenarios, probe_backend, device_key: str, threads: int | None) -> None:
-    for scenario in scenarios:
-        emit(event="start", id=scenario["id"])
+def measure_scenarios(emit, runner, plans: list[tuple[Scenario, Plan]], probe_backend, threads: int | None) -> None:
+    """Each scenario timed as its plan says: its Result (ok with what was measured, or the error) sent as an event."""
+    for scenario, plan in plans:
+        emit(event="start", id=scenario.id)
         try:
-            result = runner.measure(scenario)
+            measured = runner.measure(scenario, plan)
             if threads:
-                result["metrics"]["threads"] = threads_in_use(probe_backend)
-            emit(event="result", id=scenario["id"], status="ok", device_key=device_key, **result)
+                measured = measured.with_figures(threads=threads_in_use(probe_backend))
+            result = Result.of(scenario, "ok", device_key=plan.device_key, metrics=measured.metrics,
+                               repeats=measured.repeats)
         except Exception as err:
-            emit(event="result", id=scenario["id"], status="error", device_key=device_key,
-                 message=f"{type(err).__name__}: {err}")
+            result = Result.of(scenario, "error", device_key=plan.device_key, message=f"{type(err).__name__}: {err}")
+        emit(event="result", **result.to_json())
+
+
+def plans_of(job: dict, device_key: str) -> list[tuple[Scenario, Plan]]:
+    """The job's scenarios, each with how it is timed here: this round's share of its repeats, the device its
+    energy is read on, and the adaptive repeats' target, budget and earlier rounds' figures."""
+    return [(scenario, Plan(warmup=scenario.warmup, repeats=entry["repeats"], device_key=device_key,
+                            target_ci=job.get("target_ci"), ci_budget_s=job.get("ci_budget_s", 60.0),
+                            prior=tuple(entry.get("prior", ()))))
+            for entry in job["scenarios"] for scenario in [Scenario.from_json(entry["scenario"])]]
 
 
 def main(job_path: str) -> int:
@@ -136,14 +147,12 @@ def main(job_path: str) -> int:
              skipped=isinstance(err, (BackendUnavailable, PeerNotInstalled)))
         return 0
     device_key = probe_backend.device_key()
-    # What every scenario's timing needs to know besides itself: its device (for the energy meter) and the
-    # adaptive repeats' target and budget.
-    scenarios = [s | {"device_key": device_key, "target_ci": job.get("target_ci"),
-                      "ci_budget_s": job.get("ci_budget_s", 60.0)} for s in job["scenarios"]]
+    plans = plans_of(job, device_key)
+    scenarios = [scenario for scenario, _ in plans]
     if job.get("roofline"):
         probe_roofline(emit, probe_backend, scenarios, precision, device_key)
     check_parity(emit, runner, scenarios, job.get("references", []))
-    measure_scenarios(emit, runner, scenarios, probe_backend, device_key, threads)
+    measure_scenarios(emit, runner, plans, probe_backend, threads)
     return 0
 
 

@@ -35,7 +35,7 @@ class Row:
 
     @property
     def is_peer(self) -> bool:
-        return self.runner in PEERS
+        return self.runner in PEERS  # runner: the row's label (a mesh or threads named)
 
 
 def run_labels(runs: list[Run]) -> list[str]:

@@ -1,7 +1,14 @@
 """How a row and its parts are named wherever they are shown (ids, tables, report, plot, compare), and the
-figure a row is judged by. The bottom of benchmarks/: imports nothing."""
+figure a row is judged by. The bottom of benchmarks/: imports nothing of it."""
 
 from __future__ import annotations
+
+from backends import BACKENDS
+
+
+def is_peer(runner: str) -> bool:
+    """A peer's row (HF, llama.cpp, ...): every runner that is not one of our backends."""
+    return runner not in BACKENDS
 
 
 def where_label(runner: str, device: str | None = None, mesh: str | None = None, threads: int | None = None) -> str:

@@ -1,9 +1,10 @@
 """The runners a bench scenario can name: our engine on a backend, or a peer, found through PEERS as backends are
 through BACKENDS (a record per peer names its module and class, so nothing here imports a runner).
 
-A runner is made with (device, precision) and has measure(scenario) -> {"metrics", "repeats"} and
-parity_logits(spec, dtype, prompt); it runs in a worker process of its own (the HF runners also have
-generate_ids(scenario), the greedy ids of one run, which a test compares between them). Peers run where the
+A runner is made with (device, precision) and has measure(scenario, plan) -> records.Measured (its Metrics and
+timed repeats, from measure/timing.run_repeats) and parity_logits(spec, dtype, prompt); it runs in a worker
+process of its own (the peers also have generate_ids(scenario), the greedy ids of one run, which tests compare
+with HF's). Peers run where the
 scenario says (HF on the GPU in a GPU run), in the scenario's dtype and precision, where their rule says
 they can.
 """

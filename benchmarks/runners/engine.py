@@ -13,15 +13,16 @@ from engine.config import ITEMSIZE
 from engine.layout import CACHE_AXES
 from engine.prompts import padded_batch
 
-from ..measure.timing import fixed_prompts, run_repeats, summarize_run
+from ..measure.timing import Plan, fixed_prompts, run_repeats, summarize_run
+from ..records import Measured, Scenario
 
 
-def per_device_bytes(model, scenario) -> dict:
+def per_device_bytes(model, scenario: Scenario) -> dict:
     """On a mesh: the weight bytes the first device holds and its share of the KV cache (batch over dp,
     heads over tp), as the adapter reports them."""
     backend, config = model.backend, model.config
-    batch = len(padded_batch([[0]] * scenario["batch"], backend.multiple("batch")))
-    slots = model.call_shape(scenario["prompt_len"], scenario["new_tokens"]).n_slots
+    batch = len(padded_batch([[0]] * scenario.batch, backend.multiple("batch")))
+    slots = model.call_shape(scenario.prompt_len, scenario.new_tokens).n_slots
     cache = 2 * config.n_layer * backend.shard_bytes((batch, model.n_heads, slots, config.head_dim), CACHE_AXES,
                                                      ITEMSIZE[model.dtype_name])
     return {"weights": backend.first_device_bytes(leaves(model.params)), "kv_cache": cache}
@@ -39,36 +40,33 @@ class EngineRunner:
             self._models[key] = load_model(spec, backend=self.backend, dtype=dtype, **options)
         return self._models[key]
 
-    def scenario_model(self, scenario):
-        return self.model(scenario["model"], scenario["dtype"], scenario.get("weights"))
+    def scenario_model(self, scenario: Scenario):
+        return self.model(scenario.model, scenario.dtype, scenario.weights)
 
-    def measure(self, scenario) -> dict:
+    def measure(self, scenario: Scenario, plan: Plan) -> Measured:
         model = self.scenario_model(scenario)
-        prompts = fixed_prompts(scenario["batch"], scenario["prompt_len"], model.config.vocab_size)
+        prompts = fixed_prompts(scenario.batch, scenario.prompt_len, model.config.vocab_size)
 
         def one_run():
             self.backend.synchronize()
             start = time.perf_counter()
-            times = [time.perf_counter() for _ in model.stream(prompts, max_new_tokens=scenario["new_tokens"])]
-            return summarize_run(times, start, scenario["batch"], scenario["prompt_len"],
+            times = [time.perf_counter() for _ in model.stream(prompts, max_new_tokens=scenario.new_tokens)]
+            return summarize_run(times, start, scenario.batch, scenario.prompt_len,
                                  decoded_in_one_call=not model.decoding.streams)
 
-        result = run_repeats(one_run, scenario)
-        result["metrics"]["device_bytes"] = self.backend.memory_in_use()
+        measured = run_repeats(one_run, scenario, plan)
         # a compile time means something only where the steps or some products are compiled, or the step is
         # recorded (a capture per shape bucket: its seconds are kept apart too)
-        numerics = (scenario["dtype"], scenario.get("weights") or scenario["dtype"])
-        result["metrics"]["compiled"] = (bool(self.backend.compiles) or bool(self.backend.records_steps)
-                                         or numerics in self.backend.compiled_products)
-        capture_s = getattr(model.decoding.step, "capture_s", None) if self.backend.records_steps else None
-        if capture_s is not None:
-            result["metrics"]["capture_s"] = capture_s
-        # the shapes it ran at: a compiling backend's bucket (first_call_s compiled it, unless an earlier
-        # scenario of this worker had the same bucket)
-        result["metrics"]["shape"] = dataclasses.asdict(model.call_shape(scenario["prompt_len"], scenario["new_tokens"]))
-        if self.backend.mesh_label is not None:
-            result["metrics"]["per_device"] = per_device_bytes(model, scenario)
-        return result
+        numerics = (scenario.dtype, scenario.weights or scenario.dtype)
+        compiled = (bool(self.backend.compiles) or bool(self.backend.records_steps)
+                    or numerics in self.backend.compiled_products)
+        return measured.with_figures(
+            device_bytes=self.backend.memory_in_use(), compiled=compiled,
+            capture_s=getattr(model.decoding.step, "capture_s", None) if self.backend.records_steps else None,
+            # the shapes it ran at: a compiling backend's bucket (first_call_s compiled it, unless an earlier
+            # scenario of this worker had the same bucket)
+            shape=dataclasses.asdict(model.call_shape(scenario.prompt_len, scenario.new_tokens)),
+            per_device=per_device_bytes(model, scenario) if self.backend.mesh_label is not None else None)
 
     def parity_logits(self, spec, dtype, prompt, weights=None):
         model = self.model(spec, dtype, weights)

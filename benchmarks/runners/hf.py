@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from backends.torch_tf32 import set_cuda_tf32
 from engine.source import resolve_model
 
-from ..measure.timing import fixed_prompts, run_repeats, summarize_run
+from ..measure.timing import Plan, fixed_prompts, run_repeats, summarize_run
+from ..records import Measured, Scenario
 
 
 class HFRunner:
@@ -44,7 +46,7 @@ class HFRunner:
             self.torch.cuda.synchronize()
 
     def prompts(self, scenario, vocab_size):
-        ids = fixed_prompts(scenario["batch"], scenario["prompt_len"], vocab_size)
+        ids = fixed_prompts(scenario.batch, scenario.prompt_len, vocab_size)
         return self.torch.tensor(ids, device=self.device)
 
     def run(self, model, prompts, new_tokens: int, on_token) -> list[list[int]]:
@@ -59,28 +61,27 @@ class HFRunner:
             on_token()
         return self.torch.stack(tokens, dim=1).tolist()
 
-    def warmup_runs(self, scenario) -> int:
-        return scenario["warmup"]
+    def warmup_runs(self, warmup: int) -> int:
+        return warmup
 
-    def measure(self, scenario) -> dict:
-        model = self.model(scenario["model"], scenario["dtype"])
+    def measure(self, scenario: Scenario, plan: Plan) -> Measured:
+        model = self.model(scenario.model, scenario.dtype)
         prompts = self.prompts(scenario, model.config.vocab_size)
 
         def one_run():
             self.sync()
             times = []
             start = time.perf_counter()
-            self.run(model, prompts, scenario["new_tokens"], lambda: times.append(time.perf_counter()))
-            return summarize_run(times, start, scenario["batch"], scenario["prompt_len"])
+            self.run(model, prompts, scenario.new_tokens, lambda: times.append(time.perf_counter()))
+            return summarize_run(times, start, scenario.batch, scenario.prompt_len)
 
-        result = run_repeats(one_run, scenario | {"warmup": self.warmup_runs(scenario)})
-        result["metrics"]["device_bytes"] = (self.torch.cuda.memory_allocated(self.device)
-                                             if self.device.type == "cuda" else None)
-        return result
+        measured = run_repeats(one_run, scenario, dataclasses.replace(plan, warmup=self.warmup_runs(plan.warmup)))
+        return measured.with_figures(device_bytes=self.torch.cuda.memory_allocated(self.device)
+                                     if self.device.type == "cuda" else None)
 
-    def generate_ids(self, scenario) -> list[list[int]]:
-        model = self.model(scenario["model"], scenario["dtype"])
-        return self.run(model, self.prompts(scenario, model.config.vocab_size), scenario["new_tokens"], lambda: None)
+    def generate_ids(self, scenario: Scenario) -> list[list[int]]:
+        model = self.model(scenario.model, scenario.dtype)
+        return self.run(model, self.prompts(scenario, model.config.vocab_size), scenario.new_tokens, lambda: None)
 
     def parity_logits(self, spec, dtype, prompt, weights=None):
         model = self.model(spec, dtype)
@@ -108,13 +109,12 @@ class HFStaticRunner(HFRunner):
                              cache_implementation="static", streamer=Clock())
         return out[:, prompts.shape[1]:].tolist()
 
-    def warmup_runs(self, scenario) -> int:
+    def warmup_runs(self, warmup: int) -> int:
         # torch.compile may compile again on the second call (new shapes are marked dynamic): both
         # warm-up calls count as warm-up, reported as first_call_s and compile_s.
-        return max(2, scenario["warmup"])
+        return max(2, warmup)
 
-    def measure(self, scenario) -> dict:
-        result = super().measure(scenario)
-        model = self.model(scenario["model"], scenario["dtype"])
-        result["metrics"]["compiled"] = hasattr(model, "_compiled_call")  # set by HF's auto-compile
-        return result
+    def measure(self, scenario: Scenario, plan: Plan) -> Measured:
+        measured = super().measure(scenario, plan)
+        model = self.model(scenario.model, scenario.dtype)
+        return measured.with_figures(compiled=hasattr(model, "_compiled_call"))  # set by HF's auto-compile

@@ -23,7 +23,8 @@ import numpy as np
 from engine.layout import round_up
 from engine.source import resolve_model
 
-from ..measure.timing import fixed_prompts, run_repeats, summarize_run
+from ..measure.timing import Plan, fixed_prompts, run_repeats, summarize_run
+from ..records import Measured, Scenario
 from . import LLAMACPP_FILE_TYPES as FILE_TYPE_OF, import_for_peer
 from .gguf_export import ensure_gguf
 
@@ -50,33 +51,31 @@ class LlamaCppRunner:
             self._key = key
         return self._llm
 
-    def scenario_model(self, scenario) -> "Sequences":
-        n_ctx = round_up(scenario["prompt_len"] + scenario["new_tokens"], 64)
-        return self.sequences(scenario["model"], scenario.get("weights") or scenario["dtype"], scenario["batch"],
-                              n_ctx, scenario["batch"] * scenario["prompt_len"])
+    def scenario_model(self, scenario: Scenario) -> "Sequences":
+        n_ctx = round_up(scenario.prompt_len + scenario.new_tokens, 64)
+        return self.sequences(scenario.model, scenario.weights or scenario.dtype, scenario.batch,
+                              n_ctx, scenario.batch * scenario.prompt_len)
 
     def tokens(self, llm, scenario, on_token):
-        prompts = fixed_prompts(scenario["batch"], scenario["prompt_len"], llm.n_vocab())
-        return llm.run(prompts, scenario["new_tokens"], on_token)
+        prompts = fixed_prompts(scenario.batch, scenario.prompt_len, llm.n_vocab())
+        return llm.run(prompts, scenario.new_tokens, on_token)
 
-    def measure(self, scenario) -> dict:
+    def measure(self, scenario: Scenario, plan: Plan) -> Measured:
         llm = self.scenario_model(scenario)
 
         def one_run():
             times = []
             start = time.perf_counter()
             self.tokens(llm, scenario, lambda: times.append(time.perf_counter()))
-            return summarize_run(times, start, scenario["batch"], scenario["prompt_len"])
+            return summarize_run(times, start, scenario.batch, scenario.prompt_len)
 
-        result = run_repeats(one_run, scenario)
-        result["metrics"]["compiled"] = False  # llama.cpp's kernels are ahead of time: nothing compiles
-        result["metrics"]["threads_used"] = self.threads
-        return result
+        # llama.cpp's kernels are ahead of time: nothing compiles
+        return run_repeats(one_run, scenario, plan).with_figures(compiled=False, threads_used=self.threads)
 
-    def generate_ids(self, scenario) -> list:
+    def generate_ids(self, scenario: Scenario) -> list:
         """The greedy ids of one run: a flat list for one prompt, a list per row for a batch."""
         rows = self.tokens(self.scenario_model(scenario), scenario, lambda: None)
-        return rows[0] if scenario["batch"] == 1 else rows
+        return rows[0] if scenario.batch == 1 else rows
 
     def parity_logits(self, spec, dtype, prompt, weights=None):
         """Every position's logits of one prompt, [1, T, V]."""

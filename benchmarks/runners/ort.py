@@ -17,7 +17,8 @@ import numpy as np
 from engine.families import read_config
 from engine.source import resolve_model
 
-from ..measure.timing import fixed_prompts, run_repeats, summarize_run
+from ..measure.timing import Plan, fixed_prompts, run_repeats, summarize_run
+from ..records import Measured, Scenario
 from . import import_for_peer
 from .onnx_export import cache_shape, ensure_onnx
 
@@ -76,25 +77,23 @@ class OrtRunner:
             feeds |= {name.replace("present", "past"): value for name, value in zip(names[1:], outputs[1:])}
         return np.stack(tokens, axis=1).tolist()
 
-    def measure(self, scenario) -> dict:
-        _, config = self.sessions(scenario["model"])
-        prompts = fixed_prompts(scenario["batch"], scenario["prompt_len"], config.vocab_size)
+    def measure(self, scenario: Scenario, plan: Plan) -> Measured:
+        _, config = self.sessions(scenario.model)
+        prompts = fixed_prompts(scenario.batch, scenario.prompt_len, config.vocab_size)
 
         def one_run():
             times = []
             start = time.perf_counter()
-            self.run(scenario["model"], prompts, scenario["new_tokens"], lambda: times.append(time.perf_counter()))
-            return summarize_run(times, start, scenario["batch"], scenario["prompt_len"])
+            self.run(scenario.model, prompts, scenario.new_tokens, lambda: times.append(time.perf_counter()))
+            return summarize_run(times, start, scenario.batch, scenario.prompt_len)
 
-        result = run_repeats(one_run, scenario)
-        result["metrics"]["compiled"] = False  # the graph was optimized once, when exported and loaded
-        result["metrics"]["threads_used"] = self.threads
-        return result
+        # the graph was optimized once, when exported and loaded: nothing compiles here
+        return run_repeats(one_run, scenario, plan).with_figures(compiled=False, threads_used=self.threads)
 
-    def generate_ids(self, scenario) -> list[list[int]]:
-        _, config = self.sessions(scenario["model"])
-        prompts = fixed_prompts(scenario["batch"], scenario["prompt_len"], config.vocab_size)
-        return self.run(scenario["model"], prompts, scenario["new_tokens"], lambda: None)
+    def generate_ids(self, scenario: Scenario) -> list[list[int]]:
+        _, config = self.sessions(scenario.model)
+        prompts = fixed_prompts(scenario.batch, scenario.prompt_len, config.vocab_size)
+        return self.run(scenario.model, prompts, scenario.new_tokens, lambda: None)
 
     def parity_logits(self, spec, dtype, prompt, weights=None):
         full = self.session(self.graphs(spec)[1])

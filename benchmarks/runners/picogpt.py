@@ -10,7 +10,8 @@ from engine.checkpoint import load_checkpoint, nest_params
 from engine.source import resolve_model
 
 from .. import picogpt_gpt2 as picogpt
-from ..measure.timing import fixed_prompts, run_repeats, summarize_run
+from ..measure.timing import Plan, fixed_prompts, run_repeats, summarize_run
+from ..records import Measured, Scenario
 
 
 class PicoGPTRunner:
@@ -24,27 +25,25 @@ class PicoGPTRunner:
             self._params = (spec, config, nest_params(flat, config.n_layer))
         return self._params[1], self._params[2]
 
-    def run(self, scenario, inputs, on_token):
-        config, params = self.params(scenario["model"])
-        for _ in range(scenario["new_tokens"]):  # picoGPT's loop, with a clock read per token
+    def run(self, scenario: Scenario, inputs, on_token):
+        config, params = self.params(scenario.model)
+        for _ in range(scenario.new_tokens):  # picoGPT's loop, with a clock read per token
             logits = picogpt.gpt2(inputs, **params, n_head=config.n_head)
             inputs.append(int(np.argmax(logits[-1])))
             on_token()
         return inputs
 
-    def measure(self, scenario) -> dict:
-        config, _ = self.params(scenario["model"])
-        prompt = fixed_prompts(1, scenario["prompt_len"], config.vocab_size)[0]
+    def measure(self, scenario: Scenario, plan: Plan) -> Measured:
+        config, _ = self.params(scenario.model)
+        prompt = fixed_prompts(1, scenario.prompt_len, config.vocab_size)[0]
 
         def one_run():
             times = []
             start = time.perf_counter()
             self.run(scenario, list(prompt), lambda: times.append(time.perf_counter()))
-            return summarize_run(times, start, 1, scenario["prompt_len"])
+            return summarize_run(times, start, 1, scenario.prompt_len)
 
-        result = run_repeats(one_run, scenario)
-        result["metrics"]["compiled"] = False  # NumPy as published: nothing compiles
-        return result
+        return run_repeats(one_run, scenario, plan).with_figures(compiled=False)  # NumPy as published: nothing compiles
 
     def parity_logits(self, spec, dtype, prompt, weights=None):
         config, params = self.params(spec)

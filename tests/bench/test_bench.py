@@ -14,6 +14,7 @@ import pytest
 
 from arraygpt.cli import main
 from backends import get_backend, usable_backends
+from benchmarks.records import Scenario
 from benchmarks.scenarios import available_suites, expand, load_suite
 from engine.errors import ArrayGPTError
 from helpers import interruptible
@@ -298,8 +299,8 @@ def test_static_cache_peer_makes_the_eager_peers_tokens():
     import torch
 
     from benchmarks.runners.hf import HFRunner, HFStaticRunner
-    scenario = {"model": "tiny", "dtype": "float32", "batch": 2, "prompt_len": 7, "new_tokens": 10, "warmup": 0,
-                "repeats": 1}
+    scenario = Scenario(group="t", model="tiny", runner="hf", device=None, dtype="float32", batch=2, prompt_len=7,
+                        new_tokens=10, warmup=0, repeats=1)
     eager = HFRunner(torch.device("cpu")).generate_ids(scenario)
     assert len(eager) == 2 and all(len(row) == 10 for row in eager)
     assert HFStaticRunner(torch.device("cpu")).generate_ids(scenario) == eager

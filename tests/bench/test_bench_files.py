@@ -40,6 +40,11 @@ def metric(doc):
     (lambda d: d.update(results={"a": 1}), "results is not a list"),
     (lambda d: d["results"][0].update(batch="8"), "batch is missing or not an integer"),
     (lambda d: d["results"][0].pop("metrics"), "has no metrics or repeats"),
+    # the records' fields are the schema: each field's type as declared, a required one present
+    (lambda d: d["results"][0].update(precision=3), "results[0].precision is not a string"),
+    (lambda d: d["results"][0]["metrics"]["e2e_s"].pop("median"), "results[0].metrics.e2e_s.median is missing or not a number"),
+    (lambda d: d["results"][0]["metrics"].update(compiled="yes"), "results[0].metrics.compiled is not true or false"),
+    (lambda d: d["results"][0].pop("status"), "results[0].status is missing or not a string"),
 ])
 def test_unsound_files_are_refused_by_compare_report_and_plot(run, tmp_path, damage, match):
     bad = copy.deepcopy(run)

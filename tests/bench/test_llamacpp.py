@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.records import Scenario
 from helpers import cli
 
 gguf = pytest.importorskip("gguf", reason="the gguf package (the peers extra) is not installed")
@@ -74,7 +75,8 @@ def test_llamacpp_f32_greedy_tokens_equal_hf_greedy_tokens(tiny_dir):
 
     from benchmarks.runners.llamacpp import LlamaCppRunner
     from benchmarks.measure.timing import fixed_prompts
-    scenario = {"model": "tiny", "dtype": "float32", "weights": None, "batch": 1, "prompt_len": 12, "new_tokens": 24}
+    scenario = Scenario(group="t", model="tiny", runner="llamacpp", device=None, dtype="float32", batch=1, prompt_len=12,
+                        new_tokens=24)
     prompt = fixed_prompts(1, 12, 50257)
     hf = GPT2LMHeadModel.from_pretrained(tiny_dir, dtype=torch.float32).eval()
     with torch.no_grad():
@@ -95,7 +97,8 @@ def test_llamacpp_parallel_sequences_give_each_prompt_hf_greedy_tokens(tiny_dir)
 
     from benchmarks.runners.llamacpp import LlamaCppRunner
     from benchmarks.measure.timing import fixed_prompts
-    scenario = {"model": "tiny", "dtype": "float32", "weights": None, "batch": 3, "prompt_len": 12, "new_tokens": 20}
+    scenario = Scenario(group="t", model="tiny", runner="llamacpp", device=None, dtype="float32", batch=3, prompt_len=12,
+                        new_tokens=20)
     prompts = fixed_prompts(3, 12, 50257)
     hf = GPT2LMHeadModel.from_pretrained(tiny_dir, dtype=torch.float32).eval()
     with torch.no_grad():
@@ -176,8 +179,8 @@ def test_llamacpp_runs_the_llama_family_with_hf_greedy_tokens(llama_family):
     from benchmarks.measure.timing import fixed_prompts
     from engine import load_model
     vocab = load_model(llama_family, backend="numpy").config.vocab_size
-    scenario = {"model": llama_family, "dtype": "float32", "weights": None, "batch": 3, "prompt_len": 12,
-                "new_tokens": 16}
+    scenario = Scenario(group="t", model=llama_family, runner="llamacpp", device=None, dtype="float32", batch=3,
+                        prompt_len=12, new_tokens=16)
     prompts = fixed_prompts(3, 12, vocab)
     hf = AutoModelForCausalLM.from_pretrained(llama_family, dtype=torch.float32).eval()
     with torch.no_grad():

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.records import Scenario
 from helpers import cli
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'arraygpt[peers]'; "
@@ -38,7 +39,8 @@ def test_ort_greedy_tokens_through_its_kv_cache_equal_hf_greedy_tokens():
     with torch.no_grad():
         want = hf.generate(torch.tensor(prompts), attention_mask=torch.ones(3, 12, dtype=torch.long), do_sample=False,
                            max_new_tokens=20, eos_token_id=None, pad_token_id=0)[:, 12:].tolist()
-    scenario = {"model": "tiny", "batch": 3, "prompt_len": 12, "new_tokens": 20}
+    scenario = Scenario(group="t", model="tiny", runner="ort", device=None, dtype="float32", batch=3, prompt_len=12,
+                        new_tokens=20)
     runner = OrtRunner()
     got = runner.run("tiny", prompts, 20, lambda: None)
     assert got == want and len({tuple(row) for row in got}) > 1

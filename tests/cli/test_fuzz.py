@@ -280,7 +280,7 @@ def test_the_lock_takes_over_only_its_own_leftovers_and_never_changes_anything_e
         try:
             with exclusive_output(output):
                 assert leftover, "took over a file that was not a lock of ours"
-        except ArrayGPTError as err:
+        except ArrayGPTError:
             assert not leftover  # (the CLI prints any message as one line, whatever the name holds)
             assert snapshot(tmp) == before and (lock.is_symlink() or lock.exists())
         else:
