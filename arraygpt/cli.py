@@ -8,8 +8,8 @@ import signal
 import sys
 import warnings
 
-from backends import BACKENDS, BackendError, BackendUnavailable, usable_backends
-from engine.errors import ArrayGPTError, RandomWeightsWarning
+from arraygpt.backends import BACKENDS, BackendError, BackendUnavailable, usable_backends
+from arraygpt.engine.errors import ArrayGPTError, RandomWeightsWarning
 
 from . import __version__
 from .commands import COMMANDS

@@ -36,22 +36,22 @@ _TORCH = "pip install 'arraygpt[torch]'"
 _NO_BFLOAT16 = ("float32", "float16", "float64")
 _CUPY = "pip install 'arraygpt[cuda12]' (or [cuda13]) on a machine with an NVIDIA GPU"
 BACKENDS = {
-    "numpy": Registered("backends.numpy", "included", "numpy", dtypes=_NO_BFLOAT16, slow_dtypes=(
+    "numpy": Registered("arraygpt.backends.numpy", "included", "numpy", dtypes=_NO_BFLOAT16, slow_dtypes=(
         ("float16", "NumPy has no float16 matrix kernel (it converts element by element): 124M decodes at batch 1 "
                     "26x slower than in float32 (2.8 against 73.6 tok/s on a 2-core Zen 5, 2026-12-05); use float32, "
                     "or jax or torch for half-width weights"),)),
-    "jax": Registered("backends.jax", _JAX, "jax", meshes=True, tf32=True),
-    "jax-loop": Registered("backends.jax", _JAX, "jax", options=(("compile_loop", True),), meshes=True,
+    "jax": Registered("arraygpt.backends.jax", _JAX, "jax", meshes=True, tf32=True),
+    "jax-loop": Registered("arraygpt.backends.jax", _JAX, "jax", options=(("compile_loop", True),), meshes=True,
                            tf32=True),
-    "torch": Registered("backends.torch", _TORCH, "torch", tf32=True),
-    "torch-eager": Registered("backends.torch", _TORCH, "torch", options=(("record", False),), tf32=True,
+    "torch": Registered("arraygpt.backends.torch", _TORCH, "torch", tf32=True),
+    "torch-eager": Registered("arraygpt.backends.torch", _TORCH, "torch", options=(("record", False),), tf32=True,
                               for_speed=False),
-    "torch-inductor": Registered("backends.torch", _TORCH, "torch", options=(("inductor", True),), tf32=True,
+    "torch-inductor": Registered("arraygpt.backends.torch", _TORCH, "torch", options=(("inductor", True),), tf32=True,
                                  for_speed=False),
-    "cupy": Registered("backends.cupy", _CUPY, "cupy", tf32=True, dtypes=_NO_BFLOAT16),
-    "cupy-eager": Registered("backends.cupy", _CUPY, "cupy", options=(("record", False),), tf32=True, for_speed=False,
+    "cupy": Registered("arraygpt.backends.cupy", _CUPY, "cupy", tf32=True, dtypes=_NO_BFLOAT16),
+    "cupy-eager": Registered("arraygpt.backends.cupy", _CUPY, "cupy", options=(("record", False),), tf32=True, for_speed=False,
                              dtypes=_NO_BFLOAT16),
-    "strict": Registered("backends.strict", "pip install array-api-strict", "array-api-strict", for_speed=False,
+    "strict": Registered("arraygpt.backends.strict", "pip install array-api-strict", "array-api-strict", for_speed=False,
                          dtypes=("float32", "float64")),
 }
 SPEED_BACKENDS = tuple(name for name, r in BACKENDS.items() if r.for_speed)

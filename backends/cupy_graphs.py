@@ -16,7 +16,7 @@ import numpy as np
 
 import cupy
 
-from engine.layers import matmul, times_transposed
+from arraygpt.engine.layers import matmul, times_transposed
 
 from .recording import RecordingError
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import cupy
 
-from engine.layers import gelu as engine_gelu, layer_norm as engine_layer_norm, rms_norm as engine_rms_norm
-from engine.layers import silu as engine_silu, softmax as engine_softmax
+from arraygpt.engine.layers import gelu as engine_gelu, layer_norm as engine_layer_norm, rms_norm as engine_rms_norm
+from arraygpt.engine.layers import silu as engine_silu, softmax as engine_softmax
 
 FUSED_DTYPES = (cupy.float32, cupy.float16)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import CheckpointError
+from arraygpt.engine.errors import CheckpointError
 
 
 def stored_array(tensor) -> np.ndarray:

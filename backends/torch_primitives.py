@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.layers import layer_norm as engine_layer_norm, rms_norm as engine_rms_norm
+from arraygpt.engine.layers import layer_norm as engine_layer_norm, rms_norm as engine_rms_norm
 
 
 def layer_norm(x, g, b, eps):  # [..., C] -> [..., C]

@@ -16,7 +16,7 @@ import warnings
 
 import torch
 
-from engine.layers import times_transposed
+from arraygpt.engine.layers import times_transposed
 
 
 ROW_WEIGHTS = (torch.bfloat16, torch.float32)  # the weights' dtypes whose one-row products run the reduction

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import load_model
-from engine.families import read_config
-from engine.source import resolve_model
+from arraygpt.engine import load_model
+from arraygpt.engine.families import read_config
+from arraygpt.engine.source import resolve_model
 
 from .jsonio import write_json_atomic
 from .judge.derive import derive
@@ -157,7 +157,7 @@ class Bench:
         log = tmp / f"log-{stem}.txt"
         pending = {s.id: s for s in scenarios}
         with open(log, "w") as log_file:
-            process = subprocess.Popen([sys.executable, "-m", "benchmarks.measure.worker", str(job)], stdout=subprocess.PIPE,
+            process = subprocess.Popen([sys.executable, "-m", "arraygpt.benchmarks.measure.worker", str(job)], stdout=subprocess.PIPE,
                                        stderr=log_file, text=True, cwd=Path(__file__).resolve().parent.parent)
             try:
                 for line in process.stdout:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.errors import ArrayGPTError
+from arraygpt.engine.errors import ArrayGPTError
 
 # What an image of each format starts with (matplotlib writes these formats).
 IMAGE_MAGIC = {".png": (b"\x89PNG",), ".pdf": (b"%PDF",), ".jpg": (b"\xff\xd8\xff",), ".jpeg": (b"\xff\xd8\xff",),

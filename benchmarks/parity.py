@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from backends import BackendError, get_backend
-from engine import GenerationError, load_model
+from arraygpt.backends import BackendError, get_backend
+from arraygpt.engine import GenerationError, load_model
 
 from .records.labels import numerics_label
 

@@ -17,12 +17,12 @@ import itertools
 import tomllib
 from pathlib import Path
 
-from backends import BACKENDS
-from backends.base import DTYPE_NAMES, PRECISIONS
-from engine.config import ITEMSIZE
-from engine.errors import ArrayGPTError
-from engine.families import PRESETS as MODEL_PRESETS, read_config
-from engine.files import read_text
+from arraygpt.backends import BACKENDS
+from arraygpt.backends.base import DTYPE_NAMES, PRECISIONS
+from arraygpt.engine.config import ITEMSIZE
+from arraygpt.engine.errors import ArrayGPTError
+from arraygpt.engine.families import PRESETS as MODEL_PRESETS, read_config
+from arraygpt.engine.files import read_text
 
 from .judge.roofline import QUANTIZED
 from .judge.validity import check_rules

@@ -1,6 +1,6 @@
 """arraygpt's engine: GPT-2 and the Llama family written once against the Python array API standard.
 
-    from engine import load_model, Tokenizer
+    from arraygpt.engine import load_model, Tokenizer
     model = load_model("124M")                 # synthetic weights; or a directory, or a hub id
     tok = Tokenizer.gpt2()
     new_ids = model.generate(tok.encode("Alan Turing theorized"), max_new_tokens=20)

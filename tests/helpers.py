@@ -124,7 +124,7 @@ BACKEND_CASES = [
 
 
 def backend_or_skip(name, device=None, **options):
-    from backends import BackendUnavailable, get_backend
+    from arraygpt.backends import BackendUnavailable, get_backend
     try:
         return get_backend(name, device=device, **options) if options else get_backend(name, device=device)
     except BackendUnavailable as err:
@@ -178,7 +178,7 @@ def hf_logits(hf_model, ids):
 
 def reference_logits(directory, ids):
     """Our forward pass on NumPy float64: the reference every backend is compared with."""
-    from engine import load_model
+    from arraygpt.engine import load_model
     return np.asarray(load_model(directory, backend="numpy", dtype="float64").logits(ids))
 
 

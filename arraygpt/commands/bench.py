@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from engine.errors import ArrayGPTError
+from arraygpt.engine.errors import ArrayGPTError
 
 from .options import fraction, report_console, stderr
 from .parity import parse_backend_list
@@ -28,7 +28,7 @@ def str_list(text):
 
 def mesh_list(text):
     """'none;tp=2;dp=2,tp=4' -> [None, 'tp=2', 'dp=2,tp=4'] (checked as meshes)."""
-    from backends.mesh import parse_mesh
+    from arraygpt.backends.mesh import parse_mesh
     meshes = []
     for item in filter(None, (v.strip() for v in text.split(";"))):
         meshes.append(None if item == "none" else parse_mesh(item).label)
@@ -36,7 +36,7 @@ def mesh_list(text):
 
 
 def add_parser(sub):
-    from benchmarks.scenarios import available_suites
+    from arraygpt.benchmarks.scenarios import available_suites
     p = sub.add_parser(
         "bench", help="benchmark backends (the main job)",
         description="Measure prefill and decode tokens/s, time to first token, per-token latency, peak memory, "
@@ -84,7 +84,7 @@ def add_parser(sub):
     p.add_argument("--ci-budget", type=float, default=60.0, metavar="SECONDS",
                    help="timed seconds per scenario that --target-ci may spend (default: 60)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up runs per scenario (the first includes compiling)")
-    from benchmarks.runners import PEERS
+    from arraygpt.benchmarks.runners import PEERS
     p.add_argument("--peer", type=str_list, default=None, metavar="LIST",
                    help="peer rows: " + " | ".join(f"{name}: {peer.what}" for name, peer in PEERS.items())
                         + ". Default: the suite's; --peer none for none. A peer that is not installed gives its "
@@ -108,7 +108,7 @@ def add_parser(sub):
 def peer_devices(backends) -> list[str | None]:
     """Where the peers run: the CPU (None) and/or 'gpu', wherever the backends run. A backend without a
     device is asked for its default (JAX defaults to a GPU where it has one)."""
-    from backends import BackendError, get_backend
+    from arraygpt.backends import BackendError, get_backend
     kinds = set()
     for name, device in backends:
         if device is not None:
@@ -122,9 +122,9 @@ def peer_devices(backends) -> list[str | None]:
 
 
 def run(args) -> int:
-    from backends import SPEED_BACKENDS, usable_backends
-    from benchmarks.outputs import check_json_output, exclusive_output
-    from benchmarks.scenarios import expand, load_suite
+    from arraygpt.backends import SPEED_BACKENDS, usable_backends
+    from arraygpt.benchmarks.outputs import check_json_output, exclusive_output
+    from arraygpt.benchmarks.scenarios import expand, load_suite
 
     suite = load_suite(args.suite)
     if suite.get("device") == "gpu" and not args.force and not has_nvidia_gpu():
@@ -133,7 +133,7 @@ def run(args) -> int:
                             "run it here anyway")
     if args.backends:
         backends = parse_backend_list(args.backends)
-        from backends import BACKENDS, installed
+        from arraygpt.backends import BACKENDS, installed
         missing = [name for name, _ in backends if not installed(name)]
         peers_asked = _suite_peers(suite) if args.peer is None else any(p != "none" for p in args.peer)
         if len(missing) == len(backends) and not peers_asked:
@@ -156,12 +156,12 @@ def run(args) -> int:
     peers = None if args.peer is None else [p for p in args.peer if p != "none"]
     scenarios = expand(suite, backends, overrides, peers, peer_devices(backends))
     if not scenarios:
-        from benchmarks.judge.roofline import QUANTIZED
+        from arraygpt.benchmarks.judge.roofline import QUANTIZED
         quantized = [w for w in args.weights or () if w in QUANTIZED]
         hint = (f"{quantized[0]} weights are llama.cpp's own format: add --peer llamacpp" if quantized else
                 "check --backends, --dtypes, --weights and --peer against the suite (--list shows what runs)")
         raise ArrayGPTError(f"these options leave no scenario to run; {hint}")
-    from backends import BACKENDS
+    from arraygpt.backends import BACKENDS
     if args.mesh and any(args.mesh):
         single = [name for name, _ in backends if not BACKENDS[name].meshes]
         if single:
@@ -195,7 +195,7 @@ def run(args) -> int:
 
 def slow_paths(scenarios) -> list[tuple[str, str, str]]:
     """(runner, dtype, why) for each backend asked to run a dtype it declares far slower than float32."""
-    from backends import BACKENDS
+    from arraygpt.backends import BACKENDS
     found = {}
     for s in scenarios:
         declared = dict(BACKENDS[s.runner].slow_dtypes) if s.runner in BACKENDS else {}
@@ -206,8 +206,8 @@ def slow_paths(scenarios) -> list[tuple[str, str, str]]:
 
 
 def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds) -> int:
-    from benchmarks.harness import Bench
-    from benchmarks.present.tables import probes_table, results_table
+    from arraygpt.benchmarks.harness import Bench
+    from arraygpt.benchmarks.present.tables import probes_table, results_table
 
     console = report_console()
     runners = list(dict.fromkeys(s.runner for s in scenarios))
@@ -259,7 +259,7 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
                     progress.console.print(f"[yellow]{escape(event['id'])}: {event['status']}{escape(why)}[/]",
                                            highlight=False)
 
-        from benchmarks.judge.validity import RULES
+        from arraygpt.benchmarks.judge.validity import RULES
         bench = Bench(scenarios, {"name": suite["name"], "description": suite.get("description", ""),
                                   "overrides": {k: v for k, v in overrides.items() if v is not None},
                                   "validity": RULES | suite.get("validity", {}), "rounds": rounds},
@@ -282,7 +282,7 @@ def _run_locked(args, suite, scenarios, overrides, json_path, target_ci, rounds)
         if run.probes:
             console.print(probes_table(run))
     else:
-        from benchmarks.present.formats import flat_rows, render
+        from arraygpt.benchmarks.present.formats import flat_rows, render
         print(render(flat_rows(run, run.label), args.format), end="")
     stderr.print(f"results: {bench.json_path}")
     meters = [r.metrics.energy or {} for r in run.ok_results]
@@ -353,9 +353,9 @@ def has_nvidia_gpu() -> bool:
 def check_models(scenarios) -> None:
     """Before any worker: every model resolves (an unknown name, a damaged directory, an unwritable cache are
     its one-line error), and every scenario fits its model's context."""
-    from engine.families import read_config
-    from engine.prompts import positions_needed
-    from engine.source import resolve_model
+    from arraygpt.engine.families import read_config
+    from arraygpt.engine.prompts import positions_needed
+    from arraygpt.engine.source import resolve_model
     context = {}
     for spec in dict.fromkeys(s.model for s in scenarios):
         context[spec] = read_config(resolve_model(spec).directory / "config.json").n_positions

@@ -8,7 +8,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from engine.errors import ArrayGPTError
+from arraygpt.engine.errors import ArrayGPTError
 
 from .options import fraction, report_console, stderr
 
@@ -55,10 +55,10 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from benchmarks.judge.compare import NumericsBudget, compare
-    from benchmarks.jsonio import write_json_atomic
-    from benchmarks.records import Run
-    from benchmarks.outputs import check_json_output
+    from arraygpt.benchmarks.judge.compare import NumericsBudget, compare
+    from arraygpt.benchmarks.jsonio import write_json_atomic
+    from arraygpt.benchmarks.records import Run
+    from arraygpt.benchmarks.outputs import check_json_output
 
     limit = fraction(args.threshold, "--threshold", "10%")
     json_path = check_json_output(args.json, "arraygpt-compare", replace=True) if args.json is not None else None

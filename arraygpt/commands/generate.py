@@ -7,9 +7,9 @@ import json
 import sys
 import time
 
-from engine.errors import GenerationError
-from engine.prompts import check_seed
-from engine.sampling import Sampling
+from arraygpt.engine.errors import GenerationError
+from arraygpt.engine.prompts import check_seed
+from arraygpt.engine.sampling import Sampling
 
 from .options import add_model_options, load_model_with_progress, read_text_arg, seed, stderr, warn_if_synthetic
 

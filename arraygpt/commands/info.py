@@ -22,7 +22,7 @@ def jax_devices() -> list[dict]:
         import jax
     except ImportError:
         return []
-    from backends.mesh import meshes_for
+    from arraygpt.backends.mesh import meshes_for
     rows = []
     for platform in dict.fromkeys(d.platform for d in jax.devices()):
         count = len(jax.devices(platform))
@@ -40,11 +40,11 @@ def jax_devices() -> list[dict]:
 
 
 def run(args) -> int:
-    from backends import backend_status
-    from benchmarks.measure.environment import library_versions, machine_info
-    from engine.source import cache_dir
+    from arraygpt.backends import backend_status
+    from arraygpt.benchmarks.measure.environment import library_versions, machine_info
+    from arraygpt.engine.source import cache_dir
 
-    from benchmarks.runners import peer_status
+    from arraygpt.benchmarks.runners import peer_status
 
     backends = [{"backend": name, "usable": ok, "detail": detail} for name, ok, detail in backend_status()]
     peers = [{"peer": name, "installed": ok, "detail": detail} for name, ok, detail in peer_status()]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.families import PRESETS
-from engine.errors import ArrayGPTError
+from arraygpt.engine.families import PRESETS
+from arraygpt.engine.errors import ArrayGPTError
 
 from .options import naming_the_path, progress_bar, seed, stderr
 
@@ -26,7 +26,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from engine.synthetic import write_synthetic_checkpoint
+    from arraygpt.engine.synthetic import write_synthetic_checkpoint
 
     directory = Path(args.directory)
     if args.preset not in PRESETS:

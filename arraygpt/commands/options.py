@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from backends import BACKENDS
-from engine.families import PRESETS
-from engine.errors import ArrayGPTError
+from arraygpt.backends import BACKENDS
+from arraygpt.engine.families import PRESETS
+from arraygpt.engine.errors import ArrayGPTError
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -85,7 +85,7 @@ def join_processes(args, backends=()) -> None:
     where they would be ignored: the process count or id without a coordinator, a coordinator for a backend
     that runs in one process (backends: the names asked for)."""
     import os
-    from backends import BACKENDS, initialize_distributed
+    from arraygpt.backends import BACKENDS, initialize_distributed
     coordinator = args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
     if not coordinator:
         if args.num_processes is not None or args.process_id is not None:
@@ -124,8 +124,8 @@ def naming_the_path(path):
 
 def read_text_arg(text: str) -> str:
     """'-' reads standard input. Text that is not valid UTF-8 is one clear error, not a traceback."""
-    from engine.errors import TokenizerError
-    from engine.tokenizer import check_unicode
+    from arraygpt.engine.errors import TokenizerError
+    from arraygpt.engine.tokenizer import check_unicode
     if text == "-":
         if sys.stdin is None:  # started with standard input closed (`<&-`)
             raise TokenizerError("standard input is closed: pass the text as an argument, or pipe it in with -")
@@ -162,8 +162,8 @@ def progress_bar(description: str):
 
 
 def load_model_with_progress(args, batch: int = 1):
-    from backends import get_backend
-    from engine import load_model
+    from arraygpt.backends import get_backend
+    from arraygpt.engine import load_model
     join_processes(args, [args.backend])
     options = {"precision": args.precision, "mesh": args.mesh} | ({"batch": batch} if args.backend == "auto" else {})
     backend = get_backend(args.backend, device=args.device, **options)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from backends import BACKENDS
-from engine.errors import ArrayGPTError
+from arraygpt.backends import BACKENDS
+from arraygpt.engine.errors import ArrayGPTError
 
 from .options import add_mesh_options, join_processes, report_console, seed, stderr
 
@@ -71,12 +71,12 @@ def render(cells) -> tuple[Table, list[str]]:
 
 
 def run(args) -> int:
-    from benchmarks.measure.environment import environment
-    from benchmarks.jsonio import write_json_atomic
-    from backends.base import DTYPE_NAMES
-    from benchmarks.parity import run_parity
+    from arraygpt.benchmarks.measure.environment import environment
+    from arraygpt.benchmarks.jsonio import write_json_atomic
+    from arraygpt.backends.base import DTYPE_NAMES
+    from arraygpt.benchmarks.parity import run_parity
 
-    from benchmarks.outputs import check_json_output
+    from arraygpt.benchmarks.outputs import check_json_output
 
     json_path = check_json_output(args.json, "arraygpt-parity", replace=True) if args.json else None
     backends = parse_backend_list(args.backends)

@@ -15,9 +15,9 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from benchmarks.outputs import check_image_output
-    from benchmarks.present.plot import plot_results
-    from benchmarks.records import Run
+    from arraygpt.benchmarks.outputs import check_image_output
+    from arraygpt.benchmarks.present.plot import plot_results
+    from arraygpt.benchmarks.records import Run
 
     from pathlib import Path
     output = check_image_output(args.output if args.output is not None else Path(args.results).with_suffix(".png"))

@@ -21,17 +21,17 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from benchmarks.outputs import check_image_output
-    from benchmarks.records import Run
-    from benchmarks.present.report import chart, markdown
+    from arraygpt.benchmarks.outputs import check_image_output
+    from arraygpt.benchmarks.records import Run
+    from arraygpt.benchmarks.present.report import chart, markdown
 
     output = check_image_output(args.output) if args.output is not None else None
     runs = [Run.load(path) for path in args.results]
     if args.format == "md":
         print(markdown(runs, args.results), end="")
     else:
-        from benchmarks.present.formats import flat_rows, render
-        from benchmarks.present.report import run_labels
+        from arraygpt.benchmarks.present.formats import flat_rows, render
+        from arraygpt.benchmarks.present.report import run_labels
         print(render([row for run, name in zip(runs, run_labels(runs)) for row in flat_rows(run, name)], args.format),
               end="")
     incomplete = [path for path, run in zip(args.results, runs) if not run.complete]

@@ -21,8 +21,8 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from engine.errors import TokenizerError
-    from engine.hf_tokenizer import tokenizer_of
+    from arraygpt.engine.errors import TokenizerError
+    from arraygpt.engine.hf_tokenizer import tokenizer_of
 
     tok = tokenizer_of(args.model)
     text = read_text_arg(args.text)

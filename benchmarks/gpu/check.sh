@@ -73,9 +73,11 @@ install() {
   if [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1; then
     "$PY" -m pip install -q --no-index --no-deps .whl/*.whl || return 1
   fi
-  # the entry point, not the import: from the repository root `import arraygpt` works uninstalled, and the
-  # engine finds the backends only through the entry point (the first H200 run skipped the install so)
-  "$PY" -c "from importlib.metadata import entry_points; assert entry_points(group='arraygpt.backends')" 2> /dev/null \
+  # the installed namespace and the entry point, not `import arraygpt`: from the repository root that works
+  # uninstalled, and the engine finds the backends only through the entry point (the first H200 run skipped
+  # the install so)
+  "$PY" -c "import arraygpt.engine; from importlib.metadata import entry_points as e; assert e(group='arraygpt.backends')" \
+    2> /dev/null \
     || "$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e .
 }
 
@@ -83,9 +85,9 @@ versions() {
   command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   "$PY" -c "
 import platform; print('python', platform.python_version())
-from benchmarks.measure.environment import library_versions
+from arraygpt.benchmarks.measure.environment import library_versions
 for name, version in library_versions().items(): print(name, version)
-from backends import backend_status
+from arraygpt.backends import backend_status
 for name, ok, where in backend_status(): print('backend', name, 'usable on' if ok else 'NOT usable:', where)
 "
 }
@@ -101,6 +103,6 @@ part tests "${LIMITS[2]}" "$PY" -m pytest -q -m gpu -p no:cacheprovider
 part parity "${LIMITS[3]}" "$PY" -m arraygpt parity --model "$MODEL" --backends "$BACKENDS" --dtypes "$DTYPES" \
   --json "$OUT/parity.json"
 part bench "${LIMITS[4]}" "$PY" -m arraygpt bench "${BENCH[@]}" --json "$OUT/bench.json" --force
-part profile "${LIMITS[5]}" "$PY" -m benchmarks.gpu.step_profile "${PROFILE[@]}" --json "$OUT/profile.json"
-part inductor "${LIMITS[6]}" "$PY" -m benchmarks.gpu.step_profile "${INDUCTOR[@]}" --json "$OUT/inductor.json"
-"$PY" -m benchmarks.gpu.summary "$OUT"
+part profile "${LIMITS[5]}" "$PY" -m arraygpt.benchmarks.gpu.step_profile "${PROFILE[@]}" --json "$OUT/profile.json"
+part inductor "${LIMITS[6]}" "$PY" -m arraygpt.benchmarks.gpu.step_profile "${INDUCTOR[@]}" --json "$OUT/inductor.json"
+"$PY" -m arraygpt.benchmarks.gpu.summary "$OUT"

@@ -1,4 +1,4 @@
-"""Time per decode step and work launched per step, per backend: `python -m benchmarks.gpu.step_profile`.
+"""Time per decode step and work launched per step, per backend: `python -m arraygpt.benchmarks.gpu.step_profile`.
 
 For each backend the model decodes `--steps` tokens after a warm-up (which compiles or records), the
 device synchronized around the clock. Work launched per step, where torch is installed: on a GPU the CUDA
@@ -14,8 +14,8 @@ import json
 import time
 from collections import Counter
 
-from backends import BackendError, get_backend
-from engine import load_model
+from arraygpt.backends import BackendError, get_backend
+from arraygpt.engine import load_model
 
 from ..measure.timing import fixed_prompts
 

@@ -1,4 +1,4 @@
-"""The GPU check's closing table: `python -m benchmarks.gpu.summary OUT` (Markdown, printed last)."""
+"""The GPU check's closing table: `python -m arraygpt.benchmarks.gpu.summary OUT` (Markdown, printed last)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.present.formats import flat_rows
-from benchmarks.records import Run
-from engine.llama.config import LLAMA_PRESETS
+from arraygpt.benchmarks.present.formats import flat_rows
+from arraygpt.benchmarks.records import Run
+from arraygpt.engine.llama.config import LLAMA_PRESETS
 
 # Issue 26's targets (124M, 16-token prompt, 128 new tokens; 8 x 1024 prefill): (what, runner, numerics, batch,
 # figure, target). figure: decode or prefill tokens/s, or a ratio to a peer of the same run ("vs_hf-static").

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from engine.errors import ArrayGPTError
+from arraygpt.engine.errors import ArrayGPTError
 
 from ..parity import TOLERANCE
 from ..records import Result, Run, as_run

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from engine.families import PRESETS, config_from_fields
+from arraygpt.engine.families import PRESETS, config_from_fields
 
 from ..records import Derived, Result, Run, as_run
 from ..records.labels import numerics_label, product_key

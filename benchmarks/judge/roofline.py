@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 
-from backends.mesh import parse_mesh
-from engine.config import ITEMSIZE, GPTConfig, expected_shapes
-from engine.llama.config import LlamaConfig, expected_shapes as llama_shapes
+from arraygpt.backends.mesh import parse_mesh
+from arraygpt.engine.config import ITEMSIZE, GPTConfig, expected_shapes
+from arraygpt.engine.llama.config import LlamaConfig, expected_shapes as llama_shapes
 
 # Weight formats only a peer reads (llama.cpp's Q8_0: blocks of 32 int8 weights and one float16 scale),
 # and their bytes per weight. Their rows are their own numerics: no backend of ours runs them.

@@ -23,7 +23,7 @@ import dataclasses
 
 import numpy as np
 
-from engine.errors import ArrayGPTError
+from arraygpt.engine.errors import ArrayGPTError
 
 from ..records import Validity
 

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from engine.config import ITEMSIZE
+from arraygpt.engine.config import ITEMSIZE
 
 
 def median_time(fn, repeats=5, pick=np.median):

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.measure.worker JOB.json`: one runner's scenarios in a process of its own.
+"""`python -m arraygpt.benchmarks.measure.worker JOB.json`: one runner's scenarios in a process of its own.
 
 Timing each library in its own process keeps another library's idle BLAS/OpenMP threads off the
 cores. Events go to the parent as JSON lines on the original stdout; anything the libraries print
@@ -17,8 +17,8 @@ import warnings
 import numpy as np
 from threadpoolctl import threadpool_info
 
-from backends import BackendUnavailable
-from engine.errors import RandomWeightsWarning
+from arraygpt.backends import BackendUnavailable
+from arraygpt.engine.errors import RandomWeightsWarning
 
 from ..judge.roofline import QUANTIZED
 from ..parity import logit_difference

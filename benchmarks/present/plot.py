@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 
-from engine.errors import ArrayGPTError
+from arraygpt.engine.errors import ArrayGPTError
 
 from ..judge.derive import derive
 from ..records import Run, label

@@ -11,7 +11,7 @@ import dataclasses
 import itertools
 import math
 
-from engine.errors import ArrayGPTError
+from arraygpt.engine.errors import ArrayGPTError
 
 from ..judge.derive import derive
 from ..records import Run, label

@@ -1,6 +1,6 @@
 """Decode time per token against the bytes a step must read, from a bench result (the scaling suite).
 
-    python -m benchmarks.present.scaling RESULTS.json -o scaling.png
+    python -m arraygpt.benchmarks.present.scaling RESULTS.json -o scaling.png
 
 Left: ms per token against context length (from every step's own latency, so one long run covers a
 range of contexts), with the bandwidth floor of each context. Right: ms per token against model size.
@@ -13,8 +13,8 @@ import argparse
 
 import numpy as np
 
-from engine.families import read_config
-from engine.source import resolve_model
+from arraygpt.engine.families import read_config
+from arraygpt.engine.source import resolve_model
 
 from ..judge.roofline import decode_bytes_per_step
 from ..records import Run, as_run

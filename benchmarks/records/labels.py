@@ -3,7 +3,7 @@ figure a row is judged by. The bottom of benchmarks/: imports nothing of it."""
 
 from __future__ import annotations
 
-from backends import BACKENDS
+from arraygpt.backends import BACKENDS
 
 
 def is_peer(runner: str) -> bool:

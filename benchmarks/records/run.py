@@ -17,7 +17,7 @@ import copy
 import dataclasses
 from typing import Any, ClassVar
 
-from engine.errors import ArrayGPTError
+from arraygpt.engine.errors import ArrayGPTError
 
 from .labels import headline, metric_of, numerics_label, where_label, worker_label
 from .scenario import Scenario

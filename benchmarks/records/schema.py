@@ -9,9 +9,9 @@ import dataclasses
 import json
 import re
 
-from backends import BACKENDS
-from engine.errors import ArrayGPTError
-from engine.files import read_text
+from arraygpt.backends import BACKENDS
+from arraygpt.engine.errors import ArrayGPTError
+from arraygpt.engine.files import read_text
 
 from .labels import numerics_label, product_key, where_label
 

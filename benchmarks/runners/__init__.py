@@ -16,7 +16,7 @@ import importlib
 import importlib.util
 from typing import Callable
 
-from backends import get_backend
+from arraygpt.backends import get_backend
 
 # the weights llama.cpp reads, with its GGUF file type (q8_0: its own numerics row)
 LLAMACPP_FILE_TYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "q8_0": "Q8_0"}
@@ -60,23 +60,23 @@ class Peer:
 _PEERS_EXTRA = "pip install 'arraygpt[peers]'"
 PEERS = {
     "hf": Peer("Hugging Face transformers, eager: a forward per token with past_key_values",
-               "benchmarks.runners.hf", "HFRunner", ("transformers", "torch"), "pip install 'arraygpt[test]'",
+               "arraygpt.benchmarks.runners.hf", "HFRunner", ("transformers", "torch"), "pip install 'arraygpt[test]'",
                "torch", _hf_runs, ("gpt2", "llama")),
     "hf-static": Peer("Hugging Face generate() with a static cache (transformers compiles it on CUDA by itself)",
-                      "benchmarks.runners.hf", "HFStaticRunner", ("transformers", "torch"),
+                      "arraygpt.benchmarks.runners.hf", "HFStaticRunner", ("transformers", "torch"),
                       "pip install 'arraygpt[test]'", "torch", _hf_runs, ("gpt2", "llama")),
     "picogpt": Peer("picoGPT's loop as published (NumPy, no KV cache, float32, batch 1)",
-                    "benchmarks.runners.picogpt", "PicoGPTRunner", ("numpy",), "pip install numpy", "numpy",
+                    "arraygpt.benchmarks.runners.picogpt", "PicoGPTRunner", ("numpy",), "pip install numpy", "numpy",
                     _picogpt_runs),
     "llamacpp": Peer("llama.cpp through llama-cpp-python (the peers extra): the checkpoint as GGUF (F32, F16, BF16, "
                      "and Q8_0 for --weights q8_0; GPT-2 and the Llama family), a batch as parallel sequences, on "
                      "the CPU",
-                     "benchmarks.runners.llamacpp", "LlamaCppRunner", ("llama_cpp", "gguf"),
+                     "arraygpt.benchmarks.runners.llamacpp", "LlamaCppRunner", ("llama_cpp", "gguf"),
                      _PEERS_EXTRA + " (llama-cpp-python builds llama.cpp from source: about 10 CPU-minutes, once; "
                      "pip keeps the wheel)", "numpy", _llamacpp_runs, ("gpt2", "llama")),
     "ort": Peer("ONNX Runtime (the peers extra): HF's GPT-2 with its KV cache exported to ONNX, ORT's transformer "
                 "fusions, float32 on the CPU",
-                "benchmarks.runners.ort", "OrtRunner", ("onnxruntime", "onnx", "transformers", "torch"),
+                "arraygpt.benchmarks.runners.ort", "OrtRunner", ("onnxruntime", "onnx", "transformers", "torch"),
                 _PEERS_EXTRA + " (onnxruntime, onnx and onnxscript; the export uses torch)", "numpy", _ort_runs,
                ("gpt2", "llama")),
 }
@@ -117,4 +117,4 @@ def make_runner(name: str, device: str | None, precision: str = "float32", mesh:
         runner = getattr(importlib.import_module(peer.module), peer.runner)(probe_backend.device, precision)
         return runner, probe_backend
     backend = get_backend(name, device=device, precision=precision, mesh=mesh)
-    return importlib.import_module("benchmarks.runners.engine").EngineRunner(backend), backend
+    return importlib.import_module("arraygpt.benchmarks.runners.engine").EngineRunner(backend), backend

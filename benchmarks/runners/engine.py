@@ -7,11 +7,11 @@ import time
 
 import numpy as np
 
-from engine import load_model
-from engine.checkpoint import leaves
-from engine.config import ITEMSIZE
-from engine.layout import CACHE_AXES
-from engine.prompts import padded_batch
+from arraygpt.engine import load_model
+from arraygpt.engine.checkpoint import leaves
+from arraygpt.engine.config import ITEMSIZE
+from arraygpt.engine.layout import CACHE_AXES
+from arraygpt.engine.prompts import padded_batch
 
 from ..measure.timing import Plan, fixed_prompts, run_repeats, summarize_run
 from ..records import Measured, Scenario

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from backends.host import host_array
-from engine.checkpoint import load_checkpoint as load_gpt2_checkpoint
-from engine.families import load_checkpoint, read_config
-from engine.llama.checkpoint import INV_FREQ
-from engine.presets import cache_dir
+from arraygpt.backends.host import host_array
+from arraygpt.engine.checkpoint import load_checkpoint as load_gpt2_checkpoint
+from arraygpt.engine.families import load_checkpoint, read_config
+from arraygpt.engine.llama.checkpoint import INV_FREQ
+from arraygpt.engine.presets import cache_dir
 
 # GGUF file types the peer reads: the matrices' storage; norms and biases stay float32 in every one.
 FILE_TYPES = {"F32": "ALL_F32", "F16": "MOSTLY_F16", "BF16": "MOSTLY_BF16", "Q8_0": "MOSTLY_Q8_0"}

@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from backends.torch_tf32 import set_cuda_tf32
-from engine.source import resolve_model
+from arraygpt.backends.torch_tf32 import set_cuda_tf32
+from arraygpt.engine.source import resolve_model
 
 from ..measure.timing import Plan, fixed_prompts, run_repeats, summarize_run
 from ..records import Measured, Scenario

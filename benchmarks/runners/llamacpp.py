@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from engine.layout import round_up
-from engine.source import resolve_model
+from arraygpt.engine.layout import round_up
+from arraygpt.engine.source import resolve_model
 
 from ..measure.timing import Plan, fixed_prompts, run_repeats, summarize_run
 from ..records import Measured, Scenario

@@ -24,8 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.families import read_config
-from engine.presets import cache_dir
+from arraygpt.engine.families import read_config
+from arraygpt.engine.presets import cache_dir
 
 
 def onnx_path(directory: Path, kind: str) -> Path:
@@ -121,7 +121,7 @@ def ensure_onnx(directory: Path) -> tuple[Path, Path]:
         if not (step.exists() and full.exists()):
             tmp_step, tmp_full = (p.with_name(f".{p.name}.{os.getpid()}.tmp") for p in (step, full))
             try:
-                done = subprocess.run([sys.executable, "-m", "benchmarks.runners.onnx_export", str(directory),
+                done = subprocess.run([sys.executable, "-m", "arraygpt.benchmarks.runners.onnx_export", str(directory),
                                        str(tmp_step), str(tmp_full)], capture_output=True, text=True,
                                       cwd=Path(__file__).resolve().parents[2])
                 if done.returncode != 0:
@@ -135,5 +135,5 @@ def ensure_onnx(directory: Path) -> tuple[Path, Path]:
     return step, full
 
 
-if __name__ == "__main__":  # ensure_onnx's child process: python -m benchmarks.runners.onnx_export DIR STEP FULL
+if __name__ == "__main__":  # ensure_onnx's child process: python -m arraygpt.benchmarks.runners.onnx_export DIR STEP FULL
     export(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))

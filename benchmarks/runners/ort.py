@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from engine.families import read_config
-from engine.source import resolve_model
+from arraygpt.engine.families import read_config
+from arraygpt.engine.source import resolve_model
 
 from ..measure.timing import Plan, fixed_prompts, run_repeats, summarize_run
 from ..records import Measured, Scenario

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from engine.checkpoint import load_checkpoint, nest_params
-from engine.source import resolve_model
+from arraygpt.engine.checkpoint import load_checkpoint, nest_params
+from arraygpt.engine.source import resolve_model
 
 from .. import picogpt_gpt2 as picogpt
 from ..measure.timing import Plan, fixed_prompts, run_repeats, summarize_run

@@ -1,7 +1,7 @@
 """What a backend's declared primitives (engine.layers.Primitives: LayerNorm, GELU, softmax as one library kernel
 each) change in its decode speed, against the engine's own functions on the same backend, in one process.
 
-    python -m benchmarks.studies.declared_primitives --backend torch --json out.json
+    python -m arraygpt.benchmarks.studies.declared_primitives --backend torch --json out.json
 
 Two models share the checkpoint: one with the backend's primitives, one with them set back to the engine's.
 They generate the same tokens (checked) and are timed alternately (ABBA...), so drift of a shared machine
@@ -15,9 +15,9 @@ import platform
 import statistics
 import time
 
-from backends import get_backend
-from engine import load_model
-from engine.errors import ArrayGPTError
+from arraygpt.backends import get_backend
+from arraygpt.engine import load_model
+from arraygpt.engine.errors import ArrayGPTError
 
 from ..gpu.step_profile import torch_launches
 from ..jsonio import write_json_atomic

@@ -1,7 +1,7 @@
 """How fast the libraries we bind compute GPT-2's weight products from half-width weights on this CPU.
 
-    python -m benchmarks.studies.half_products            # 124M's matrices, batch 1 and 8, every way
-    python -m benchmarks.studies.half_products --json out.json --ways jax-bf16,torch-bf16
+    python -m arraygpt.benchmarks.studies.half_products            # 124M's matrices, batch 1 and 8, every way
+    python -m arraygpt.benchmarks.studies.half_products --json out.json --ways jax-bf16,torch-bf16
 
 A decode step reads every weight matrix once: 12 layers x (c_attn, attn c_proj, c_fc, mlp c_proj) and
 wte, 124M numbers, 249 MB in a half type (more than this CPU's L3). One "sweep" computes each matrix's
@@ -24,9 +24,9 @@ import time
 
 import numpy as np
 
-from backends import get_backend
-from engine.config import ITEMSIZE, PRESETS
-from engine.errors import ArrayGPTError
+from arraygpt.backends import get_backend
+from arraygpt.engine.config import ITEMSIZE, PRESETS
+from arraygpt.engine.errors import ArrayGPTError
 
 from ..jsonio import write_json_atomic
 from ..judge.roofline import matrix_shapes
@@ -220,7 +220,7 @@ def run_child(name: str, batch: int, scale: str, sweeps: int, timeout: float = 6
     env = dict(os.environ)
     if way.flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + way.flags).strip()
-    cmd = [sys.executable, "-m", "benchmarks.studies.half_products", "--child", name,
+    cmd = [sys.executable, "-m", "arraygpt.benchmarks.studies.half_products", "--child", name,
            "--batch", str(batch), "--scale", scale, "--sweeps", str(sweeps)]
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -256,7 +256,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.studies.half_products", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m arraygpt.benchmarks.studies.half_products", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ways", default=",".join(WAYS), help="comma-separated ways (default: all): " + ", ".join(WAYS))
     parser.add_argument("--batch", type=batches, default="1,8", help="activation rows, comma-separated (default 1,8)")

@@ -1,6 +1,6 @@
 """Where the time of one decode step (or one prefill) goes, per forward-pass function.
 
-    python -m benchmarks.studies.profile_step --backend numpy --batch 1 --steps 64
+    python -m arraygpt.benchmarks.studies.profile_step --backend numpy --batch 1 --steps 64
 
 Runs a generation under cProfile and reports, per step, the time spent inside each function of
 engine/gpt2.py (excluding callees, so the rows add up), beside the bytes it must read. Used for the
@@ -13,7 +13,7 @@ import argparse
 import cProfile
 import pstats
 
-from engine import load_model
+from arraygpt.engine import load_model
 
 from ..measure.timing import fixed_prompts
 

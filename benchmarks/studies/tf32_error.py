@@ -1,6 +1,6 @@
 """How far TF32 products move GPT-2's logits, measured on a CPU by emulating them.
 
-    python -m benchmarks.studies.tf32_error --model 124M
+    python -m arraygpt.benchmarks.studies.tf32_error --model 124M
 
 TF32 (NVIDIA tensor cores, `--precision tf32`) rounds each float32 input of a matrix product to a
 10-bit mantissa and accumulates in float32. This runs the engine's own forward pass on NumPy with
@@ -16,7 +16,7 @@ import argparse
 
 import numpy as np
 
-from engine import load_model
+from arraygpt.engine import load_model
 
 from ..measure.timing import fixed_prompts
 

@@ -1,6 +1,6 @@
 """Tokenizer throughput on ~1 MB of English text, against tiktoken on the same rank file.
 
-    python -m benchmarks.studies.tokenizer_speed [--json benchmarks/results/tokenizer.json]
+    python -m arraygpt.benchmarks.studies.tokenizer_speed [--json benchmarks/results/tokenizer.json]
 
 The text is assembled offline from the docstrings of Python's standard library (English prose with
 code mixed in). Ours is timed cold (empty piece cache) and warm; the ids must equal tiktoken's.
@@ -14,8 +14,8 @@ import pkgutil
 import statistics
 import time
 
-from engine.errors import ArrayGPTError
-from engine.tokenizer import END_OF_TEXT, GPT2_PATTERN, GPT2_RANKS_FILE, Tokenizer
+from arraygpt.engine.errors import ArrayGPTError
+from arraygpt.engine.tokenizer import END_OF_TEXT, GPT2_PATTERN, GPT2_RANKS_FILE, Tokenizer
 
 from ..jsonio import write_json_atomic
 from ..measure.environment import environment

@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from backends import BackendError, BackendUnavailable, backend_status, get_backend
+from arraygpt.backends import BackendError, BackendUnavailable, backend_status, get_backend
 
 
 def test_unknown_backend():
@@ -69,8 +69,8 @@ def test_status_lists_every_backend_without_raising():
 def test_each_backends_declared_dtypes_are_those_its_library_has():
     """The registry declares dtypes (the bench refuses a backend x dtype up front from it); the adapter, where it
     can be made here, must agree."""
-    from backends import BACKENDS, BackendError, get_backend
-    from backends.base import DTYPE_NAMES
+    from arraygpt.backends import BACKENDS, BackendError, get_backend
+    from arraygpt.backends.base import DTYPE_NAMES
     checked = 0
     for name, registered in BACKENDS.items():
         try:

@@ -5,11 +5,11 @@ q/k/v projection's outputs ordered (q|k|v, head, D)."""
 import numpy as np
 import pytest
 
-from backends.host import host_array
-from engine.safetensors_io import HostTensor
-from engine.config import GPTConfig
-from engine.errors import CheckpointError
-from engine.layout import Shapes, as_stored, lay_out
+from arraygpt.backends.host import host_array
+from arraygpt.engine.safetensors_io import HostTensor
+from arraygpt.engine.config import GPTConfig
+from arraygpt.engine.errors import CheckpointError
+from arraygpt.engine.layout import Shapes, as_stored, lay_out
 
 CONFIG = GPTConfig(vocab_size=10, n_positions=8, n_embd=6, n_layer=1, n_head=3)  # head_dim 2
 

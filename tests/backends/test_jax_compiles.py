@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from engine import load_model
+from arraygpt.engine import load_model
 
 from helpers import backend_or_skip, random_ids
 
@@ -30,8 +30,8 @@ def test_jax_decode_compiles_once_per_batch_and_cache_length(small_checkpoint):
 
 def test_jax_decode_step_does_not_copy_the_cache(small_checkpoint):
     """A step that read and updated a donated cache made XLA copy each buffer twice per token."""
-    from engine.kv_cache import allocate_kv_cache
-    from engine.sampling import Sampling
+    from arraygpt.engine.kv_cache import allocate_kv_cache
+    from arraygpt.engine.sampling import Sampling
 
     jax_backend = backend_or_skip("jax", "cpu")
     model = load_model(small_checkpoint, backend=jax_backend)
@@ -50,8 +50,8 @@ def test_jax_decode_step_does_not_copy_the_cache(small_checkpoint):
 @pytest.mark.parametrize("device", ["cpu", "gpu"])
 def test_jax_loop_compiles_once_and_updates_the_cache_in_place(small_checkpoint, device):
     """The whole decode loop is one jitted call, traced once per batch and length, with no cache copies."""
-    from engine.kv_cache import allocate_kv_cache
-    from engine.sampling import Sampling
+    from arraygpt.engine.kv_cache import allocate_kv_cache
+    from arraygpt.engine.sampling import Sampling
 
     backend = backend_or_skip("jax-loop", device)
     model = load_model(small_checkpoint, backend=backend)

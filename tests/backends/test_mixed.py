@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends import BackendError
-from benchmarks.parity import TOLERANCE
-from engine import GenerationError, load_model
+from arraygpt.backends import BackendError
+from arraygpt.benchmarks.parity import TOLERANCE
+from arraygpt.engine import GenerationError, load_model
 
 from helpers import backend_or_skip, random_ids
 
@@ -110,7 +110,7 @@ def test_torch_cpu_reads_bfloat16_rows_through_a_float32_reduction():
     of the float64 product of the same (bfloat16) weights, and closer than the engine's formula, which
     rounds the row; several rows are the engine's formula exactly."""
     import torch
-    from engine.layers import times_transposed
+    from arraygpt.engine.layers import times_transposed
     cxx_or_skip()
     product = backend_or_skip("torch").product
     rng = np.random.default_rng(3)
@@ -131,7 +131,7 @@ def test_torch_cpu_reads_float32_rows_through_the_same_reduction():
     """One float32 row times float32 weights also runs the adapter's reduction (MKL's GEMV read 18 GB/s on the
     Zen 5 where it reads 29-38): within float32's error of the float64 product; several rows stay the engine's."""
     import torch
-    from engine.layers import times_transposed
+    from arraygpt.engine.layers import times_transposed
     cxx_or_skip()
     product = backend_or_skip("torch").product
     rng = np.random.default_rng(4)
@@ -167,8 +167,8 @@ def test_torch_without_a_compiler_falls_back_to_eager_with_one_warning(tmp_path)
         "import warnings, torch\n"
         "import torch._inductor.config as config\n"
         "config.cpp.cxx = ('/nonexistent/c++',)\n"
-        "from backends import get_backend\n"
-        "from engine.layers import times_transposed\n"
+        "from arraygpt.backends import get_backend\n"
+        "from arraygpt.engine.layers import times_transposed\n"
         "product = get_backend('torch').product\n"
         "x, w = torch.ones(1, 64), torch.ones(32, 64, dtype=torch.bfloat16)\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
@@ -190,8 +190,8 @@ def test_a_dtype_the_backend_declares_slow_is_said_with_its_measured_cost(small_
     import sys
     import warnings
 
-    from engine import load_model
-    from engine.errors import SlowPathWarning
+    from arraygpt.engine import load_model
+    from arraygpt.engine.errors import SlowPathWarning
     with pytest.warns(SlowPathWarning, match=r"float16 on numpy: .*26x slower"):
         load_model(small_checkpoint, backend="numpy", weights="float16")
     with warnings.catch_warnings():

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends import BackendError
-from benchmarks.parity import TOLERANCE
-from engine import load_model
-from engine.kv_cache import allocate_kv_cache
-from engine.sampling import Sampling
+from arraygpt.backends import BackendError
+from arraygpt.benchmarks.parity import TOLERANCE
+from arraygpt.engine import load_model
+from arraygpt.engine.kv_cache import allocate_kv_cache
+from arraygpt.engine.sampling import Sampling
 
 from helpers import backend_or_skip, random_ids
 

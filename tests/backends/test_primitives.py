@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from engine import families, gpt2, layers
+from arraygpt.engine import families, gpt2, layers
 
 RNG = np.random.default_rng(3)
 TOLERANCE = {"float32": 3e-6, "bfloat16": 2e-2, "float16": 2e-3}  # relative to the largest value
@@ -38,7 +38,7 @@ def test_declared_primitives_compute_the_engines_functions(backend, dtype):
     names = declared(backend)
     if not names:
         pytest.skip(f"{backend.name} declares no primitive of its own: the engine's run")
-    from backends import BackendError
+    from arraygpt.backends import BackendError
     try:
         backend.dtype(dtype)
     except BackendError as err:
@@ -61,7 +61,7 @@ def test_declared_primitives_compute_the_engines_functions(backend, dtype):
 
 
 def test_a_forward_pass_calls_each_declared_primitive_where_the_engine_calls_its_own(small_checkpoint):
-    from engine import load_model
+    from arraygpt.engine import load_model
     model = load_model(small_checkpoint, dtype="float32")
     calls = {"layer_norm": 0, "gelu": 0, "softmax": 0}
 

@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from engine import load_model
+from arraygpt.engine import load_model
 
 from helpers import backend_or_skip, random_ids
 
@@ -32,7 +32,7 @@ def recordings(model) -> dict:
 
 
 def test_torch_records_on_cuda_only_unless_told(small_checkpoint, recorded, stepped):
-    from backends import get_backend
+    from arraygpt.backends import get_backend
     assert get_backend("torch", device="cpu").records_steps is False
     assert get_backend("torch-eager").name == "torch-eager" and get_backend("torch-eager").records_steps is False
     assert type(recorded.decoding).__name__ == "Recorded" and type(stepped.decoding).__name__ == "StepByStep"
@@ -104,8 +104,8 @@ def test_the_cache_is_written_in_place_and_copied_once_per_generation(small_chec
 
 def test_a_graph_captures_once_and_replays_into_the_same_outputs():
     import torch
-    from backends.recording import HostGraph, Recorder, RecordingError
-    from backends.torch_graphs import copy_into
+    from arraygpt.backends.recording import HostGraph, Recorder, RecordingError
+    from arraygpt.backends.torch_graphs import copy_into
 
     graph = HostGraph(copy_into)
     graph.capture(lambda: torch.zeros(2))
@@ -138,7 +138,7 @@ def test_inductor_inside_the_recorded_step(small_checkpoint, stepped):
     for kwargs in (dict(), dict(temperature=0.9, top_k=20, seed=8)):
         assert model.generate(prompts, max_new_tokens=9, **kwargs) == stepped.generate(prompts, max_new_tokens=9, **kwargs)
     assert len(recordings(model)) == 2  # one per sampling (a static argument)
-    from backends import BackendUnavailable, get_backend
+    from arraygpt.backends import BackendUnavailable, get_backend
     with pytest.raises(BackendUnavailable, match="records nothing here"):
         get_backend("torch-inductor", device="cpu")
 

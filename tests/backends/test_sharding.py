@@ -14,12 +14,12 @@ import sys
 import numpy as np
 import pytest
 
-from backends import BackendError, get_backend
-from engine import load_model
-from engine.checkpoint import leaves
-from engine.kv_cache import allocate_kv_cache
-from engine.layout import CACHE_AXES
-from engine.sampling import Sampling
+from arraygpt.backends import BackendError, get_backend
+from arraygpt.engine import load_model
+from arraygpt.engine.checkpoint import leaves
+from arraygpt.engine.kv_cache import allocate_kv_cache
+from arraygpt.engine.layout import CACHE_AXES
+from arraygpt.engine.sampling import Sampling
 
 from helpers import make_hf_model, random_ids
 
@@ -132,7 +132,7 @@ def test_decode_step_all_reduces_activations_and_gathers_no_weight(checkpoint):
     activations = [shape for _, shape in reduces if "64" in shape.split(",")]  # [B, C] or [C, B] partial sums
     assert len(activations) == 2 * model.config.n_layer + 1, reduces
     # the bench's all-reduce bytes per step (computed from the layout) are what XLA compiled
-    from benchmarks.judge.roofline import allreduce_bytes_per_step
+    from arraygpt.benchmarks.judge.roofline import allreduce_bytes_per_step
     compiled = sum(4 * int(np.prod([int(n) for n in shape.split(",")])) for dtype, shape in reduces
                    if "64" in shape.split(",") and dtype == "f32")
     assert compiled == allreduce_bytes_per_step(model.config, "float32", 2, "tp=4")
@@ -157,7 +157,7 @@ def test_a_mesh_that_does_not_fit_is_one_line(mesh, message):
 
 def test_1558M_loads_split_eight_ways_and_makes_a_token(tmp_path):
     """GPT-2 XL (6.2 GB in float32, 25 heads padded to 32) over tp=8: each device holds ~1/8."""
-    from engine.synthetic import write_synthetic_checkpoint
+    from arraygpt.engine.synthetic import write_synthetic_checkpoint
     directory = write_synthetic_checkpoint("1558M", tmp_path / "1558M", seed=0)
     try:
         model = load_model(directory, backend=get_backend("jax", device="cpu", mesh="tp=8"))
@@ -216,7 +216,7 @@ def test_the_llama_family_splits_query_and_key_value_heads(mesh):
 
 def test_key_value_heads_that_do_not_divide_tp_are_refused_in_one_line():
     """Padding key/value heads with zeros would change which query heads share them: refused, saying which tp fits."""
-    from engine import CheckpointError
+    from arraygpt.engine import CheckpointError
     with pytest.raises(CheckpointError, match="8 query and 2 key/value heads do not split into 4 shards; use a "
                                               "tensor-parallel size that divides 2"):
         load_model("tiny-llama", backend=get_backend("jax", device="cpu", mesh="tp=4"))

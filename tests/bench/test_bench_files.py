@@ -110,7 +110,7 @@ def test_a_tiny_temperature_samples_the_greedy_tokens(small_checkpoint):
     import numpy as np
     import torch
     from transformers import GPT2LMHeadModel
-    from engine import load_model
+    from arraygpt.engine import load_model
     prompt = [3, 14, 15, 92, 65]
     hf = GPT2LMHeadModel.from_pretrained(small_checkpoint).eval()
     with torch.no_grad():
@@ -124,7 +124,7 @@ def test_a_tiny_temperature_samples_the_greedy_tokens(small_checkpoint):
 
 def test_numpy_scalars_are_sampling_values(small_checkpoint):
     import numpy as np
-    from engine import load_model
+    from arraygpt.engine import load_model
     model = load_model(small_checkpoint)
     prompt = [3, 14, 15]
     plain = model.generate(prompt, max_new_tokens=6, temperature=0.8, top_k=20, top_p=0.9, seed=np.int64(3))
@@ -158,7 +158,7 @@ def test_no_compile_time_for_runners_that_do_not_compile(run):
 
 
 PERTURB_ONE_WEIGHT = '''
-import backends.base as base
+import arraygpt.backends.base as base
 _from_host = base.ArrayBackend.from_host
 def from_host(self, tensor, dtype, layout=None):
     x = _from_host(self, tensor, dtype, layout)

@@ -129,7 +129,7 @@ def test_a_full_disk_while_writing_the_result_is_one_line(tmp_path):
     import subprocess
     import sys
     from helpers import LONG_BENCH
-    from engine.source import resolve_model
+    from arraygpt.engine.source import resolve_model
     resolve_model("tiny")  # the preset exists before the limit: only the result file grows past it
     path, tmp = tmp_path / "r.json", tmp_path / "tmp"
     tmp.mkdir()

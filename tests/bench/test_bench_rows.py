@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engine import load_model
+from arraygpt.engine import load_model
 
 from helpers import backend_or_skip
 
@@ -16,8 +16,8 @@ def test_mixed_floor_counts_the_stored_bytes():
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from benchmarks.judge.roofline import decode_bytes_per_step
-    from engine.config import PRESETS
+    from arraygpt.benchmarks.judge.roofline import decode_bytes_per_step
+    from arraygpt.engine.config import PRESETS
 
     with torch.device("meta"):
         hf = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=4, n_embd=128))
@@ -39,8 +39,8 @@ def test_a_llama_family_decode_step_reads_what_hfs_model_holds(preset):
     import torch
     import transformers
 
-    from benchmarks.judge.roofline import decode_bytes_per_step
-    from engine.llama.config import LLAMA_PRESETS
+    from arraygpt.benchmarks.judge.roofline import decode_bytes_per_step
+    from arraygpt.engine.llama.config import LLAMA_PRESETS
     config = LLAMA_PRESETS[preset]
     with torch.device("meta"):
         hf = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.for_model(**config.to_hf_json()))
@@ -109,7 +109,7 @@ def test_every_worker_measures_the_float32_bandwidth_whatever_its_rows(tmp_path)
 
 
 def test_a_roofline_over_100_percent_is_never_printed_bare():
-    from benchmarks.present.report import _percent
-    from benchmarks.present.tables import roofline_cell
+    from arraygpt.benchmarks.present.report import _percent
+    from arraygpt.benchmarks.present.tables import roofline_cell
     assert roofline_cell(0.56) == "56%" and roofline_cell(1.11) == "[red]!111%[/]"
     assert _percent(0.56) == "56%" and _percent(1.26) == "**!126%**"

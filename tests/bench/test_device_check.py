@@ -31,7 +31,7 @@ def test_the_device_check_dry_runs_every_part_on_the_cpu(tmp_path):
 
 def test_the_gpu_targets_are_read_off_gpt2s_rows_not_the_llama_familys():
     """The GPU check times SmolLM2 135M beside GPT-2 124M (issue 27); issue 26's targets are 124M's."""
-    from benchmarks.gpu.summary import target_lines
+    from arraygpt.benchmarks.gpu.summary import target_lines
     row = dict(status="ok", prompt_len=16, new_tokens=128, runner="torch", numerics="float32", batch=1,
                decode_tps=None, prefill_tps=None, vs_hf=None)
     rows = [row | {"model": "smollm2-135m", "decode_tps": 9999.0, "vs_hf-static": 9.0},

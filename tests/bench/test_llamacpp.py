@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.records import Scenario
+from arraygpt.benchmarks.records import Scenario
 from helpers import cli
 
 gguf = pytest.importorskip("gguf", reason="the gguf package (the peers extra) is not installed")
@@ -16,7 +16,7 @@ gguf = pytest.importorskip("gguf", reason="the gguf package (the peers extra) is
 
 @pytest.fixture(scope="module")
 def tiny_dir():
-    from engine.source import resolve_model
+    from arraygpt.engine.source import resolve_model
     return resolve_model("tiny").directory
 
 
@@ -40,7 +40,7 @@ def test_the_gguf_file_round_trips_the_tensors(tiny_dir, tmp_path, file_type, to
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
-    from benchmarks.runners.gguf_export import gguf_name, write_gguf
+    from arraygpt.benchmarks.runners.gguf_export import gguf_name, write_gguf
     path = write_gguf(tiny_dir, tmp_path / "m.gguf", file_type)
     reader = GGUFReader(path)
     read = {t.name: t for t in reader.tensors}
@@ -73,8 +73,8 @@ def test_llamacpp_f32_greedy_tokens_equal_hf_greedy_tokens(tiny_dir):
     import torch
     from transformers import GPT2LMHeadModel
 
-    from benchmarks.runners.llamacpp import LlamaCppRunner
-    from benchmarks.measure.timing import fixed_prompts
+    from arraygpt.benchmarks.runners.llamacpp import LlamaCppRunner
+    from arraygpt.benchmarks.measure.timing import fixed_prompts
     scenario = Scenario(group="t", model="tiny", runner="llamacpp", device=None, dtype="float32", batch=1, prompt_len=12,
                         new_tokens=24)
     prompt = fixed_prompts(1, 12, 50257)
@@ -95,8 +95,8 @@ def test_llamacpp_parallel_sequences_give_each_prompt_hf_greedy_tokens(tiny_dir)
     import torch
     from transformers import GPT2LMHeadModel
 
-    from benchmarks.runners.llamacpp import LlamaCppRunner
-    from benchmarks.measure.timing import fixed_prompts
+    from arraygpt.benchmarks.runners.llamacpp import LlamaCppRunner
+    from arraygpt.benchmarks.measure.timing import fixed_prompts
     scenario = Scenario(group="t", model="tiny", runner="llamacpp", device=None, dtype="float32", batch=3, prompt_len=12,
                         new_tokens=20)
     prompts = fixed_prompts(3, 12, 50257)
@@ -110,9 +110,9 @@ def test_llamacpp_parallel_sequences_give_each_prompt_hf_greedy_tokens(tiny_dir)
 @needs_llama
 @pytest.mark.parametrize("weights, tolerance", [("float32", 1e-3), ("bfloat16", 3e-2), ("q8_0", 6e-2)])
 def test_llamacpp_logits_match_the_float64_reference(weights, tolerance):
-    from benchmarks.runners.llamacpp import LlamaCppRunner
-    from benchmarks.measure.timing import fixed_prompts
-    from engine import load_model
+    from arraygpt.benchmarks.runners.llamacpp import LlamaCppRunner
+    from arraygpt.benchmarks.measure.timing import fixed_prompts
+    from arraygpt.engine import load_model
     prompt = fixed_prompts(1, 16, 50257, seed=1)
     expected = np.asarray(load_model("tiny", backend="numpy", dtype="float64").logits(prompt))
     got = LlamaCppRunner().parity_logits("tiny", "float32", prompt, weights)
@@ -145,7 +145,7 @@ def qwen2_dir(tmp_path_factory):
     import torch
     import transformers
 
-    from engine.hf_tokenizer import write_preset_tokenizer
+    from arraygpt.engine.hf_tokenizer import write_preset_tokenizer
     torch.manual_seed(0)
     config = transformers.Qwen2Config(vocab_size=512, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                                       num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=128,
@@ -163,7 +163,7 @@ def qwen2_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=["tiny-llama", "qwen2"])
 def llama_family(request, tmp_path_factory):
-    from engine.source import resolve_model
+    from arraygpt.engine.source import resolve_model
     return str(resolve_model("tiny-llama").directory) if request.param == "tiny-llama" else str(qwen2_dir(tmp_path_factory))
 
 
@@ -175,9 +175,9 @@ def test_llamacpp_runs_the_llama_family_with_hf_greedy_tokens(llama_family):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from benchmarks.runners.llamacpp import LlamaCppRunner
-    from benchmarks.measure.timing import fixed_prompts
-    from engine import load_model
+    from arraygpt.benchmarks.runners.llamacpp import LlamaCppRunner
+    from arraygpt.benchmarks.measure.timing import fixed_prompts
+    from arraygpt.engine import load_model
     vocab = load_model(llama_family, backend="numpy").config.vocab_size
     scenario = Scenario(group="t", model=llama_family, runner="llamacpp", device=None, dtype="float32", batch=3,
                         prompt_len=12, new_tokens=16)

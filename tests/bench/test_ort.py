@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.records import Scenario
+from arraygpt.benchmarks.records import Scenario
 from helpers import cli
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'arraygpt[peers]'; "
@@ -17,9 +17,9 @@ pytest.importorskip("onnx", reason="onnx (the exporter's output format) is not i
 
 
 def test_ort_logits_are_within_1e_4_of_the_float64_reference():
-    from benchmarks.runners.ort import OrtRunner
-    from benchmarks.measure.timing import fixed_prompts
-    from engine import load_model
+    from arraygpt.benchmarks.runners.ort import OrtRunner
+    from arraygpt.benchmarks.measure.timing import fixed_prompts
+    from arraygpt.engine import load_model
     prompt = fixed_prompts(2, 16, 50257, seed=1)
     expected = np.asarray(load_model("tiny", backend="numpy", dtype="float64").logits(prompt))
     got = OrtRunner().parity_logits("tiny", "float32", prompt)
@@ -31,9 +31,9 @@ def test_ort_greedy_tokens_through_its_kv_cache_equal_hf_greedy_tokens():
     import torch
     from transformers import GPT2LMHeadModel
 
-    from benchmarks.runners.ort import OrtRunner
-    from benchmarks.measure.timing import fixed_prompts
-    from engine.source import resolve_model
+    from arraygpt.benchmarks.runners.ort import OrtRunner
+    from arraygpt.benchmarks.measure.timing import fixed_prompts
+    from arraygpt.engine.source import resolve_model
     prompts = fixed_prompts(3, 12, 50257, seed=4)
     hf = GPT2LMHeadModel.from_pretrained(resolve_model("tiny").directory, dtype=torch.float32).eval()
     with torch.no_grad():
@@ -68,10 +68,10 @@ def test_ort_runs_the_llama_family_with_hf_greedy_tokens_and_reference_logits():
     import torch
     from transformers import AutoModelForCausalLM
 
-    from benchmarks.runners.ort import OrtRunner
-    from benchmarks.measure.timing import fixed_prompts
-    from engine import load_model
-    from engine.source import resolve_model
+    from arraygpt.benchmarks.runners.ort import OrtRunner
+    from arraygpt.benchmarks.measure.timing import fixed_prompts
+    from arraygpt.engine import load_model
+    from arraygpt.engine.source import resolve_model
     prompts = fixed_prompts(3, 12, 4096, seed=4)
     hf = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-llama").directory, dtype=torch.float32).eval()
     with torch.no_grad():

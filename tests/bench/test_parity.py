@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks import parity
-from backends import BackendUnavailable
-from benchmarks.parity import TOLERANCE, parity_backend, run_parity
-from engine import load_model
+from arraygpt.benchmarks import parity
+from arraygpt.backends import BackendUnavailable
+from arraygpt.benchmarks.parity import TOLERANCE, parity_backend, run_parity
+from arraygpt.engine import load_model
 
 from helpers import BACKEND_CASES, backend_or_skip, random_ids
 
@@ -77,8 +77,8 @@ def test_parity_catches_a_cache_that_is_written_wrong(tmp_path, monkeypatch):
     logits (no cache) still match the reference; the cached-vs-uncached check must fail the cell.
     (On the 100-word test model and on random GPT-2 presets greedy decoding repeats one token, which
     hides cache bugs from any greedy check; this model's greedy tokens vary.)"""
-    import engine.decoding
-    from engine.kv_cache import write_kv
+    from arraygpt.engine import decoding
+    from arraygpt.engine.kv_cache import write_kv
 
     from helpers import make_hf_model
 
@@ -89,7 +89,7 @@ def test_parity_catches_a_cache_that_is_written_wrong(tmp_path, monkeypatch):
 
     _, cells = run_parity(tmp_path, [("numpy", None)], ["float32"], new_tokens=16)
     assert cells[0].status == "pass"  # the model as it is
-    monkeypatch.setattr(engine.decoding, "write_kv", off_by_one)  # the decode strategy's writer
+    monkeypatch.setattr(decoding, "write_kv", off_by_one)  # the decode strategy's writer
     _, cells = run_parity(tmp_path, [("numpy", None), ("jax", "cpu")], ["float32"], new_tokens=16)
     ran = [c for c in cells if c.status != "skipped"]
     assert ran and all(c.status == "fail" and "cached decode differs from full recomputation" in c.reason

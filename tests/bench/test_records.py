@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.judge.derive import derive
-from benchmarks.records import Result, Run, label
+from arraygpt.benchmarks.judge.derive import derive
+from arraygpt.benchmarks.records import Result, Run, label
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 BENCH_FILES = sorted(p for p in RESULTS.glob("*.json") if json.loads(p.read_text()).get("kind") == "arraygpt-bench")

@@ -49,7 +49,7 @@ def test_plot_draws_every_numerics_of_the_committed_runs(tmp_path, monkeypatch):
     """A line per runner x device x numerics: the mixed run's float32, bfloat16 and bfloat16-weights rows,
     the H100 run's float16 and (schema 1, read as report reads it) float32+tf32 rows; peers dashed."""
     import matplotlib.figure
-    from benchmarks.present.plot import plot_results
+    from arraygpt.benchmarks.present.plot import plot_results
 
     drawn = []
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: drawn.append(fig))
@@ -77,9 +77,9 @@ def test_a_ratio_to_an_unsteady_row_carries_the_doubt(tmp_path):
     import json
     from pathlib import Path
 
-    from benchmarks.records import Run
-    from benchmarks.present.report import markdown
-    from benchmarks.present.tables import results_table
+    from arraygpt.benchmarks.records import Run
+    from arraygpt.benchmarks.present.report import markdown
+    from arraygpt.benchmarks.present.tables import results_table
     from rich.console import Console
 
     source = Path(__file__).resolve().parents[2] / "benchmarks/results/2026-12-03-cpu-quick-every-peer.json"
@@ -115,8 +115,8 @@ def test_every_committed_runs_tables_read_whole_in_100_columns():
     the table, within 100 columns, for every bench file committed (CPU, GPU, peers, meshes)."""
     from pathlib import Path
 
-    from benchmarks.records import Run
-    from benchmarks.present.tables import results_table
+    from arraygpt.benchmarks.records import Run
+    from arraygpt.benchmarks.present.tables import results_table
     from rich.console import Console
 
     checked = 0

@@ -141,7 +141,7 @@ def test_suite_minimums_make_rows_invalid_and_bad_rules_are_one_line(tmp_path):
 
 def test_energy_is_no_meter_here_never_zero(tmp_path):
     """This machine exposes no RAPL counters (no /sys/class/powercap) and no GPU: every row says so."""
-    from benchmarks.measure.energy import rapl_packages
+    from arraygpt.benchmarks.measure.energy import rapl_packages
     if rapl_packages():
         pytest.skip("this machine has RAPL counters; the rows would carry joules")
     out = tmp_path / "r.json"
@@ -154,7 +154,7 @@ def test_energy_is_no_meter_here_never_zero(tmp_path):
 
 def test_rapl_counters_are_read_per_package_and_across_a_wrap(tmp_path):
     """The powercap files as Linux lays them out (package domains and their sub-domains)."""
-    from benchmarks.measure.energy import EnergyMeter
+    from arraygpt.benchmarks.measure.energy import EnergyMeter
     for name, value in (("intel-rapl:0", 1_000_000), ("intel-rapl:1", 262_143_000_000), ("intel-rapl:0:0", 5)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "energy_uj").write_text(f"{value}\n")
@@ -175,8 +175,8 @@ def test_judged_from_what_was_recorded():
     is unsteady, drift marks the runner between the two probes it lies between."""
     import dataclasses
 
-    from benchmarks.records import Derived, Metrics, Result, Stat
-    from benchmarks.judge.validity import RULES, judge_result
+    from arraygpt.benchmarks.records import Derived, Metrics, Result, Stat
+    from arraygpt.benchmarks.judge.validity import RULES, judge_result
     ticks = {"other": 2, "steal": 2, "total": 40, "cpus": 2, "per_s": 100}
 
     def row(runner="numpy", roofline=0.5, load=None):

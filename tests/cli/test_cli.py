@@ -33,7 +33,7 @@ def test_generate_streams_and_says_weights_are_random(capsys):
 
 
 def test_generate_json_batch(capsys):
-    from engine import Tokenizer, load_model
+    from arraygpt.engine import Tokenizer, load_model
     code, out, _ = run_cli(capsys, "generate", "a b c", "one two", "--model", "tiny", "-n", "5", "--json")
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
@@ -97,7 +97,7 @@ def test_console_script_has_help_and_no_traceback():
 
 
 def test_bench_help_names_every_peer():
-    from benchmarks.runners import PEERS
+    from arraygpt.benchmarks.runners import PEERS
     out = subprocess.run([sys.executable, "-m", "arraygpt", "bench", "--help"], capture_output=True, text=True)
     text = " ".join(out.stdout.split())  # argparse wraps the lines
     assert out.returncode == 0

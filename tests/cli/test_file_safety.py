@@ -211,8 +211,8 @@ def test_a_result_is_never_written_over_a_file_that_appeared_between_check_and_w
     """The bench's save: where nothing was, the file is linked into place (a file that appeared wins); where our
     file was, it is exchanged in one step and what came out is checked (a file put there instead is put back).
     The window the old check-then-rename left is what make test once hit on a busy machine."""
-    from benchmarks.jsonio import _exchange, write_json_atomic
-    from benchmarks.outputs import identity
+    from arraygpt.benchmarks.jsonio import _exchange, write_json_atomic
+    from arraygpt.benchmarks.outputs import identity
     path = tmp_path / "run.json"
     assert write_json_atomic(path, {"n": 1}, expect=None) == path
     ours = identity(path)

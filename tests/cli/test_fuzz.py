@@ -18,8 +18,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 from arraygpt.cli import main  # noqa: E402
-from engine import ArrayGPTError, load_model  # noqa: E402
-from engine.safetensors_io import read_safetensors  # noqa: E402
+from arraygpt.engine import ArrayGPTError, load_model  # noqa: E402
+from arraygpt.engine.safetensors_io import read_safetensors  # noqa: E402
 
 from helpers import safetensors_refuses, snapshot  # noqa: E402
 
@@ -123,7 +123,7 @@ def with_config_mutated(workdir, fields, drop):
 
 @pytest.fixture(scope="module")
 def llama_workdir(tmp_path_factory):
-    from engine.source import resolve_model
+    from arraygpt.engine.source import resolve_model
     root = tmp_path_factory.mktemp("llama-fuzz")
     shutil.copytree(resolve_model("tiny-llama").directory, root / "ckpt")
     return root
@@ -263,7 +263,7 @@ def test_decode_takes_any_text_as_ids_or_says_why_in_one_line(text):
 def test_the_lock_takes_over_only_its_own_leftovers_and_never_changes_anything_else(content, as_link, name):
     """Whatever is at `.NAME.lock` (any bytes, or a link to a user's file), exclusive_output either refuses in one
     ArrayGPTError leaving it exactly as it was, or it was a lock a killed bench left (a pid) and is gone after."""
-    from benchmarks.outputs import exclusive_output
+    from arraygpt.benchmarks.outputs import exclusive_output
     if name in (".", "..") or len(name.encode()) > 200:
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -289,7 +289,7 @@ def test_the_lock_takes_over_only_its_own_leftovers_and_never_changes_anything_e
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "link-to-fifo", "device"])
 def test_reading_a_users_file_never_waits_on_what_is_not_a_regular_file(tmp_path, kind):
-    from engine.files import read_text
+    from arraygpt.engine.files import read_text
     path = tmp_path / "config.json"
     if kind == "fifo":
         os.mkfifo(path)
@@ -311,7 +311,7 @@ def sharded_workdir(tmp_path_factory):
     """tiny-llama re-saved by HF as shards with model.safetensors.index.json."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from engine.source import resolve_model
+    from arraygpt.engine.source import resolve_model
     root = tmp_path_factory.mktemp("sharded-fuzz")
     source = resolve_model("tiny-llama").directory
     model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)

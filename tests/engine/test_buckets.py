@@ -1,6 +1,6 @@
 """Shape buckets (engine/buckets.py): what a compiling backend pads a call to."""
 
-from engine.buckets import Bucket, bucket
+from arraygpt.engine.buckets import Bucket, bucket
 
 
 def test_buckets_are_powers_of_two_then_multiples_of_64():

@@ -13,11 +13,11 @@ import sys
 import numpy as np
 import pytest
 
-from engine import CheckpointError, ModelNotFoundError, load_model
-from engine.checkpoint import LINEAR_WEIGHT_SUFFIXES, load_checkpoint
-from engine.safetensors_io import read_safetensors
-from engine.config import PRESETS, expected_shapes
-from engine.synthetic import write_synthetic_checkpoint
+from arraygpt.engine import CheckpointError, ModelNotFoundError, load_model
+from arraygpt.engine.checkpoint import LINEAR_WEIGHT_SUFFIXES, load_checkpoint
+from arraygpt.engine.safetensors_io import read_safetensors
+from arraygpt.engine.config import PRESETS, expected_shapes
+from arraygpt.engine.synthetic import write_synthetic_checkpoint
 
 safetensors_torch = pytest.importorskip("safetensors.torch")
 torch = pytest.importorskip("torch")
@@ -62,8 +62,8 @@ import re
 def rss():
     status = open('/proc/self/status').read()
     return [int(re.search(key + r":\\s+(\\d+) kB", status).group(1)) * 1024 for key in ("RssAnon", "RssFile")]
-from engine import load_model
-import backends.numpy
+from arraygpt.engine import load_model
+import arraygpt.backends.numpy
 before = rss()
 model = load_model({str(tmp_path / '124M')!r})
 print(*[after - start for after, start in zip(rss(), before)])

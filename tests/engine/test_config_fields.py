@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from engine import CheckpointError, load_model
-from engine.config import GPTConfig
+from arraygpt.engine import CheckpointError, load_model
+from arraygpt.engine.config import GPTConfig
 
 from helpers import backend_or_skip, hf_logits, make_hf_model, random_ids
 
@@ -122,7 +122,7 @@ def test_every_gpt2config_field_is_classified():
     """The fields of the installed transformers' GPT2Config: each used, ignored (no effect at inference)
     or refused; a new field in a later transformers fails this test instead of being dropped unseen."""
     from transformers import GPT2Config
-    from engine.config import ALIASES, NO_EFFECT_FIELDS, REFUSED_UNLESS_DEFAULT
+    from arraygpt.engine.config import ALIASES, NO_EFFECT_FIELDS, REFUSED_UNLESS_DEFAULT
     import dataclasses
     used = {f.name for f in dataclasses.fields(GPTConfig)} | {"activation_function"}
     known = used | NO_EFFECT_FIELDS | set(REFUSED_UNLESS_DEFAULT) | set(ALIASES)

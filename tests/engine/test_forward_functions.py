@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from engine import attention, families, gpt2, layers
-from engine.llama import forward as llama
+from arraygpt.engine import attention, families, gpt2, layers
+from arraygpt.engine.llama import forward as llama
 
 RNG = np.random.default_rng(0)
 
@@ -130,7 +130,7 @@ def test_rms_norm_silu_and_rotary_embeddings(xp):
 
 def test_llama3_rope_scaling_keeps_high_frequencies_and_stretches_low_ones():
     """Llama 3's three bands (HF's _compute_llama3_parameters), read off the config's inv_freq."""
-    from engine.llama.config import LlamaConfig, RopeScaling
+    from arraygpt.engine.llama.config import LlamaConfig, RopeScaling
     base = dict(n_layer=1, n_head=2, n_kv_head=1, n_embd=64, intermediate_size=8, vocab_size=8, rope_theta=500000.0)
     plain = LlamaConfig(**base).inv_freq
     scaled = LlamaConfig(**base, rope_scaling=RopeScaling(8.0, 1.0, 4.0, 64)).inv_freq
@@ -169,7 +169,7 @@ def test_embedding_and_logits(xp):
 
 
 def test_attention_scales_follow_the_config():
-    from engine.config import GPTConfig
+    from arraygpt.engine.config import GPTConfig
     base = GPTConfig(n_layer=3, n_head=2, n_embd=8)
     assert families.Hyper.of(base).attn_scales == (0.5, 0.5, 0.5)  # 1/sqrt(head_dim 4)
     by_layer = GPTConfig(n_layer=3, n_head=2, n_embd=8, scale_attn_by_inverse_layer_idx=True)
@@ -180,7 +180,7 @@ def test_attention_scales_follow_the_config():
 def test_every_weight_product_goes_through_the_backends_product(small_checkpoint):
     """Primitives.product is the one place an adapter chooses how x @ w.T is computed: a forward pass calls it
     for each layer's four matrices and the logits, in that order, and nothing else."""
-    from engine import load_model
+    from arraygpt.engine import load_model
     model = load_model(small_checkpoint, dtype="float32")
     seen = []
 

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from engine import GenerationError, load_model
-from engine.generate import generate_tokens
-from engine.sampling import Sampling, keep_top_k, keep_top_p, sample
+from arraygpt.engine import GenerationError, load_model
+from arraygpt.engine.generate import generate_tokens
+from arraygpt.engine.sampling import Sampling, keep_top_k, keep_top_p, sample
 
 from helpers import backend_or_skip, random_ids
 
@@ -188,7 +188,7 @@ def test_the_recordable_step_makes_the_tokens_of_the_host_loop(small_checkpoint,
     """The step a CUDA graph would record (slot on the device, the cache written by a select, this step's
     uniforms as an array), replayed eagerly on NumPy and array-api-strict: the tokens of today's path,
     greedy and sampled, and cached = uncached."""
-    from benchmarks.parity import cached_vs_uncached
+    from arraygpt.benchmarks.parity import cached_vs_uncached
 
     backend = backend_or_skip(name)
     backend.records_steps = True  # ArrayBackend.record is the function itself
@@ -211,7 +211,7 @@ def test_a_draw_over_gpt2s_vocabulary_is_the_same_on_every_library():
     own order, so the same seed gave other tokens. The same logits and uniforms must now give the same ids on
     every library, plain, top-k and top-p, and those of a float64 oracle drawing from the same rounded
     probabilities (only a draw within float32 rounding of a boundary may differ from it)."""
-    from engine.sampling import GRID
+    from arraygpt.engine.sampling import GRID
     rng = np.random.default_rng(7)
     logits = (rng.standard_normal((2, 50257)) * 2.5).astype(np.float32)  # a flat tail: thousands of tokens matter
     uniforms = rng.random(128, dtype=np.float32)
@@ -240,6 +240,6 @@ def softmax(x):
 
 
 def test_the_python_api_says_a_preset_has_random_weights():
-    from engine.errors import RandomWeightsWarning
+    from arraygpt.engine.errors import RandomWeightsWarning
     with pytest.warns(RandomWeightsWarning, match="tiny has random weights"):
         load_model("tiny")

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from engine import CheckpointError, GenerationError, TokenizerError, Tokenizer, load_model
+from arraygpt.engine import CheckpointError, GenerationError, TokenizerError, Tokenizer, load_model
 
 from helpers import backend_or_skip, hf_logits, random_ids
 
@@ -156,7 +156,7 @@ def test_non_finite_logits_are_an_error_not_token_zero(small_checkpoint, tmp_pat
 def tiny():
     from transformers import GPT2LMHeadModel
 
-    from engine.source import resolve_model
+    from arraygpt.engine.source import resolve_model
     directory = resolve_model("tiny").directory
     return directory, GPT2LMHeadModel.from_pretrained(directory).eval()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine import kv_cache, sampling
-from engine.config import GPTConfig
+from arraygpt.engine import kv_cache, sampling
+from arraygpt.engine.config import GPTConfig
 
 RNG = np.random.default_rng(1)
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from engine import CheckpointError, load_model
+from arraygpt.engine import CheckpointError, load_model
 
 from helpers import backend_or_skip, random_ids
 
@@ -122,7 +122,7 @@ def every_field(config_class) -> set[str]:
 
 @pytest.mark.parametrize("config_class", ["LlamaConfig", "Qwen2Config", "MistralConfig"])
 def test_every_field_of_the_installed_config_classes_is_classified(config_class):
-    from engine.llama.config import HONOURED, NO_EFFECT_FIELDS, REFUSED_UNLESS
+    from arraygpt.engine.llama.config import HONOURED, NO_EFFECT_FIELDS, REFUSED_UNLESS
     unclassified = every_field(config_class) - HONOURED - NO_EFFECT_FIELDS - set(REFUSED_UNLESS)
     assert not unclassified, f"{config_class} fields neither honoured, ignored nor refused: {sorted(unclassified)}"
 
@@ -152,8 +152,8 @@ def test_fields_that_change_the_math_and_are_not_implemented_are_refused_by_name
 def test_every_decode_strategy_makes_numpys_tokens_greedy_and_sampled(backend_name, options):
     """The tiny-llama preset (grouped heads, llama3 rope) through each strategy: recorded (torch's CPU stand-in
     for a CUDA graph), the compiled loop, step by step; sampled with a seed, batched with mixed lengths."""
-    from backends import get_backend
-    from backends.base import BackendUnavailable
+    from arraygpt.backends import get_backend
+    from arraygpt.backends.base import BackendUnavailable
     try:
         backend = get_backend(backend_name, **options)
     except BackendUnavailable as err:
@@ -185,7 +185,7 @@ def test_mixed_and_half_precision_stay_near_hf_float64(variant, backend_name, dt
 def test_each_preset_is_the_shape_hf_builds_from_its_config(preset):
     """Every preset's config.json, as we write it, builds in transformers a model of exactly our parameter count
     (the roofline's bytes per step come from it) and of our tensors' shapes (built on the meta device: no memory)."""
-    from engine.llama.config import LLAMA_PRESETS, expected_shapes
+    from arraygpt.engine.llama.config import LLAMA_PRESETS, expected_shapes
     config = LLAMA_PRESETS[preset]
     hf_config = transformers.AutoConfig.for_model(**config.to_hf_json())
     with torch.device("meta"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import load_model
+from arraygpt.engine import load_model
 
 from helpers import backend_or_skip, hf_logits, random_ids
 
@@ -58,7 +58,7 @@ def test_synthetic_checkpoint_loads_in_hf_with_same_logits(tmp_path):
     """What `arraygpt init` writes is a checkpoint HF reads, and HF computes our logits from it."""
     from transformers import GPT2LMHeadModel
 
-    from engine.synthetic import write_synthetic_checkpoint
+    from arraygpt.engine.synthetic import write_synthetic_checkpoint
 
     directory = write_synthetic_checkpoint("tiny", tmp_path / "tiny", seed=7)
     hf_model = GPT2LMHeadModel.from_pretrained(directory).eval()

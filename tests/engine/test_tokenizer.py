@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import Tokenizer, TokenizerError
-from engine.tokenizer import END_OF_TEXT, GPT2_PATTERN, GPT2_RANKS_FILE
+from arraygpt.engine import Tokenizer, TokenizerError
+from arraygpt.engine.tokenizer import END_OF_TEXT, GPT2_PATTERN, GPT2_RANKS_FILE
 
 CORPUS = [
     "", " ", "  ", "\n", "a  \n   y", "Hello world", "Hello, world! How's it going?",
@@ -128,7 +128,7 @@ def test_a_llama_family_tokenizer_json_encodes_as_transformers_does(tmp_path):
     import json
 
     transformers = pytest.importorskip("transformers")
-    from engine.hf_tokenizer import HFTokenizer, write_preset_tokenizer
+    from arraygpt.engine.hf_tokenizer import HFTokenizer, write_preset_tokenizer
     write_preset_tokenizer(tmp_path, 49152)
     texts = ["Hello world", "  leading spaces and\ttabs\n", "café ünïcödé 日本語 🤖", "x" * 300, ""]
     with_bos = json.loads((tmp_path / "tokenizer.json").read_text())
@@ -154,8 +154,8 @@ def test_a_llama_family_tokenizer_json_encodes_as_transformers_does(tmp_path):
 
 
 def test_a_damaged_tokenizer_json_is_one_line(tmp_path):
-    from engine.errors import TokenizerError
-    from engine.hf_tokenizer import HFTokenizer
+    from arraygpt.engine.errors import TokenizerError
+    from arraygpt.engine.hf_tokenizer import HFTokenizer
     (tmp_path / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": [1, 2]}}')
     with pytest.raises(TokenizerError, match="tokenizer.json: not a tokenizer the tokenizers library reads"):
         HFTokenizer.from_dir(tmp_path)

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from engine import CheckpointError, GenerationError, load_model
-from engine.safetensors_io import read_safetensors
+from arraygpt.engine import CheckpointError, GenerationError, load_model
+from arraygpt.engine.safetensors_io import read_safetensors
 
 from helpers import cli, one_line_error, safetensors_refuses
 
@@ -157,8 +157,8 @@ def sha256(path):
 
 
 def test_a_damaged_preset_is_rebuilt_from_its_seed(tmp_path, monkeypatch):
-    from engine.presets import PresetRepaired, preset_directory
-    from engine.synthetic import write_synthetic_checkpoint
+    from arraygpt.engine.presets import PresetRepaired, preset_directory
+    from arraygpt.engine.synthetic import write_synthetic_checkpoint
     monkeypatch.setenv("ARRAYGPT_CACHE", str(tmp_path / "cache"))
     directory = preset_directory("tiny", 1)
     good = sha256(directory / "model.safetensors")
@@ -174,7 +174,7 @@ def test_a_damaged_preset_is_rebuilt_from_its_seed(tmp_path, monkeypatch):
 
 
 def test_an_unchanged_preset_costs_a_stat(tmp_path, monkeypatch):
-    from engine import presets
+    from arraygpt.engine import presets
     monkeypatch.setenv("ARRAYGPT_CACHE", str(tmp_path / "cache"))
     directory = presets.preset_directory("tiny", 0)
     reads = []
@@ -184,7 +184,7 @@ def test_an_unchanged_preset_costs_a_stat(tmp_path, monkeypatch):
 
 def test_six_processes_make_one_preset_once(tmp_path):
     cache = tmp_path / "cache"
-    code = ("import sys; from engine.source import resolve_model; "
+    code = ("import sys; from arraygpt.engine.source import resolve_model; "
             "print(resolve_model('tiny', seed=9).directory)")
     processes = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env=os.environ | {"ARRAYGPT_CACHE": str(cache)}) for _ in range(6)]

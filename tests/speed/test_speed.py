@@ -15,8 +15,8 @@ import os
 
 import pytest
 
-from backends import SPEED_BACKENDS, usable_backends
-from engine import load_model
+from arraygpt.backends import SPEED_BACKENDS, usable_backends
+from arraygpt.engine import load_model
 
 MODEL = os.environ.get("ARRAYGPT_BENCH_MODEL", "124M")
 pytestmark = pytest.mark.skipif(not os.environ.get("ARRAYGPT_SPEED"),
@@ -29,7 +29,7 @@ def model(request):
 
 
 def prompt(batch, length, vocab):
-    from benchmarks.measure.timing import fixed_prompts
+    from arraygpt.benchmarks.measure.timing import fixed_prompts
     return fixed_prompts(batch, length, vocab)
 
 

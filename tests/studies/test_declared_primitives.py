@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks.studies.declared_primitives import main
+from arraygpt.benchmarks.studies.declared_primitives import main
 
 pytest.importorskip("torch")
 

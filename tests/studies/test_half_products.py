@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks.studies.half_products import main, round_to
+from arraygpt.benchmarks.studies.half_products import main, round_to
 
 pytest.importorskip("jax")
 pytest.importorskip("torch")
