@@ -49,6 +49,10 @@ class Way:
                      #   that a compiler can fuse into one pass over the half weights
                      # adapter: the adapter's own product (Backend.product), one call per matrix, as a
                      #   decode step makes it (torch on the CPU: backends/torch_products.py)
+                     # nn: the weights stored [n_in, n_out] (transposed, contiguous), x @ w: the BLAS's NN case
+                     # mkl-packed, onednn-packed: the weights packed once for the batch (torch's
+                     #   _mkl_reorder_linear_weight / mkldnn _reorder_linear_weight, what Inductor's freezing
+                     #   does), then MKL's packed GEMM / oneDNN's linear, as ONNX Runtime prepacks for MLAS
     flags: str = ""  # XLA_FLAGS for jax
     compiled: bool = False  # torch.compile around the sweep
     note: str = ""
@@ -71,7 +75,15 @@ WAYS = {
     "jax-bf16-xnnpack": Way("jax", "bfloat16", "engine", "--xla_cpu_use_xnnpack=true"),
     "jax-bf16-reduce": Way("jax", "bfloat16", "reduce"),
     "jax-f16-reduce": Way("jax", "float16", "reduce"),
+    "numpy-f32-nn": Way("numpy", "float32", "nn", note="weights stored [n_in, n_out]"),
+    "jax-f32-nn": Way("jax", "float32", "nn"),
+    "jax-f32-reduce": Way("jax", "float32", "reduce"),
     "torch-f32": Way("torch", "float32", "engine"),
+    "torch-f32-nn": Way("torch", "float32", "nn"),
+    "torch-f32-linear": Way("torch", "float32", "linear"),
+    "torch-f32-reduce-compiled": Way("torch", "float32", "reduce", compiled=True),
+    "torch-f32-mkl-packed": Way("torch", "float32", "mkl-packed"),
+    "torch-f32-onednn-packed": Way("torch", "float32", "onednn-packed"),
     "torch-f32-adapter": Way("torch", "float32", "adapter", note="what the torch adapter runs for one float32 row"),
     "torch-bf16": Way("torch", "bfloat16", "engine", note="the engine's product (torch's before 126a798)"),
     "torch-bf16-adapter": Way("torch", "bfloat16", "adapter", note="what the torch adapter runs"),
@@ -114,11 +126,13 @@ def round_to(w: np.ndarray, dtype: str) -> np.ndarray:
     return w
 
 
-def sweep_fn(way: Way, weights: list):
+def sweep_fn(way: Way, weights: list, batch: int):
     """One sweep of way over weights: every product's [batch, n_out] result."""
     if way.library == "numpy":
+        if way.product == "nn":
+            return lambda xs: [x @ w for w, x in zip(weights, xs)]
         return lambda xs: [(w @ x.T).T for w, x in zip(weights, xs)]
-    return (jax_sweep if way.library == "jax" else torch_sweep)(way, weights)
+    return jax_sweep(way, weights) if way.library == "jax" else torch_sweep(way, weights, batch)
 
 
 def jax_sweep(way: Way, weights: list):
@@ -132,6 +146,8 @@ def jax_sweep(way: Way, weights: list):
             return jnp.matmul(w, x.astype(w.dtype).T, preferred_element_type=jnp.float32).T
         if way.product == "reduce":
             return jnp.sum(w.astype(jnp.float32)[:, None, :] * x[None], axis=-1).T
+        if way.product == "nn":
+            return x @ w
         return (w.astype(jnp.float32) @ x.T).T  # upcast
     jitted = jax.jit(lambda ws, xs: [product(w, x) for w, x in zip(ws, xs)])
 
@@ -142,11 +158,17 @@ def jax_sweep(way: Way, weights: list):
     return sweep
 
 
-def torch_sweep(way: Way, weights: list):
+def torch_sweep(way: Way, weights: list, batch: int):
     import torch
     if way.product == "adapter":
         declared = get_backend("torch").product
         return lambda xs: [declared(x, w) for w, x in zip(weights, xs)]
+    if way.product == "mkl-packed":
+        packed = [torch.ops.mkl._mkl_reorder_linear_weight(w, batch) for w in weights]
+        return lambda xs: [torch.ops.mkl._mkl_linear(x, p, w, None, batch) for p, w, x in zip(packed, weights, xs)]
+    if way.product == "onednn-packed":
+        packed = [torch.ops.mkldnn._reorder_linear_weight(w, batch) for w in weights]
+        return lambda xs: [torch.ops.mkldnn._linear_pointwise(x, p, None, "none", [], "") for p, x in zip(packed, xs)]
 
     def product(w, x):
         if way.product == "engine":
@@ -157,6 +179,8 @@ def torch_sweep(way: Way, weights: list):
             return torch.matmul(w, x.to(w.dtype).T, out_dtype=torch.float32).T
         if way.product == "reduce":
             return torch.sum(w.float()[:, None, :] * x[None], dim=-1).T
+        if way.product == "nn":
+            return x @ w
         return (w.float() @ x.T).T  # upcast
 
     def plain(ws, xs):
@@ -185,9 +209,10 @@ def measure_one(name: str, batch: int, scale: str, sweeps: int) -> dict:
     matrices = host_matrices(scale, way.weights)
     rng = np.random.default_rng(1)
     xs_host = [rng.standard_normal((batch, k), dtype=np.float32) for _, k in shapes(scale)]
-    weights = to_library(way, matrices, way.weights)
+    weights = to_library(way, [np.ascontiguousarray(m.T) for m in matrices] if way.product == "nn" else matrices,
+                         way.weights)
     xs = to_library(way, xs_host, "float32")
-    sweep = sweep_fn(way, weights)
+    sweep = sweep_fn(way, weights, batch)
     start = time.perf_counter()
     first = sweep(xs)
     first_s = time.perf_counter() - start
