@@ -18,7 +18,7 @@ from array_api_compat import torch as xp  # noqa: E402
 
 from .recording import Recorder  # noqa: E402
 from .torch_graphs import copy_into, graph_for, write_slot  # noqa: E402
-from .torch_products import RowProduct  # noqa: E402
+from .torch_products import RowProduct, pack  # noqa: E402
 from . import torch_primitives  # noqa: E402
 
 
@@ -67,6 +67,9 @@ class TorchBackend(ArrayBackend):
                 raise BackendUnavailable("torch", "the inductor variant compiles the step it records, and this torch "
                                          "backend records nothing here (it records on CUDA, or with record=True)")
             self.name = "torch-inductor"
+        # float32 matrices the products alone read, held packed for oneDNN's linear on the CPU (torch_products.py);
+        # not where Inductor compiles the step (it traces no oneDNN-packed tensor)
+        self.packs = self.device.type == "cpu" and not self.inductor and torch.backends.mkldnn.is_available()
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         """Eager: fn itself, except on CUDA, where each call sets the float32 matmul mode (a process-wide
@@ -99,7 +102,10 @@ class TorchBackend(ArrayBackend):
         with warnings.catch_warnings():
             # A memory-mapped checkpoint is read-only; torch warns although we never write weights.
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return torch.asarray(host_array(tensor, layout), device=self.device).to(self.dtype(dtype))
+            array = torch.asarray(host_array(tensor, layout), device=self.device).to(self.dtype(dtype))
+        if self.packs and layout is not None and layout.product_only and array.dtype == torch.float32:
+            return pack(array)
+        return array
 
     def to_host(self, x):
         x = x.detach().cpu()

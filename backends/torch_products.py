@@ -8,6 +8,13 @@ benchmarks/studies/half_products.py (results/2026-12-03-half-products*.json) a s
 took 1.5x less time than eager bfloat16 and 1.25-1.45x less than float32, and float32 weights read 29-38 GB/s.
 Every other product (several rows, float16 weights) is the engine's. The reduction keeps x in float32 and
 accumulates in float32.
+
+float32 weights that the products alone read (engine.layout.Layout.product_only) are held packed for
+oneDNN's linear (torch.ops.mkldnn._reorder_linear_weight, what Inductor's CPU freezing does, as ONNX Runtime
+prepacks its weights for MLAS): a step then streams them without the per-call packing a BLAS GEMM does for a
+few rows. Measured on 124M's matrices (results/2026-12-05-b8-products-f32-zen5.json, -b1-b32-...): 48 GB/s at
+8 rows where torch's own product reads 16, 42 at one row (the reduction: 34), 23 at 32 rows (9). The embedding
+table, which the lookup reads too, stays as it is (its tied logits take the paths above).
 """
 
 from __future__ import annotations
@@ -20,6 +27,15 @@ from arraygpt.engine.layers import times_transposed
 
 
 ROW_WEIGHTS = (torch.bfloat16, torch.float32)  # the weights' dtypes whose one-row products run the reduction
+PACK_ROWS = 8  # the rows oneDNN packs for: as fast at 1 and 32 rows as a packing for those (measured)
+
+
+def pack(w):  # [n_out, n_in] float32 -> the same, in oneDNN's blocked layout (opaque: products only)
+    return torch.ops.mkldnn._reorder_linear_weight(w, PACK_ROWS)
+
+
+def packed_product(x, w):  # [N, n_in] float32, packed [n_out, n_in] -> [N, n_out] float32
+    return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
 
 
 def _widening_dot(x, w):  # [1, n_in] float32, [n_out, n_in] bfloat16 or float32 -> [1, n_out] float32
@@ -37,6 +53,8 @@ class RowProduct:
         self._built = False  # once a call has compiled, later errors are the caller's, not Inductor's
 
     def __call__(self, x, w):  # [N, n_in], [n_out, n_in] -> [N, n_out] in x's dtype
+        if w.is_mkldnn:
+            return packed_product(x, w)
         if x.shape[0] != 1 or w.dtype not in ROW_WEIGHTS or x.dtype != torch.float32 or self.failed:
             return times_transposed(x, w)
         if self._built:

@@ -52,12 +52,15 @@ class Shapes:
 class Layout:
     """What a checkpoint tensor becomes on the backend, in this order: transposed (a C-contiguous copy of
     a 2-D tensor), dim 0 reordered head-major (HF's (q|k|v, head, D) rows -> (head, q|k|v, D)), zero-padded
-    at the end of each dim to pad_to. axes: the logical axis of each dimension of the result."""
+    at the end of each dim to pad_to. axes: the logical axis of each dimension of the result. product_only:
+    the weight products alone read it (a linear layer's weight, an untied lm_head; never the embedding table,
+    which the lookup reads too), so an adapter may hold it in its product's own format."""
 
     axes: tuple = ()
     transpose: bool = False
     heads: tuple[int, int] | None = None   # (n_head, head_dim)
     pad_to: tuple[int, ...] | None = None
+    product_only: bool = False
 
     def shape_of(self, stored: tuple[int, ...]) -> tuple[int, ...]:
         """The shape the backend makes from a tensor stored with this shape."""
@@ -80,17 +83,19 @@ def lay_out(name: str, shape: tuple[int, ...], config: GPTConfig, shapes: Shapes
     C, H, D = config.n_embd, config.n_head, config.head_dim
     qkv_rows = 3 * shapes.n_head * D
     if name in ("wte.weight", "lm_head.weight"):  # lm_head (untied) is an nn.Linear: [V, C] as stored
-        return Layout((VOCAB, None), pad_to=_padded(shape, (shapes.vocab_size, C)))
+        return Layout((VOCAB, None), pad_to=_padded(shape, (shapes.vocab_size, C)), product_only=name == "lm_head.weight")
     if name.endswith(".attn.c_attn.weight"):  # [C, 3C] -> [3 H' D, C], rows (head, q|k|v, D)
-        return Layout((HEADS, None), transpose=True, heads=(H, D), pad_to=_padded(shape[::-1], (qkv_rows, C)))
+        return Layout((HEADS, None), transpose=True, heads=(H, D), pad_to=_padded(shape[::-1], (qkv_rows, C)),
+                      product_only=True)
     if name.endswith(".attn.c_attn.bias"):
         return Layout((HEADS,), heads=(H, D), pad_to=_padded(shape, (qkv_rows,)))
     if name.endswith(".attn.c_proj.weight"):  # [C, C] -> [C, H' D]: input features are heads
-        return Layout((None, HEADS), transpose=True, pad_to=_padded(shape[::-1], (C, shapes.n_head * D)))
+        return Layout((None, HEADS), transpose=True, pad_to=_padded(shape[::-1], (C, shapes.n_head * D)),
+                      product_only=True)
     if name.endswith(".mlp.c_fc.weight"):  # [C, 4C] -> [4C, C]
-        return Layout((MLP, None), transpose=True)
+        return Layout((MLP, None), transpose=True, product_only=True)
     if name.endswith(".mlp.c_fc.bias"):
         return Layout((MLP,))
     if name.endswith(".mlp.c_proj.weight"):  # [4C, C] -> [C, 4C]
-        return Layout((None, MLP), transpose=True)
+        return Layout((None, MLP), transpose=True, product_only=True)
     return as_stored(shape)  # wpe, biases of the output projections, LayerNorms

@@ -53,17 +53,18 @@ def lay_out(name: str, shape: tuple[int, ...], config: LlamaConfig, shapes: Shap
     heads, MLP features or the vocabulary (padded to whole shards)."""
     if name in ("embed_tokens.weight", "lm_head.weight"):
         want = (shapes.vocab_size, config.n_embd)
-        return Layout((VOCAB, None), pad_to=None if tuple(shape) == want else want)
+        return Layout((VOCAB, None), pad_to=None if tuple(shape) == want else want,
+                      product_only=name == "lm_head.weight")
     if name.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight")):
-        return Layout((HEADS, None))
+        return Layout((HEADS, None), product_only=True)
     if name.endswith(("q_proj.bias", "k_proj.bias", "v_proj.bias")):
         return Layout((HEADS,))
     if name.endswith("o_proj.weight"):
-        return Layout((None, HEADS))
+        return Layout((None, HEADS), product_only=True)
     if name.endswith(("gate_proj.weight", "up_proj.weight")):
-        return Layout((MLP, None))
+        return Layout((MLP, None), product_only=True)
     if name.endswith("down_proj.weight"):
-        return Layout((None, MLP))
+        return Layout((None, MLP), product_only=True)
     return as_stored(shape)  # norms, o_proj's bias, the rotary frequencies
 
 

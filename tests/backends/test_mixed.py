@@ -145,6 +145,40 @@ def test_torch_cpu_reads_float32_rows_through_the_same_reduction():
     assert torch.equal(product(rows, w), times_transposed(rows, w))
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_torch_cpu_holds_the_product_only_float32_matrices_packed_and_matches_float64(small_checkpoint, family):
+    """float32 weights the products alone read are held in oneDNN's packed layout (torch_products.py); the
+    embedding table, which the lookup reads too, and half-width weights stay plain. Logits of one row, of a
+    batch and of a prefill stay within float32's parity of NumPy float64, and greedy tokens equal NumPy's."""
+    spec = small_checkpoint if family == "gpt2" else "tiny-llama"
+    backend = backend_or_skip("torch")
+    model = load_model(spec, backend=backend)
+    params = model.params
+    table, positions = (params["wte"], params["wpe"]) if family == "gpt2" else (params["embed"], params["embed"])
+    assert not table.is_mkldnn and not positions.is_mkldnn  # read by the lookup too
+    linear = [t for block in params["blocks"] for part in block.values() if isinstance(part, dict)
+              for t in (v.get("w") for v in part.values() if isinstance(v, dict)) if t is not None]
+    assert linear and all(t.is_mkldnn for t in linear)
+    if family == "llama":
+        assert params["lm_head"].is_mkldnn  # tiny-llama's is untied: the products alone read it
+    reference = load_model(spec, backend="numpy", dtype="float64")
+    vocab = reference.config.vocab_size
+    for ids in ([[7]], random_ids(3, vocab, batch=8), random_ids(24, vocab, batch=2)):
+        assert relative_error(model, ids, np.asarray(reference.logits(ids))) <= TOLERANCE["float32"]
+    assert model.generate([3, 1, 4], max_new_tokens=8) == reference.generate([3, 1, 4], max_new_tokens=8)
+    half = load_model(spec, backend=backend, weights="bfloat16")
+    assert not any(t.is_mkldnn for t in leaves_of(half.params))
+
+
+def leaves_of(tree) -> list:
+    """Every tensor of a nested params tree."""
+    if isinstance(tree, dict):
+        return [t for v in tree.values() for t in leaves_of(v)]
+    if isinstance(tree, (list, tuple)):
+        return [t for v in tree for t in leaves_of(v)]
+    return [tree]
+
+
 def test_torch_bfloat16_decoding_through_the_reduction_matches_float64(small_checkpoint):
     """Batch 1, one token at a time: every product is the adapter's reduction."""
     cxx_or_skip()
