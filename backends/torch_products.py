@@ -1,4 +1,5 @@
-"""How the torch adapter computes a product of one activation row on the CPU (Backend.product).
+"""How the torch adapter computes the weight products on the CPU (Backend.product): packed float32 matrices
+through oneDNN (below), one activation row through a fused reduction, the rest through the engine's product.
 
 For one float32 row, eager torch reads the weights slowly on this project's CPUs: bfloat16 weights through
 oneDNN slower than float32 ones, and float32 weights through MKL's GEMV at 17.5-18.4 GB/s on the AMD Zen 5
@@ -43,9 +44,10 @@ def _widening_dot(x, w):  # [1, n_in] float32, [n_out, n_in] bfloat16 or float32
 
 
 class RowProduct:
-    """The product of one float32 row with bfloat16 or float32 weights through Inductor (one compilation per
-    dtype pair: its shapes are symbolic), any other through the engine's times_transposed. If Inductor cannot
-    compile here (it needs a C++ compiler), every product is the engine's, with one warning."""
+    """A packed matrix's product through oneDNN at any row count; the product of one float32 row with
+    bfloat16 or float32 (unpacked: the tied table) weights through Inductor (one compilation per dtype pair: its
+    shapes are symbolic); any other through the engine's times_transposed. If Inductor cannot compile here (it
+    needs a C++ compiler), those row products are the engine's, with one warning."""
 
     def __init__(self):
         self._compiled = torch.compile(_widening_dot, dynamic=True)
