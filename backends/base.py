@@ -64,6 +64,8 @@ class ArrayBackend:
     layer_norm = rms_norm = gelu = silu = softmax = None  # the engine's (engine.layers.Primitives) unless the library has one kernel
     slow_dtypes: dict = {}  # dtype -> why it runs far slower here (the registry's declaration, set by get_backend)
     write_slot = None      # a recorded step's in-place cache write (engine.kv_cache.replace_slot's select if None)
+    tied_head_copies = ()  # weight dtypes in which a tied embedding table is held twice: a second copy for the
+                           # logits alone (Layout.product_only), in the adapter's product format (torch on the CPU)
 
     def dtype(self, name: str):
         if name not in DTYPE_NAMES:

@@ -71,6 +71,8 @@ class TorchBackend(ArrayBackend):
         # float32 matrices the products alone read, held packed for oneDNN's linear on the CPU (torch_products.py);
         # not where Inductor compiles the step (it traces no oneDNN-packed tensor)
         self.packs = self.device.type == "cpu" and not self.inductor and torch.backends.mkldnn.is_available()
+        # and GPT-2's tied table a second time, packed, for the logits (+154 MB on 124M): ORT's graph holds it twice too
+        self.tied_head_copies = ("float32",) if self.packs else ()
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         """Eager: fn itself, except on CUDA, where each call sets the float32 matmul mode (a process-wide

@@ -38,6 +38,7 @@ class Family:
     is_matrix: Callable        # bare name -> True for the tensors products read (stored in the weights' dtype)
     nest_params: Callable      # ({bare name: array}, config) -> the nested params the forward pass takes
     cache_heads: Callable      # (params, config) -> the heads the KV cache holds
+    table: str                 # the embedding table's bare name (the logits read it when no lm_head.weight is stored)
     tensor_dtype: Callable = lambda name, dtype: dtype  # a tensor's dtype when it is not a matrix
 
 
@@ -50,12 +51,14 @@ GPT2 = Family(
     shapes=GPT2Shapes.for_backend, lay_out=gpt2_lay_out, is_matrix=gpt2_is_matrix,
     nest_params=lambda flat, config: gpt2_nest(flat, config.n_layer),
     # heads as the weights hold them: a backend may pad them to whole shards (engine/layout.py)
-    cache_heads=lambda params, config: params["blocks"][0]["attn"]["c_attn"]["w"].shape[0] // (3 * config.head_dim))
+    cache_heads=lambda params, config: params["blocks"][0]["attn"]["c_attn"]["w"].shape[0] // (3 * config.head_dim),
+    table="wte.weight")
 
 LLAMA = Family(
     name="llama", forward=llama, from_hf_dict=LlamaConfig.from_hf_dict,
     load_checkpoint=llama_load_checkpoint, shapes=LlamaShapes.for_backend, lay_out=llama_lay_out,
     is_matrix=llama_is_matrix, nest_params=llama_nest, cache_heads=lambda params, config: config.n_kv_head,
+    table="embed_tokens.weight",
     tensor_dtype=lambda name, dtype: rope_dtype(dtype) if name == INV_FREQ else dtype)
 
 FAMILIES = {"gpt2": GPT2, "llama": LLAMA}

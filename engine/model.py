@@ -151,6 +151,10 @@ def load_model(spec: str | Path, backend: str | Backend = "numpy", dtype: str = 
         stored_as = weights if family.is_matrix(name) else family.tensor_dtype(name, dtype)
         try:  # the adapter also refuses NaN and infinity, read on the host as the file is mapped
             flat[name] = backend.from_host(tensor, stored_as, layout)
+            if name == family.table and "lm_head.weight" not in tensors and stored_as in backend.tied_head_copies:
+                # tied logits from a second copy that the products alone read (+ the table's bytes)
+                head = family.lay_out("lm_head.weight", tensor.shape, config, shapes)
+                flat["lm_head.weight"] = backend.from_host(tensor, stored_as, head)
         except CheckpointError as err:
             raise CheckpointError(f"{source.directory / 'model.safetensors'}: {err}") from None
         # Resident pages of the file are dropped: a copy does not need them, and a view (NumPy's

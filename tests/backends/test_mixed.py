@@ -148,8 +148,9 @@ def test_torch_cpu_reads_float32_rows_through_the_same_reduction():
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_torch_cpu_holds_the_product_only_float32_matrices_packed_and_matches_float64(small_checkpoint, family):
     """float32 weights the products alone read are held in oneDNN's packed layout (torch_products.py); the
-    embedding table, which the lookup reads too, and half-width weights stay plain. Logits of one row, of a
-    batch and of a prefill stay within float32's parity of NumPy float64, and greedy tokens equal NumPy's."""
+    embedding table, which the lookup reads too, and half-width weights stay plain, and a tied table is held a
+    second time, packed, for the logits. Logits of one row, of a batch and of a prefill stay within float32's
+    parity of NumPy float64, and greedy tokens equal NumPy's."""
     spec = small_checkpoint if family == "gpt2" else "tiny-llama"
     backend = backend_or_skip("torch")
     model = load_model(spec, backend=backend)
@@ -159,8 +160,8 @@ def test_torch_cpu_holds_the_product_only_float32_matrices_packed_and_matches_fl
     linear = [t for block in params["blocks"] for part in block.values() if isinstance(part, dict)
               for t in (v.get("w") for v in part.values() if isinstance(v, dict)) if t is not None]
     assert linear and all(t.is_mkldnn for t in linear)
-    if family == "llama":
-        assert params["lm_head"].is_mkldnn  # tiny-llama's is untied: the products alone read it
+    # GPT-2's table is tied: its packed second copy is the logits' head; tiny-llama's lm_head is untied
+    assert params["lm_head"].is_mkldnn and params["lm_head"].shape == table.shape
     reference = load_model(spec, backend="numpy", dtype="float64")
     vocab = reference.config.vocab_size
     for ids in ([[7]], random_ids(3, vocab, batch=8), random_ids(24, vocab, batch=2)):
@@ -168,6 +169,7 @@ def test_torch_cpu_holds_the_product_only_float32_matrices_packed_and_matches_fl
     assert model.generate([3, 1, 4], max_new_tokens=8) == reference.generate([3, 1, 4], max_new_tokens=8)
     half = load_model(spec, backend=backend, weights="bfloat16")
     assert not any(t.is_mkldnn for t in leaves_of(half.params))
+    assert family == "llama" or "lm_head" not in half.params  # no second copy of a half-width table
 
 
 def leaves_of(tree) -> list:
