@@ -7,8 +7,9 @@ where NumPy's OpenBLAS reads 44 (NOTES.md, 2026-12-05). Inductor's own fused red
 compiled by torch.compile, streams the weights (widening bfloat16 ones as they pass): in
 benchmarks/studies/half_products.py (results/2026-12-03-half-products*.json) a sweep of 124M's bfloat16 products
 took 1.5x less time than eager bfloat16 and 1.25-1.45x less than float32, and float32 weights read 29-38 GB/s.
-Every other product (several rows, float16 weights) is the engine's. The reduction keeps x in float32 and
-accumulates in float32.
+float16 weights took that path too on 2026-12-05, when eager float16 read 9.4 GB/s on the AMX Xeon where the
+reduction read 14.3 (results/2026-12-05-products-f16-xeon.json; on 2026-12-03 they were even). Every other
+product (several rows) is the engine's. The reduction keeps x in float32 and accumulates in float32.
 
 float32 weights that the products alone read (engine.layout.Layout.product_only) are held packed for
 oneDNN's linear (torch.ops.mkldnn._reorder_linear_weight, what Inductor's CPU freezing does, as ONNX Runtime
@@ -27,7 +28,7 @@ import torch
 from arraygpt.engine.layers import times_transposed
 
 
-ROW_WEIGHTS = (torch.bfloat16, torch.float32)  # the weights' dtypes whose one-row products run the reduction
+ROW_WEIGHTS = (torch.bfloat16, torch.float16, torch.float32)  # the weights' dtypes whose one-row products run the reduction
 PACK_ROWS = 8  # the rows oneDNN packs for: as fast at 1 and 32 rows as a packing for those (measured)
 
 
@@ -39,13 +40,13 @@ def packed_product(x, w):  # [N, n_in] float32, packed [n_out, n_in] -> [N, n_ou
     return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
 
 
-def _widening_dot(x, w):  # [1, n_in] float32, [n_out, n_in] bfloat16 or float32 -> [1, n_out] float32
+def _widening_dot(x, w):  # [1, n_in] float32, [n_out, n_in] bfloat16, float16 or float32 -> [1, n_out] float32
     return torch.sum(w.float() * x, dim=-1)[None, :]
 
 
 class RowProduct:
     """A packed matrix's product through oneDNN at any row count; the product of one float32 row with
-    bfloat16 or float32 (unpacked: the tied table) weights through Inductor (one compilation per dtype pair: its
+    bfloat16, float16 or float32 (unpacked: the tied table) weights through Inductor (one compilation per dtype pair: its
     shapes are symbolic); any other through the engine's times_transposed. If Inductor cannot compile here (it
     needs a C++ compiler), those row products are the engine's, with one warning."""
 

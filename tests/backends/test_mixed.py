@@ -104,17 +104,18 @@ def cxx_or_skip():
         pytest.skip("no C++ compiler here: torch.compile (Inductor) cannot build CPU kernels")
 
 
-def test_torch_cpu_reads_bfloat16_rows_through_a_float32_reduction():
-    """The torch adapter's own product (backends/torch_products.py): one float32 row times bfloat16
+@pytest.mark.parametrize("weights", ["bfloat16", "float16"])
+def test_torch_cpu_reads_half_width_rows_through_a_float32_reduction(weights):
+    """The torch adapter's own product (backends/torch_products.py): one float32 row times bfloat16 or float16
     weights accumulates in float32 without rounding the row to bfloat16, so it is within float32's error
-    of the float64 product of the same (bfloat16) weights, and closer than the engine's formula, which
+    of the float64 product of the same (half-width) weights, and closer than the engine's formula, which
     rounds the row; several rows are the engine's formula exactly."""
     import torch
     from arraygpt.engine.layers import times_transposed
     cxx_or_skip()
     product = backend_or_skip("torch").product
     rng = np.random.default_rng(3)
-    w = torch.from_numpy(rng.normal(size=(2304, 768)).astype(np.float32)).to(torch.bfloat16)
+    w = torch.from_numpy(rng.normal(size=(2304, 768)).astype(np.float32)).to(getattr(torch, weights))
     x = torch.from_numpy(rng.normal(size=(1, 768)).astype(np.float32))
     want = w.double().numpy() @ x.double().numpy()[0]
     got = product(x, w)
