@@ -67,6 +67,10 @@ class ArrayBackend:
     tied_head_copies = ()  # weight dtypes in which a tied embedding table is held twice: a second copy for the
                            # logits alone (Layout.product_only), in the adapter's product format (torch on the CPU)
 
+    def products_for(self, dtype: str, weights: str) -> str:
+        library = self.name.split("-")[0]  # a variant (jax-loop, torch-eager) binds its library's matmul
+        return f"the engine's x @ w.T: {library}'s matmul in the weights' dtype"
+
     def dtype(self, name: str):
         if name not in DTYPE_NAMES:
             raise BackendError(f"unknown dtype '{name}' (choose from {', '.join(DTYPE_NAMES)})")

@@ -60,6 +60,11 @@ class CupyBackend(ArrayBackend):
         else:
             self.name = "cupy-eager"  # the registry's variant: its rows are told apart from the recorded ones
 
+    def products_for(self, dtype: str, weights: str) -> str:
+        if self.product is None:
+            return super().products_for(dtype, weights)
+        return "cuBLAS through nvmath-python's matmul (CuPy's own cuBLAS refuses a capture), in the weights' dtype"
+
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         """Eager: fn, with each call setting CuPy's float32 matmul compute type (process-wide) to this
         backend's precision: TF32 tensor cores, or cuBLAS's default IEEE float32."""

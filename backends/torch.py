@@ -75,6 +75,16 @@ class TorchBackend(ArrayBackend):
         # and GPT-2's tied table a second time, packed, for the logits (+154 MB on 124M): ORT's graph holds it twice too
         self.tied_head_copies = ("float32",) if self.packs else ()
 
+    def products_for(self, dtype: str, weights: str) -> str:
+        engine = super().products_for(dtype, weights)
+        if self.product is None:
+            return engine
+        if self.packs and dtype == weights == "float32":
+            return "oneDNN's prepacked linear at every row count (the linear weights, and the tied table's packed copy)"
+        if dtype != "float32" or self.product.failed:
+            return engine
+        return f"one row: Inductor's fused reduction sum(widen(w) * x) in float32; more rows: {engine}"
+
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         """Eager: fn itself, except on CUDA, where each call sets the float32 matmul mode (a process-wide
         switch of torch) to this backend's precision."""

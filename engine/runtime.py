@@ -61,6 +61,10 @@ class Backend(Protocol):
     def dtype(self, name: str) -> Any:
         """The namespace's dtype for 'float32', 'float16', ...; raises if the library lacks it."""
 
+    def products_for(self, dtype: str, weights: str) -> str:
+        """How this adapter computes the weight products at these numerics, in words, as it declares them (the
+        bench records it in each row: which kernel a speed figure comes from)."""
+
     def from_host(self, tensor: Any, dtype: str, layout: Any = None) -> Any:
         """A device array from a checkpoint tensor (engine.safetensors_io.HostTensor), laid out as the
         engine.layout.Layout says (None: as stored) and converted to dtype. The layout's axes name each

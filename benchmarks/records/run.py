@@ -165,6 +165,7 @@ class Metrics(Record):
     per_device: dict | None = None   # on a mesh: the weight and KV-cache bytes the first device holds
     threads: dict | None = None      # with --threads: the cores and each library's thread pools it ran on
     threads_used: int | None = None  # a peer's own thread count (llama.cpp, ONNX Runtime)
+    products: str | None = None      # how our adapter computed the weight products (Backend.products_for)
     extra: dict = dataclasses.field(default_factory=dict)
 
     _WRITTEN: ClassVar[tuple] = ("device_bytes",)

@@ -62,6 +62,7 @@ class EngineRunner:
                     or numerics in self.backend.compiled_products)
         return measured.with_figures(
             device_bytes=self.backend.memory_in_use(), compiled=compiled,
+            products=self.backend.products_for(*numerics),
             capture_s=getattr(model.decoding.step, "capture_s", None) if self.backend.records_steps else None,
             # the shapes it ran at: a compiling backend's bucket (first_call_s compiled it, unless an earlier
             # scenario of this worker had the same bucket)

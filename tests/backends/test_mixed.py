@@ -113,7 +113,8 @@ def test_torch_cpu_reads_half_width_rows_through_a_float32_reduction(weights):
     import torch
     from arraygpt.engine.layers import times_transposed
     cxx_or_skip()
-    product = backend_or_skip("torch").product
+    backend = backend_or_skip("torch")
+    product = backend.product
     rng = np.random.default_rng(3)
     w = torch.from_numpy(rng.normal(size=(2304, 768)).astype(np.float32)).to(getattr(torch, weights))
     x = torch.from_numpy(rng.normal(size=(1, 768)).astype(np.float32))
@@ -121,6 +122,7 @@ def test_torch_cpu_reads_half_width_rows_through_a_float32_reduction(weights):
     got = product(x, w)
     assert product.failed is None
     assert got.shape == (1, 2304) and got.dtype == torch.float32
+    assert backend.products_for("float32", weights).startswith("one row: Inductor's fused reduction")
     error = np.abs(got.double().numpy()[0] - want).max() / np.abs(want).max()
     engine_error = np.abs(times_transposed(x, w).double().numpy()[0] - want).max() / np.abs(want).max()
     assert error < 1e-5 < engine_error
@@ -163,6 +165,8 @@ def test_torch_cpu_holds_the_product_only_float32_matrices_packed_and_matches_fl
     assert linear and all(t.is_mkldnn for t in linear)
     # GPT-2's table is tied: its packed second copy is the logits' head; tiny-llama's lm_head is untied
     assert params["lm_head"].is_mkldnn and params["lm_head"].shape == table.shape
+    # what the bench records in each row says the same (Backend.products_for)
+    assert backend.products_for("float32", "float32").startswith("oneDNN's prepacked linear")
     reference = load_model(spec, backend="numpy", dtype="float64")
     vocab = reference.config.vocab_size
     for ids in ([[7]], random_ids(3, vocab, batch=8), random_ids(24, vocab, batch=2)):
@@ -170,6 +174,7 @@ def test_torch_cpu_holds_the_product_only_float32_matrices_packed_and_matches_fl
     assert model.generate([3, 1, 4], max_new_tokens=8) == reference.generate([3, 1, 4], max_new_tokens=8)
     half = load_model(spec, backend=backend, weights="bfloat16")
     assert not any(t.is_mkldnn for t in leaves_of(half.params))
+    assert "oneDNN" not in backend.products_for("float32", "bfloat16")
     assert family == "llama" or "lm_head" not in half.params  # no second copy of a half-width table
 
 
