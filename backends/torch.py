@@ -33,6 +33,7 @@ class TorchBackend(ArrayBackend):
     rms_norm = staticmethod(torch_primitives.rms_norm)
     silu = staticmethod(torch_primitives.silu)
     softmax = staticmethod(torch_primitives.softmax)
+    attention = staticmethod(torch_primitives.attention)  # the prompt's, without [B, H, T, T] scores in memory
 
     def __init__(self, device: str | None = None, precision: str = "float32", record: bool | None = None,
                  inductor: bool = False):

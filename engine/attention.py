@@ -48,6 +48,8 @@ def causal(scores, T, groups):  # [B, H, G*T, T] scores of new tokens for each o
 
 def attention(q, k, v, mask, scale, prims=ENGINE):
     # [B, Hq, T, D], [B, Hkv, T, D], [B, Hkv, T, D], [B, 1, T, T] -> [B, Hq, T, D]
+    if prims.attention is not None:  # the library's fused kernel: no [B, H, T, T] scores in memory
+        return prims.attention(q, k, v, mask, scale)
     xp = array_namespace(q)
     Hq, T, groups = q.shape[1], q.shape[2], q.shape[1] // k.shape[1]
     # Scaling q, not the scores: T*D elements instead of T*S (8x fewer for a 512-token prefill).

@@ -84,6 +84,9 @@ class Primitives:
     gelu: Callable = gelu
     silu: Callable = silu
     softmax: Callable = softmax            # over the last axis
+    # the prompt's attention, no cache: (q, k, v, mask, scale) -> out as one fused kernel of the library (torch's
+    # scaled_dot_product_attention); None: the engine's (engine/attention.py: two matmuls, a where, a softmax)
+    attention: Callable | None = None
 
     @classmethod
     def of(cls, backend=None) -> "Primitives":

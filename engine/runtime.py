@@ -50,6 +50,9 @@ class Backend(Protocol):
     gelu: Callable | None
     silu: Callable | None
     softmax: Callable | None
+    # The prompt's causal attention without a cache, (q, k, v, mask, scale) -> out, as one fused kernel of the
+    # library (torch: scaled_dot_product_attention); None: the engine's matmuls, mask and softmax.
+    attention: Callable | None
     # How a recorded step writes one new (k, v) [B, H, 1, D] into the cache [B, H, S, D] at a 0-d slot on the
     # device, where the adapter writes in place (torch: index_copy_), so a recorded cache stays put and needs
     # no copy per step; None: engine.kv_cache.replace_slot, a select into a new array.

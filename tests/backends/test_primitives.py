@@ -87,3 +87,39 @@ def test_primitives_of_a_backend_take_what_it_declares_and_keep_the_engines_for_
     prims = layers.Primitives.of(Declares())
     assert prims.gelu is abs and prims.softmax is layers.softmax and prims.product is layers.times_transposed
     assert layers.Primitives.of(None) == layers.ENGINE
+
+
+def reference_attention(q, k, v, mask, scale):  # NumPy float64; query head h reads key/value head h // G
+    groups = q.shape[1] // k.shape[1]
+    k, v = np.repeat(k, groups, axis=1), np.repeat(v, groups, axis=1)
+    scores = np.where(mask, q @ np.swapaxes(k, -1, -2) * scale, -np.inf)
+    e = np.exp(scores - scores.max(-1, keepdims=True))
+    return (e / e.sum(-1, keepdims=True)) @ v
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("heads", [(4, 4), (4, 2)])  # GPT-2's heads; grouped queries (the Llama family)
+def test_a_declared_attention_computes_the_engines_masked_attention(backend, dtype, heads):
+    """A declared fused attention (torch's scaled_dot_product_attention) is the engine's causal attention over
+    left-padded prompts (engine.attention.attention_mask: a pad query sees only itself), against NumPy float64
+    on the same rounded inputs; and the engine's attention() calls it."""
+    if backend.attention is None:
+        pytest.skip(f"{backend.name} declares no attention of its own: the engine's runs")
+    from arraygpt.engine.attention import attention, attention_mask
+    xp = backend.xp
+    (n_q, n_kv), T, D = heads, 7, 16
+    q, k, v = (RNG.normal(size=(2, n, T, D)) for n in (n_q, n_kv, n_kv))
+    slots, pad = np.arange(T, dtype=np.int32), np.asarray([0, 3], dtype=np.int32)
+    mask = attention_mask(slots, T, pad)  # [2, 1, T, T] bool
+    arrays = [xp.astype(xp.asarray(np.asarray(a, dtype=np.float32), device=backend.device), backend.dtype(dtype))
+              for a in (q, k, v)]
+    rounded = [backend.to_host(a).astype(np.float64) for a in arrays]
+    on_device = xp.asarray(mask, device=backend.device)
+    prims = layers.Primitives.of(backend)
+    out = attention(*arrays, on_device, 0.25, prims)
+    assert out.dtype == arrays[0].dtype and out.shape == (2, n_q, T, D)
+    want = reference_attention(*rounded, mask, 0.25)
+    got = backend.to_host(out).astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype] * np.abs(want).max())
+    engine = backend.to_host(attention(*arrays, on_device, 0.25)).astype(np.float64)  # the engine's own
+    np.testing.assert_allclose(got, engine, rtol=0, atol=2 * TOLERANCE[dtype] * np.abs(want).max())
