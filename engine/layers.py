@@ -9,14 +9,15 @@ the activations (bfloat16 weights, float32 everything else). A product then read
 weights' dtype and its result is widened back (cast()); norms, softmax, activations, the residual stream,
 the KV cache and the logits keep the activations' dtype. With equal dtypes cast() is the array itself.
 
-Primitives: seven pieces of a pass go through hp.prims (Primitives below), the engine's own functions
+Primitives: eight pieces of a pass go through hp.prims (Primitives below), the engine's own functions
 unless the backend declares the library's equivalent (Backend.product, .matmul, .layer_norm, .rms_norm,
-.gelu, .silu, .softmax): the one place an adapter may choose how a library computes them. prims.product is
+.gelu, .silu, .softmax, .attention): the one place an adapter may choose how a library computes them. prims.product is
 every matrix product with a weight, x @ w.T (torch's fused reduction for bfloat16 weights on the CPU,
 backends/torch_products.py); prims.matmul attention's products of two activations (CuPy records its step
 with cuBLAS called through nvmath-python, since CuPy's own cuBLAS refuses a capture); the norms and
 activations one kernel each where the library has one (torch: LayerNorm 1 launch instead of 9, GELU 1
-instead of 8, softmax 1 instead of 5: what a GPU step's time is made of). A declared primitive computes the
+instead of 8, softmax 1 instead of 5: what a GPU step's time is made of); prims.attention the prompt's
+attention as one fused kernel (torch's scaled_dot_product_attention: no [B, H, T, T] scores in memory). A declared primitive computes the
 same function; parity tests hold it to the engine's.
 """
 
