@@ -80,11 +80,7 @@ class TorchBackend(ArrayBackend):
         engine = super().products_for(dtype, weights)
         if self.product is None:
             return engine
-        if self.packs and dtype == weights == "float32":
-            return "oneDNN's prepacked linear at every row count (the linear weights, and the tied table's packed copy)"
-        if dtype != "float32" or self.product.failed:
-            return engine
-        return f"one row: Inductor's fused reduction sum(widen(w) * x) in float32; more rows: {engine}"
+        return self.product.describe(dtype, weights, packed=self.packs and dtype == weights == "float32", engine=engine)
 
     def compile(self, fn, *, static_argnames=(), donate_argnames=()):
         """Eager: fn itself, except on CUDA, where each call sets the float32 matmul mode (a process-wide

@@ -55,6 +55,15 @@ class RowProduct:
         self.failed: str | None = None
         self._built = False  # once a call has compiled, later errors are the caller's, not Inductor's
 
+    def describe(self, dtype: str, weights: str, packed: bool, engine: str) -> str:
+        """In words, what __call__ does at these numerics (Backend.products_for; the bench records it): packed
+        says the adapter holds these weights packed, engine names the engine's product."""
+        if packed:
+            return "oneDNN's prepacked linear at every row count (the linear weights, and the tied table's packed copy)"
+        if dtype != "float32" or getattr(torch, weights) not in ROW_WEIGHTS or self.failed:
+            return engine
+        return f"one row: Inductor's fused reduction sum(widen(w) * x) in float32; more rows: {engine}"
+
     def __call__(self, x, w):  # [N, n_in], [n_out, n_in] -> [N, n_out] in x's dtype
         if w.is_mkldnn:
             return packed_product(x, w)
