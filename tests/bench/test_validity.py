@@ -60,19 +60,24 @@ def test_a_runner_disturbed_on_purpose_is_marked_and_an_undisturbed_one_is_not(t
         assert disturbed["metrics"]["load"]["other_cores"] > 0.5
     # jax's rows ran before the disturbance: the meter must see the busy loops as more load than anything jax
     # saw, and each jax row is judged by what it measured. On a quiet machine they are valid; on a shared one
-    # (CI, another test run) they may be unsteady for other load, and for nothing else.
+    # (CI, another test run) they may be unsteady for other load, and for nothing else. A jax row that itself saw
+    # other load (> 0.2 cores) says nothing of the meter's margin; with no quiet jax row the test skips, saying so.
     least_disturbed = min(rows[f"tiny/numpy/float32/b1/p16/n{n}"]["metrics"]["load"]["other_cores"] for n in (300, 301))
+    calm_loads = {n: rows[f"tiny/jax/float32/b1/p16/n{n}"]["metrics"]["load"]["other_cores"] for n in (8, 300, 301)}
     calm_unsteady = 0
     for n in (8, 300, 301):
         calm = rows[f"tiny/jax/float32/b1/p16/n{n}"]
-        load = calm["metrics"]["load"]["other_cores"]
-        assert least_disturbed > load + 0.5, (least_disturbed, calm["metrics"]["load"])
+        load = calm_loads[n]
+        assert load > 0.2 or least_disturbed > load + 0.5, (least_disturbed, calm["metrics"]["load"])
         if calm["validity"]["status"] != "valid":
             assert calm["validity"]["status"] == "unsteady" and load > 0.2, (calm["validity"], calm["metrics"]["load"])
             assert all(reason.startswith("other load") for reason in calm["validity"]["reasons"]), calm["validity"]
             calm_unsteady += 1
     assert doc["validity"]["status"] == "unsteady" and doc["validity"]["counts"]["unsteady"] == 2 + calm_unsteady
     assert doc["validity"]["line"].startswith(f"not valid: {2 + calm_unsteady} unsteady of 6 scenarios")
+    if min(calm_loads.values()) > 0.2:
+        pytest.skip(f"the machine was busy before the disturbance (other load in every jax row: {calm_loads}): "
+                    "the meter's margin between quiet and disturbed rows could not be measured")
     # the drift probe after numpy ran under the busy loops too
     assert doc["drift"][-1]["bandwidth_bytes_s"] < max(p["bandwidth_bytes_s"] for p in doc["drift"])
 
