@@ -49,6 +49,22 @@ def cpu_features() -> list:
     return []
 
 
+# Environment variables that change which kernels the libraries we bind (and the peers) run, read when they load;
+# the workers inherit them. Thread counts are not here: each row records its own (metrics.threads).
+KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY",       # torch's ATen kernels and Inductor's vector ISA (avx2, avx512, default)
+                   "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA",  # oneDNN's (torch's packed products)
+                   "XLA_FLAGS",                 # XLA's (--xla_cpu_max_isa, simulated devices, fusion switches)
+                   "OPENBLAS_CORETYPE",         # NumPy's OpenBLAS kernel family (Haswell, SkylakeX, ...)
+                   "NPY_DISABLE_CPU_FEATURES",  # NumPy's own SIMD dispatch
+                   "MKL_ENABLE_INSTRUCTIONS",   # MKL's (torch's GEMV)
+                   "LLAMA_CPP_LIB_PATH")        # llama.cpp's library: another build of it (its ISA)
+
+
+def kernel_settings() -> dict[str, str]:
+    """Which of KERNEL_SETTINGS this process has set, and to what: a run made with an ISA capped says so."""
+    return {name: os.environ[name] for name in KERNEL_SETTINGS if os.environ.get(name)}
+
+
 def memory_bytes() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -105,4 +121,5 @@ def environment() -> dict:
         "commit": git_commit(),
         "machine": machine_info(),
         "versions": library_versions(),
+        "kernel_settings": kernel_settings(),
     }

@@ -434,6 +434,9 @@ class Run(Record):
         machine = env["machine"]
         if not isinstance(machine.get("cpu", ""), str) or not isinstance(machine.get("cores", 1), int):
             place.at("environment").at("machine").fail("has a cpu or cores of the wrong type")
+        settings = env.get("kernel_settings", {})
+        if not isinstance(settings, dict) or not all(isinstance(v, str) for v in settings.values()):
+            place.at("environment").at("kernel_settings").fail("is not an object of environment variables")
         gpus = machine.get("gpus", [])
         if not isinstance(gpus, list) or not all(isinstance(g, dict) and isinstance(g.get("name"), str) for g in gpus):
             place.at("environment").at("machine").at("gpus").fail("is not a list of GPUs with names")

@@ -133,3 +133,35 @@ def test_every_committed_runs_tables_read_whole_in_100_columns():
             assert f"{r.model} {r.numerics}, batch {r.batch}, prompt {r.prompt_len}, {r.new_tokens} new" in text
         checked += 1
     assert checked >= 10
+
+
+def test_a_run_made_with_an_instruction_set_capped_says_so(tmp_path, capsys, monkeypatch):
+    """ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU (or another llama.cpp build) is recorded with the run and
+    printed where its figures are read: the table's title and the report's Runs line. Unset, nothing is said."""
+    from rich.console import Console
+
+    from arraygpt.benchmarks.measure.environment import environment
+    from arraygpt.benchmarks.present.tables import results_table
+    from arraygpt.benchmarks.records.run import Run
+
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "")  # set but empty: not a setting
+    recorded = environment()["kernel_settings"]
+    assert recorded.get("ATEN_CPU_CAPABILITY") == "avx2" and "DNNL_MAX_CPU_ISA" not in recorded
+    doc = json.loads(CPU_RUN.read_text())
+    for settings, said in (({}, False), ({"ATEN_CPU_CAPABILITY": "avx2"}, True)):
+        doc["environment"]["kernel_settings"] = settings
+        path = tmp_path / "run.json"
+        path.write_text(json.dumps(doc))
+        assert main(["report", str(path)]) == 0
+        runs_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Runs: "))
+        assert ("kernel settings: `ATEN_CPU_CAPABILITY=avx2`" in runs_line) == said
+        console = Console(record=True, width=120)
+        console.print(results_table(Run.load(path)))
+        assert ("kernel settings: ATEN_CPU_CAPABILITY=avx2" in console.export_text()) == said
+    doc["environment"]["kernel_settings"] = ["ATEN_CPU_CAPABILITY=avx2"]
+    path.write_text(json.dumps(doc))
+    assert main(["report", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "kernel_settings" in err and len(err.strip().splitlines()) == 1
