@@ -23,7 +23,7 @@ from arraygpt.engine.errors import RandomWeightsWarning
 from ..judge.roofline import QUANTIZED
 from ..parity import logit_difference
 from ..records import Result, Scenario, product_key
-from ..runners import PeerNotInstalled, make_runner
+from ..runners import PEERS, PeerNotInstalled, make_runner
 from .probes import probe
 from .timing import Plan
 
@@ -68,14 +68,16 @@ def open_protocol():
     return emit
 
 
-def probe_roofline(emit, probe_backend, scenarios, precision: str, device_key: str) -> None:
+def probe_roofline(emit, probe_backend, scenarios, precision: str, device_key: str, own_kernels: bool = True) -> None:
     """The device's bandwidth and matmul rate with this runner's library, once per product the scenarios use.
 
     float32 always: memory bandwidth does not depend on the dtype a library reads it with, and a library's slow
     half-precision matrix x vector must show as a low % of the machine's ceiling, not as a low ceiling (a
     bfloat16-only run once put jax-loop at 111%). A quantized format (a peer's Q8_0) has no product of ours to
-    probe: its rows use float32's ceilings."""
-    for dtype in dict.fromkeys(["float32"] + [s.weights or s.dtype for s in scenarios if s.weights not in QUANTIZED]):
+    probe: its rows use float32's ceilings, as do all rows of a peer whose probes are not its own kernels'
+    (own_kernels False: Peer.probes_own_kernels)."""
+    others = [s.weights or s.dtype for s in scenarios if s.weights not in QUANTIZED] if own_kernels else []
+    for dtype in dict.fromkeys(["float32"] + others):
         key = product_key(dtype, precision)
         try:
             emit(event="probe", key=key, dtype=dtype, precision=precision, device=probe_backend.device_name(),
@@ -150,7 +152,8 @@ def main(job_path: str) -> int:
     plans = plans_of(job, device_key)
     scenarios = [scenario for scenario, _ in plans]
     if job.get("roofline"):
-        probe_roofline(emit, probe_backend, scenarios, precision, device_key)
+        probe_roofline(emit, probe_backend, scenarios, precision, device_key,
+                       own_kernels=job["runner"] not in PEERS or PEERS[job["runner"]].probes_own_kernels)
     check_parity(emit, runner, scenarios, job.get("references", []))
     measure_scenarios(emit, runner, plans, probe_backend, threads)
     return 0

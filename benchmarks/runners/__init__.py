@@ -55,6 +55,10 @@ class Peer:
     probes_with: str      # the backend whose roofline probes its worker runs ("torch": on the peer's device)
     runs: Callable        # (device, dtype, precision, weights, batch) -> whether it has that scenario
     families: tuple = ("gpt2",)  # the model families (engine/families.py) it runs
+    # Whether probes_with is the library the peer's own products run on (HF: torch). Where it is not (llama.cpp's
+    # ggml, ORT's MLAS probed through NumPy), its probes measure the machine in float32 only: NumPy's float16
+    # product says nothing of llama.cpp's F16 kernel (it once showed as a 1.0 GB/s "llamacpp float16" probe).
+    probes_own_kernels: bool = True
 
 
 _PEERS_EXTRA = "pip install 'arraygpt[peers]'"
@@ -73,12 +77,12 @@ PEERS = {
                      "the CPU",
                      "arraygpt.benchmarks.runners.llamacpp", "LlamaCppRunner", ("llama_cpp", "gguf"),
                      _PEERS_EXTRA + " (llama-cpp-python builds llama.cpp from source: about 10 CPU-minutes, once; "
-                     "pip keeps the wheel)", "numpy", _llamacpp_runs, ("gpt2", "llama")),
+                     "pip keeps the wheel)", "numpy", _llamacpp_runs, ("gpt2", "llama"), probes_own_kernels=False),
     "ort": Peer("ONNX Runtime (the peers extra): HF's GPT-2 with its KV cache exported to ONNX, ORT's transformer "
                 "fusions, float32 on the CPU",
                 "arraygpt.benchmarks.runners.ort", "OrtRunner", ("onnxruntime", "onnx", "transformers", "torch"),
                 _PEERS_EXTRA + " (onnxruntime, onnx and onnxscript; the export uses torch)", "numpy", _ort_runs,
-               ("gpt2", "llama")),
+               ("gpt2", "llama"), probes_own_kernels=False),
 }
 
 

@@ -123,7 +123,7 @@ def test_llamacpp_logits_match_the_float64_reference(weights, tolerance):
 @needs_llama
 def test_bench_runs_the_llamacpp_peer_beside_ours(tmp_path):
     out = tmp_path / "r.json"
-    result = cli("bench", "--models", "tiny", "--backends", "numpy", "--peer", "llamacpp", "--no-roofline",
+    result = cli("bench", "--models", "tiny", "--backends", "numpy", "--peer", "llamacpp",
                  "--batch-sizes", "1,2", "--prompt-lens", "16", "--new-tokens", "32", "--weights", "float32,float16",
                  "--dtypes", "float32", "--json", out, "--suite", "ci")
     assert result.returncode == 0, result.stderr
@@ -138,6 +138,11 @@ def test_bench_runs_the_llamacpp_peer_beside_ours(tmp_path):
     half = rows["tiny/llamacpp/float32+float16-weights/b1/p16/n32"]  # F16 GGUF, float32 arithmetic
     assert half["status"] == "ok" and half["derived"]["parity_relative"] < 5e-3
     assert peer["derived"]["parity_relative"] < 1e-3
+    # llama.cpp's probes run through NumPy, not ggml: they measure the machine in float32 only, where NumPy's own
+    # rows probe each dtype they compute in
+    probes = {label: {p["dtype"] for p in by_key.values()} for label, by_key in doc["probes"].items()}
+    assert [dtypes for label, dtypes in probes.items() if "llamacpp" in label] == [{"float32"}], probes
+    assert [dtypes for label, dtypes in probes.items() if "numpy" in label] == [{"float32", "float16"}], probes
 
 
 def qwen2_dir(tmp_path_factory):
