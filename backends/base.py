@@ -63,6 +63,7 @@ class ArrayBackend:
     matmul = None          # attention's a @ b as the engine computes it (`@`)
     layer_norm = rms_norm = gelu = silu = softmax = None  # the engine's (engine.layers.Primitives) unless the library has one kernel
     attention = None       # the prompt's attention as one fused kernel (torch's scaled_dot_product_attention)
+    fused_linear = None    # a linear layer's product, bias and activation in one call (torch: oneDNN's post-ops)
     slow_dtypes: dict = {}  # dtype -> why it runs far slower here (the registry's declaration, set by get_backend)
     write_slot = None      # a recorded step's in-place cache write (engine.kv_cache.replace_slot's select if None)
     tied_head_copies = ()  # weight dtypes in which a tied embedding table is held twice: a second copy for the

@@ -19,7 +19,7 @@ from array_api_compat import torch as xp  # noqa: E402
 
 from .recording import Recorder  # noqa: E402
 from .torch_graphs import copy_into, graph_for, write_slot  # noqa: E402
-from .torch_products import RowProduct, pack  # noqa: E402
+from .torch_products import RowProduct, fused_linear, pack  # noqa: E402
 from . import torch_primitives  # noqa: E402
 
 
@@ -34,6 +34,7 @@ class TorchBackend(ArrayBackend):
     silu = staticmethod(torch_primitives.silu)
     softmax = staticmethod(torch_primitives.softmax)
     attention = staticmethod(torch_primitives.attention)  # the prompt's, without [B, H, T, T] scores in memory
+    fused_linear = staticmethod(fused_linear)  # packed float32 weights: bias and GELU as post-ops
 
     def __init__(self, device: str | None = None, precision: str = "float32", record: bool | None = None,
                  inductor: bool = False):

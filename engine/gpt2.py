@@ -18,7 +18,7 @@ from .namespace import array_namespace
 
 
 def ffn(x, c_fc, c_proj, prims=ENGINE):  # [B, T, C] -> [B, T, C]
-    return linear(prims.gelu(linear(x, **c_fc, prims=prims)), **c_proj, prims=prims)
+    return linear(linear(x, **c_fc, prims=prims, activation="gelu"), **c_proj, prims=prims)
 
 
 def split_qkv(qkv, head_dim):  # [B, T, 3C] head-major -> q, k, v, each [B, H, T, D]

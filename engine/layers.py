@@ -9,16 +9,18 @@ the activations (bfloat16 weights, float32 everything else). A product then read
 weights' dtype and its result is widened back (cast()); norms, softmax, activations, the residual stream,
 the KV cache and the logits keep the activations' dtype. With equal dtypes cast() is the array itself.
 
-Primitives: eight pieces of a pass go through hp.prims (Primitives below), the engine's own functions
+Primitives: nine pieces of a pass go through hp.prims (Primitives below), the engine's own functions
 unless the backend declares the library's equivalent (Backend.product, .matmul, .layer_norm, .rms_norm,
-.gelu, .silu, .softmax, .attention): the one place an adapter may choose how a library computes them. prims.product is
+.gelu, .silu, .softmax, .attention, .fused_linear): the one place an adapter may choose how a library computes them. prims.product is
 every matrix product with a weight, x @ w.T (torch's fused reduction for bfloat16 weights on the CPU,
 backends/torch_products.py); prims.matmul attention's products of two activations (CuPy records its step
 with cuBLAS called through nvmath-python, since CuPy's own cuBLAS refuses a capture); the norms and
 activations one kernel each where the library has one (torch: LayerNorm 1 launch instead of 9, GELU 1
 instead of 8, softmax 1 instead of 5: what a GPU step's time is made of); prims.attention the prompt's
-attention as one fused kernel (torch's scaled_dot_product_attention: no [B, H, T, T] scores in memory). A declared primitive computes the
-same function; parity tests hold it to the engine's.
+attention as one fused kernel (torch's scaled_dot_product_attention: no [B, H, T, T] scores in memory);
+prims.fused_linear a linear layer's product, bias and activation in one call (torch's packed float32 weights
+on the CPU: oneDNN adds the bias and applies GELU as it writes the product), declining (None) operands it has
+no kernel for. A declared primitive computes the same function; parity tests hold it to the engine's.
 """
 
 from __future__ import annotations
@@ -88,6 +90,11 @@ class Primitives:
     # the prompt's attention, no cache: (q, k, v, mask, scale) -> out as one fused kernel of the library (torch's
     # scaled_dot_product_attention); None: the engine's (engine/attention.py: two matmuls, a where, a softmax)
     attention: Callable | None = None
+    # a whole linear layer in one library call: (x [N, n_in], w, b or None, activation None or "gelu") ->
+    # activation(x @ w.T + b) [N, n_out], the bias and activation applied as the product's results are written
+    # (oneDNN's post-ops), or None where the library has no such kernel for these operands (the engine then
+    # runs product, bias add and activation); None here: never
+    fused_linear: Callable | None = None
 
     @classmethod
     def of(cls, backend=None) -> "Primitives":
@@ -99,13 +106,19 @@ class Primitives:
 ENGINE = Primitives()  # the engine's own functions
 
 
-def linear(x, w, b=None, prims=ENGINE):  # [B, T, n_in], [n_out, n_in], [n_out] or None -> [B, T, n_out]
+def linear(x, w, b=None, prims=ENGINE, activation=None):
+    # [B, T, n_in], [n_out, n_in], [n_out] or None -> [B, T, n_out]; activation: None or a Primitives name ("gelu")
     xp = array_namespace(x)
     *lead, n_in = x.shape
     # One 2-D matmul over all rows: BLAS runs it as one GEMM instead of one per batch row.
-    y = prims.product(xp.reshape(x, (-1, n_in)), w)
-    if b is not None:
-        y = y + b
+    rows = xp.reshape(x, (-1, n_in))
+    y = prims.fused_linear(rows, w, b, activation) if prims.fused_linear is not None else None
+    if y is None:
+        y = prims.product(rows, w)
+        if b is not None:
+            y = y + b
+        if activation is not None:
+            y = getattr(prims, activation)(y)
     return xp.reshape(y, (*lead, w.shape[0]))
 
 

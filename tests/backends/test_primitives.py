@@ -78,6 +78,12 @@ def test_a_forward_pass_calls_each_declared_primitive_where_the_engine_calls_its
     L = model.config.n_layer
     assert calls == {"layer_norm": 2 * L + 1, "gelu": L, "softmax": L}
     np.testing.assert_array_equal(logits, gpt2.gpt2(model.params, ids, positions, mask, families.Hyper.of(model.config))[0])
+    # a fused linear is offered every linear layer with its activation; where it declines (None), the engine's runs
+    offered = []
+    declining = dataclasses.replace(prims, fused_linear=lambda x, w, b, activation: offered.append(activation))
+    again, _ = gpt2.gpt2(model.params, ids, positions, mask, dataclasses.replace(hp, prims=declining))
+    assert (offered.count("gelu"), offered.count(None), len(offered)) == (L, 3 * L, 4 * L) and calls["gelu"] == 2 * L
+    np.testing.assert_array_equal(again, logits)
 
 
 def test_primitives_of_a_backend_take_what_it_declares_and_keep_the_engines_for_the_rest():
@@ -123,3 +129,35 @@ def test_a_declared_attention_computes_the_engines_masked_attention(backend, dty
     np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE[dtype] * np.abs(want).max())
     engine = backend.to_host(attention(*arrays, on_device, 0.25)).astype(np.float64)  # the engine's own
     np.testing.assert_allclose(got, engine, rtol=0, atol=2 * TOLERANCE[dtype] * np.abs(want).max())
+
+
+@pytest.mark.parametrize("rows", [1, 8, 128])
+@pytest.mark.parametrize("activation", [None, "gelu"])
+def test_a_declared_fused_linear_computes_the_engines_linear(backend, rows, activation):
+    """A declared fused linear (torch on the CPU: bias and GELU as oneDNN post-ops of a packed product) is
+    activation(x @ w.T + b) against NumPy float64, at decode's and a prompt's row counts; it runs where the
+    adapter holds the weight in its product's format (Layout.product_only) and declines a plain weight, which
+    the engine then computes."""
+    if backend.fused_linear is None:
+        pytest.skip(f"{backend.name} declares no fused linear: the engine's product, bias and activation run")
+    from arraygpt.engine.layout import Layout
+    from arraygpt.engine.safetensors_io import HostTensor
+
+    def from_file(name, a, layout=None):  # as load_model hands the adapter a checkpoint tensor
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        return backend.from_host(HostTensor(name, "F32", a.shape, memoryview(a)), "float32", layout)
+    x, w, b = RNG.normal(size=(rows, 64)), RNG.normal(size=(96, 64)) * 0.2, RNG.normal(size=96)
+    want = x @ w.T + b
+    want = want if activation is None else reference(activation, want)
+    xp = backend.xp
+    on_device = xp.asarray(x.astype(np.float32), device=backend.device)
+    bias = from_file("b", b)
+    prims = layers.Primitives.of(backend)
+    for layout in (Layout(axes=(None, None), product_only=True), None):  # held for products alone, then plain
+        weight = from_file("w", w, layout)
+        fused = backend.fused_linear(on_device, weight, bias, activation)
+        assert (fused is not None) == (getattr(weight, "is_mkldnn", False)), layout
+        out = layers.linear(on_device[None], weight, bias, prims, activation)[0]
+        assert out.shape == (rows, 96) and out.dtype == on_device.dtype
+        got = backend.to_host(out).astype(np.float64)
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE["float32"] * np.abs(want).max(), err_msg=str(layout))
