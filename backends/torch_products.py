@@ -75,7 +75,8 @@ class RowProduct:
         """In words, what __call__ does at these numerics (Backend.products_for; the bench records it): packed
         says the adapter holds these weights packed, engine names the engine's product."""
         if packed:
-            return "oneDNN's prepacked linear at every row count (the linear weights, and the tied table's packed copy)"
+            return ("oneDNN's prepacked linear at every row count (the linear weights, with their bias and GELU as "
+                    "post-ops, and the tied table's packed copy)")
         if dtype != "float32" or getattr(torch, weights) not in ROW_WEIGHTS or self.failed:
             return engine
         return f"one row: Inductor's fused reduction sum(widen(w) * x) in float32; more rows: {engine}"
