@@ -178,6 +178,12 @@ def test_compare_refuses_other_machines_and_lists_one_sided_scenarios(bench_run,
     assert main(["compare", str(path), str(other_path)]) == 2
     assert "different machines" in capsys.readouterr().err
     other["environment"]["machine"]["cpu"] = doc["environment"]["machine"]["cpu"]
+    other["environment"]["kernel_settings"] = {"ATEN_CPU_CAPABILITY": "avx2"}  # the same CPU told to stop at AVX2
+    other_path.write_text(json.dumps(other))
+    assert main(["compare", str(path), str(other_path)]) == 2
+    err = capsys.readouterr().err
+    assert "different kernel settings" in err and "ATEN_CPU_CAPABILITY=avx2" in err and len(err.strip().splitlines()) == 1
+    other["environment"]["kernel_settings"] = doc["environment"]["kernel_settings"]
     other_path.write_text(json.dumps(other))
     assert main(["compare", str(path), str(other_path)]) == 2  # picogpt missing: different runners
     assert main(["compare", str(path), str(other_path), "--force"]) == 0
