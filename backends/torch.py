@@ -1,7 +1,8 @@
 """PyTorch (CPU or CUDA) through array_api_compat's torch namespace. No compilation of the step; on CUDA the
 decode step is recorded once per shape bucket as a CUDA graph and replayed per token (torch_graphs.py; the
 `torch-eager` variant, or record=False, runs it op by op; record=True on the CPU uses the graph's CPU stand-in);
-on the CPU, the float32 matrices the products alone read are held packed for oneDNN's linear, and other
+on the CPU, the float32 matrices the products alone read are held packed for oneDNN's linear (a layer's bias and
+GELU applied as the product is written: fused_linear), and other
 one-row products with bfloat16, float16 or float32 weights run a compiled fused reduction (torch_products.py). LayerNorm,
 GELU and softmax are torch's own kernels (torch_primitives.py)."""
 
