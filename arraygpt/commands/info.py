@@ -41,7 +41,7 @@ def jax_devices() -> list[dict]:
 
 def run(args) -> int:
     from arraygpt.backends import backend_status
-    from arraygpt.benchmarks.measure.environment import library_versions, machine_info
+    from arraygpt.benchmarks.measure.environment import kernel_settings, library_versions, machine_info
     from arraygpt.engine.source import cache_dir
 
     from arraygpt.benchmarks.runners import peer_status
@@ -50,13 +50,19 @@ def run(args) -> int:
     peers = [{"peer": name, "installed": ok, "detail": detail} for name, ok, detail in peer_status()]
     devices = jax_devices()
     if args.json:
-        print(json.dumps({"machine": machine_info(), "versions": library_versions(), "backends": backends,
+        print(json.dumps({"machine": machine_info(), "kernel_settings": kernel_settings(),
+                          "versions": library_versions(), "backends": backends,
                           "peers": peers, "jax_devices": devices, "cache_dir": str(cache_dir())}, indent=2))
         return 0
     console = Console()
     machine = machine_info()
     console.print(f"[bold]machine[/] {machine['cpu']}, {machine['cores']} cores, "
                   f"{(machine['memory_bytes'] or 0) / 2**30:.0f} GiB, {machine['os']}, Python {machine['python']}")
+    if machine["cpu_features"]:  # what picks among the libraries' kernels (a bench run records it too)
+        console.print(f"[bold]cpu features[/] {' '.join(machine['cpu_features'])}")
+    if settings := kernel_settings():
+        console.print(f"[bold yellow]kernel settings[/] {escape(' '.join(f'{k}={v}' for k, v in settings.items()))} "
+                      "(recorded with every bench run)")
     for gpu in machine["gpus"]:
         console.print(f"[bold]gpu[/] {gpu['name']} ({gpu['memory']}, driver {gpu['driver']})")
     console.print(f"[bold]cache[/] {cache_dir()}")

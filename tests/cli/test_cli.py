@@ -79,10 +79,11 @@ def test_init_writes_a_checkpoint_and_refuses_to_overwrite(capsys, tmp_path):
     assert code == 2 and "not empty" in err
 
 
-def test_info_lists_backends(capsys):
+def test_info_lists_backends(capsys, monkeypatch):
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")  # a cap a bench run would record: info shows it first
     code, out, _ = run_cli(capsys, "info", "--json")
     info = json.loads(out)
-    assert code == 0
+    assert code == 0 and info["kernel_settings"]["ATEN_CPU_CAPABILITY"] == "avx2"
     assert {b["backend"] for b in info["backends"]} == {"numpy", "jax", "jax-loop", "torch", "torch-eager", "torch-inductor",
                                                         "cupy", "cupy-eager", "strict"}
     assert info["versions"]["numpy"]
