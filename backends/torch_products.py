@@ -36,24 +36,27 @@ def pack(w):  # [n_out, n_in] float32 -> the same, in oneDNN's blocked layout (o
     return torch.ops.mkldnn._reorder_linear_weight(w, PACK_ROWS)
 
 
-def packed_product(x, w):  # [N, n_in] float32, packed [n_out, n_in] -> [N, n_out] float32
-    return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
-
-
-# activation -> oneDNN's post-op (attr, algorithm): GPT-2's GELU is the tanh form
+# activation -> oneDNN's post-op (attr, algorithm): GPT-2's GELU is the tanh form. SiLU is not here: as a post-op
+# ("swish") it was no faster on the Llama family's gate (NOTES.md 2026-12-06), so the engine applies it.
 POST_OPS = {None: ("none", ""), "gelu": ("gelu", "tanh")}
 
 
-def fused_linear(x, w, b, activation):
-    # [N, n_in] float32, packed [n_out, n_in], [n_out] or None -> activation(x @ w.T + b) [N, n_out]; None: not packed
-    """The bias and activation as post-ops of oneDNN's packed product (what Inductor's CPU freezing emits): both
-    applied as the product is written, instead of two more passes over [N, n_out] (c_fc + GELU at 128 rows: 2,270
-    -> 1,880 us on the AMX Xeon; NOTES.md 2026-12-06). Weights not packed (the tied table, half-width, CUDA) are
-    the engine's to compute (Primitives.fused_linear)."""
-    if not w.is_mkldnn or activation not in POST_OPS or x.dtype != torch.float32 or (b is not None and b.dtype != x.dtype):
-        return None
+def packed_product(x, w, b=None, activation=None):
+    # [N, n_in] float32, packed [n_out, n_in], [n_out] or None -> activation(x @ w.T + b) [N, n_out] float32
     attr, algorithm = POST_OPS[activation]
     return torch.ops.mkldnn._linear_pointwise(x, w, b, attr, [], algorithm)
+
+
+def fused_linear(x, w, b, activation):
+    # [N, n_in], [n_out, n_in], [n_out] or None -> activation(x @ w.T + b) [N, n_out], or None: not packed here
+    """The bias and activation as post-ops of oneDNN's packed product (what Inductor's CPU freezing emits): both
+    applied as the product is written, instead of two more passes over [N, n_out]. In the committed cpu-targets
+    runs on the AMX Xeon, torch's prefill 128 went from 1,036 to 1,403 tok/s with it (not side by side; +8% side
+    by side, NOTES.md 2026-12-06). Weights not packed (the tied table, half-width, CUDA) and activations without a
+    post-op are the engine's to compute (Primitives.fused_linear)."""
+    if not w.is_mkldnn or activation not in POST_OPS or x.dtype != torch.float32 or (b is not None and b.dtype != x.dtype):
+        return None
+    return packed_product(x, w, b, activation)
 
 
 def _widening_dot(x, w):  # [1, n_in] float32, [n_out, n_in] bfloat16, float16 or float32 -> [1, n_out] float32

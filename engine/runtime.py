@@ -53,6 +53,12 @@ class Backend(Protocol):
     # The prompt's causal attention without a cache, (q, k, v, mask, scale) -> out, as one fused kernel of the
     # library (torch: scaled_dot_product_attention); None: the engine's matmuls, mask and softmax.
     attention: Callable | None
+    # A linear layer's product, bias and activation in one library call, (x, w, b, activation) -> out, or None
+    # where the library has no kernel for those operands (torch on the CPU: oneDNN's post-ops on packed weights).
+    fused_linear: Callable | None
+    # Weight dtypes in which a tied embedding table is held a second time, laid out for the products alone
+    # (Layout.product_only), for the logits (torch on the CPU: packed for oneDNN).
+    tied_head_copies: tuple
     # How a recorded step writes one new (k, v) [B, H, 1, D] into the cache [B, H, S, D] at a 0-d slot on the
     # device, where the adapter writes in place (torch: index_copy_), so a recorded cache stays put and needs
     # no copy per step; None: engine.kv_cache.replace_slot, a select into a new array.

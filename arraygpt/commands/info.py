@@ -42,6 +42,7 @@ def jax_devices() -> list[dict]:
 def run(args) -> int:
     from arraygpt.backends import backend_status
     from arraygpt.benchmarks.measure.environment import kernel_settings, library_versions, machine_info
+    from arraygpt.benchmarks.records import settings_line
     from arraygpt.engine.source import cache_dir
 
     from arraygpt.benchmarks.runners import peer_status
@@ -60,8 +61,8 @@ def run(args) -> int:
                   f"{(machine['memory_bytes'] or 0) / 2**30:.0f} GiB, {machine['os']}, Python {machine['python']}")
     if machine["cpu_features"]:  # what picks among the libraries' kernels (a bench run records it too)
         console.print(f"[bold]cpu features[/] {' '.join(machine['cpu_features'])}")
-    if settings := kernel_settings():
-        console.print(f"[bold yellow]kernel settings[/] {escape(' '.join(f'{k}={v}' for k, v in settings.items()))} "
+    if settings := settings_line(kernel_settings()):
+        console.print(f"[bold yellow]kernel settings[/] {escape(settings)} "
                       "(recorded with every bench run)")
     for gpu in machine["gpus"]:
         console.print(f"[bold]gpu[/] {gpu['name']} ({gpu['memory']}, driver {gpu['driver']})")

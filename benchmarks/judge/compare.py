@@ -82,10 +82,6 @@ def machine_signature(run: Run) -> dict:
             "gpus": [g.get("name") for g in machine.get("gpus", [])]}
 
 
-def _said(settings: dict) -> str:  # 'ATEN_CPU_CAPABILITY=avx2', or 'none'
-    return " ".join(f"{k}={v}" for k, v in settings.items()) or "none"
-
-
 def pooled_results(runs: list[Run]) -> dict[str, list[Result]]:
     """Successful results by scenario id: every run of that side's (their repeats are pooled)."""
     pooled: dict[str, list[Result]] = {}
@@ -111,10 +107,10 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False, m
             other = next(sig for sig in signatures if sig != signatures[0])
             raise ArrayGPTError(f"the results come from different machines ({signatures[0]} vs {other}); "
                                 "timings are not comparable (--force to compare anyway)")
-        settings = [d.environment.get("kernel_settings") or {} for d in base_docs + new_docs]
+        settings = [d.kernel_settings_line or "none" for d in base_docs + new_docs]
         if any(one != settings[0] for one in settings):
             other = next(one for one in settings if one != settings[0])
-            raise ArrayGPTError(f"the results ran with different kernel settings ({_said(settings[0])} vs {_said(other)}): "
+            raise ArrayGPTError(f"the results ran with different kernel settings ({settings[0]} vs {other}): "
                                 "an instruction set capped or another library build; timings are not comparable "
                                 "(--force to compare anyway)")
         runners = [sorted({rs[0].runner for rs in pooled_results(d).values()}) for d in (base_docs, new_docs)]

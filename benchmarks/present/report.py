@@ -91,7 +91,7 @@ def markdown(runs: list, sources: list[str]) -> str:
     peers = [p for p in PEERS if any(p in r.vs_peers for r in rows)]
     labels = run_labels(runs)
     lines = ["Runs: " + "; ".join(f"**{name}** (`{source}`, commit {str(run.environment.get('commit'))[:7]}; "
-                                  f"{run.validity_line}{_settings(run)})"
+                                  f"{run.validity_line}{f'; kernel settings: `{run.kernel_settings_line}`' if run.kernel_settings_line else ''})"
                                   for name, source, run in zip(labels, sources, runs)), ""]
     for workload, metric, group in _sorted_groups(rows):
         several = len(runs) > 1  # one run: its machine and date are in the Runs line, not on every row
@@ -111,11 +111,6 @@ def markdown(runs: list, sources: list[str]) -> str:
                  "max |logit - float64 reference| / max |reference logit|; (unsteady), (invalid): the run's validity "
                  "check found that row disturbed or too short (its JSON says why).")
     return "\n".join(lines) + "\n"
-
-
-def _settings(run) -> str:  # '; kernel settings: ATEN_CPU_CAPABILITY=avx2' where the run set any
-    settings = run.environment.get("kernel_settings") or {}
-    return "; kernel settings: " + " ".join(f"`{k}={v}`" for k, v in settings.items()) if settings else ""
 
 
 def _mark(validity: str) -> str:

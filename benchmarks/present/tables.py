@@ -50,8 +50,8 @@ def results_table(run: Run) -> Group:
     gpus = ", ".join(g["name"] for g in machine.get("gpus", [])) or "no GPU"
     parts = [Text(f"arraygpt bench: {run.suite.get('name', '?')} suite, {machine['cpu']} ({machine['cores']} cores), "
                   f"{gpus}, {run.date}", style="bold")]
-    if settings := run.environment.get("kernel_settings"):  # an ISA capped, another library build: said first
-        parts.append(Text("kernel settings: " + " ".join(f"{k}={v}" for k, v in settings.items()), style="bold yellow"))
+    if run.kernel_settings_line:  # an ISA capped, another library build: said first
+        parts.append(Text(f"kernel settings: {run.kernel_settings_line}", style="bold yellow"))
     peers_here = [p for p in PEERS if p != "picogpt" and any(r.runner == p for r in run.results)]
     key = lambda r: r.workload  # noqa: E731
     for workload, rows in itertools.groupby(sorted(run.results, key=key), key=key):

@@ -4,5 +4,5 @@ benchmarks/."""
 
 from .labels import headline, is_peer, metric_of, numerics_label, product_key, where_label, worker_label  # noqa: F401
 from .run import (Derived, Latency, Measured, Metrics, Probe, Record, Result, Run, Stat, Validity,  # noqa: F401
-                  as_run, label)
+                  as_run, label, settings_line)
 from .scenario import Scenario  # noqa: F401

@@ -482,6 +482,11 @@ class Run(Record):
         return self.environment["machine"]
 
     @property
+    def kernel_settings_line(self) -> str:
+        """'ATEN_CPU_CAPABILITY=avx2 ...' where the run capped an instruction set or swapped a library build; ''."""
+        return settings_line(self.environment.get("kernel_settings"))
+
+    @property
     def date(self) -> str:
         return self.environment.get("date", "")[:10]
 
@@ -496,6 +501,11 @@ class Run(Record):
     @property
     def validity_line(self) -> str:
         return (self.validity or {}).get("line", "validity: not judged")
+
+
+def settings_line(settings: dict | None) -> str:
+    """environment.kernel_settings in one line, 'NAME=value NAME=value' ('' where none was set)."""
+    return " ".join(f"{k}={v}" for k, v in (settings or {}).items())
 
 
 def as_run(doc, where=None) -> Run:

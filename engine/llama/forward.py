@@ -50,7 +50,7 @@ def gqa(x, q, k, v, o, head_dim, scale, mask, cos, sin, kv_cache=None, prims=ENG
 
 
 def swiglu(x, gate, up, down, prims=ENGINE):  # [B, T, C] -> [B, T, C]
-    return linear(prims.silu(linear(x, **gate, prims=prims)) * linear(x, **up, prims=prims), **down, prims=prims)
+    return linear(linear(x, **gate, prims=prims, activation="silu") * linear(x, **up, prims=prims), **down, prims=prims)
 
 
 def decoder_block(x, attn_norm, attn, mlp_norm, mlp, head_dim, scale, eps, mask, cos, sin, kv_cache=None,
