@@ -24,9 +24,11 @@ from .onnx_export import cache_shape, ensure_onnx
 
 
 class OrtRunner:
-    def __init__(self, device=None, precision: str = "float32"):  # the CPU, float32 (its rule in PEERS)
+    def __init__(self, device=None, precision: str = "float32", profile_to: str | None = None):
+        # the CPU, float32 (its rule in PEERS); profile_to: ORT's own profiler writes there (studies/step_ops.py)
         self.ort = import_for_peer("ort", "onnxruntime", "onnxruntime")
         self.threads = len(os.sched_getaffinity(0))
+        self.profile_to = profile_to
         self._spec, self._sessions = None, None
 
     def session(self, path):
@@ -34,6 +36,9 @@ class OrtRunner:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.profile_to:
+            options.enable_profiling = True
+            options.profile_file_prefix = self.profile_to
         return self.ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     @staticmethod
