@@ -111,10 +111,8 @@ def get_backend(name: str, device: str | None = None, **options):
                            f"({type(err).__name__}: {first})") from None
     try:
         backend = module.create(device, **{**dict(registered.options), **options})
-    except BackendUnavailable as err:
-        if not err.hint:
-            err = BackendUnavailable(name, err.reason, hint)
-        raise err from None
+    except BackendUnavailable as err:  # named as the user named it (a variant), with the adapter's hint if it has one
+        raise BackendUnavailable(name, err.reason, err.hint or hint) from None
     backend.slow_dtypes = dict(registered.slow_dtypes)  # declared here once; the engine warns on load
     return backend
 

@@ -70,7 +70,8 @@ class TorchBackend(ArrayBackend):
         if self.inductor:
             if not self.records_steps:
                 raise BackendUnavailable("torch", "the inductor variant compiles the step it records, and this torch "
-                                         "backend records nothing here (it records on CUDA, or with record=True)")
+                                         "backend records nothing here (it records on CUDA, or with record=True)",
+                                         "use torch-inductor:gpu on an NVIDIA GPU, or torch on the CPU")
             self.name = "torch-inductor"
         # float32 matrices the products alone read, held packed for oneDNN's linear on the CPU (torch_products.py);
         # not where Inductor compiles the step (it traces no oneDNN-packed tensor)

@@ -139,8 +139,10 @@ def test_inductor_inside_the_recorded_step(small_checkpoint, stepped):
         assert model.generate(prompts, max_new_tokens=9, **kwargs) == stepped.generate(prompts, max_new_tokens=9, **kwargs)
     assert len(recordings(model)) == 2  # one per sampling (a static argument)
     from arraygpt.backends import BackendUnavailable, get_backend
-    with pytest.raises(BackendUnavailable, match="records nothing here"):
+    with pytest.raises(BackendUnavailable, match="records nothing here") as refused:
         get_backend("torch-inductor", device="cpu")
+    # named as asked, with the way to a usable variant, not an install line for a torch that is installed
+    assert str(refused.value).startswith("backend 'torch-inductor'") and "pip install" not in str(refused.value)
 
 
 # On a GPU (`pytest -m gpu`: these ids name gpu and cupy): each recorded backend against its eager variant.
