@@ -174,7 +174,10 @@ def main(argv=None) -> int:
         except ArrayGPTError as err:
             parser.error(str(err))
     print(f"profiling torch, then ORT: {args.model} batch {args.batch}, {args.steps} steps", file=sys.stderr, flush=True)
-    result = study(args.model, args.batch, args.prompt_len, args.steps)
+    try:
+        result = study(args.model, args.batch, args.prompt_len, args.steps)
+    except ArrayGPTError as err:  # a model that is not there, a peer that is not installed: one line
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
     print(table(result))
     if args.json:
         write_json_atomic(args.json, {"kind": KIND, "study": "step_ops", "date": time.strftime("%Y-%m-%d %H:%M"),

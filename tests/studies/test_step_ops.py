@@ -43,3 +43,11 @@ def test_ops_are_put_in_kinds_by_name_and_the_rest_is_outside():
     assert (kinds["attention"]["ms"], kinds["cache and copies"]["ms"], kinds["other ops"]["ms"]) == (2.0, 1.0, 0.5)
     assert kinds["outside the ops"]["ms"] == pytest.approx(1.5)
     assert kinds["step, no profiler"]["ms"] == 4.0
+
+
+def test_a_model_that_is_not_there_is_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as ended:
+        main(["--model", str(tmp_path / "missing"), "--steps", "1"])
+    assert ended.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[-1].startswith("python -m arraygpt.benchmarks.studies.step_ops: error:"), err
