@@ -31,6 +31,7 @@ from ..jsonio import write_json_atomic
 from ..measure.environment import environment
 from ..measure.timing import fixed_prompts
 from ..outputs import check_json_output
+from ..runners import PeerNotInstalled
 from ..runners.ort import OrtRunner
 
 KIND = "arraygpt-study"
@@ -176,7 +177,7 @@ def main(argv=None) -> int:
     print(f"profiling torch, then ORT: {args.model} batch {args.batch}, {args.steps} steps", file=sys.stderr, flush=True)
     try:
         result = study(args.model, args.batch, args.prompt_len, args.steps)
-    except ArrayGPTError as err:  # a model that is not there, a peer that is not installed: one line
+    except (ArrayGPTError, PeerNotInstalled) as err:  # a model that is not there, no onnxruntime: one line
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     print(table(result))
     if args.json:
