@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 from arraygpt.engine import load_model
 from arraygpt.engine.errors import ArrayGPTError
@@ -109,7 +110,7 @@ def ort_ops(runner: OrtRunner, spec: str, prompts, steps: int) -> tuple[dict[tup
     tokens: list[float] = []
     runner.run(spec, prompts, steps + 1, lambda: tokens.append(time.perf_counter()))
     profiled_ms = (tokens[-1] - tokens[0]) / steps * 1e3  # from the first token (the prompt's) to the last
-    events = json.load(open(session.end_profiling()))
+    events = json.loads(Path(session.end_profiling()).read_text())
     runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
     decode_start = runs[-(steps + 1)]["ts"] + runs[-(steps + 1)]["dur"]  # after the last generation's prompt
     ops: dict = collections.defaultdict(lambda: [0.0, 0])
