@@ -5,8 +5,9 @@ read from its own profiler on the same model, batch and prompt (issue 30: where 
     python -m arraygpt.benchmarks.studies.step_ops --model tiny --batch 2 --steps 4 --json out.json
 
 torch: torch.profiler's self time per aten/oneDNN op; ORT: its own profiler (SessionOptions.enable_profiling),
-each node's kernel time. A decode step's figures are a generation of `steps` new tokens less a prefill-only
-generation (torch), or every run after the prompt's (ORT). Each op is put in one kind (KINDS below, by op name;
+each node's kernel time. A decode step's ops are a generation of `steps` new tokens less a prefill-only
+generation (torch), or every run after the prompt's (ORT); its time is the span from the prompt's token to the
+last, as each reaches the host (one run, never a difference of two). Each op is put in one kind (KINDS below, by op name;
 ORT's attention products by node name); "outside the ops" is the step's time under the profiler less the ops'
 sum (Python, dispatch, the host loop, and the profiler's own cost); "step, no profiler" is timed apart, best of
 three. Figures are ms per step; one process, the two runtimes one after the other: the machine's speed may
@@ -82,34 +83,37 @@ def torch_ops(model, prompts, steps: int) -> tuple[dict[str, tuple[float, int]],
 
     def totals(new_tokens):
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            start = time.perf_counter()
-            model.generate(prompts, max_new_tokens=new_tokens)
-            seconds = time.perf_counter() - start
-        return {e.key: (e.self_cpu_time_total / 1e3, e.count) for e in prof.key_averages()}, seconds
+            ms = ms_per_step(lambda on_token: stream(model, prompts, new_tokens, on_token), new_tokens - 1)
+        return {e.key: (e.self_cpu_time_total / 1e3, e.count) for e in prof.key_averages()}, ms
 
-    (full, full_s), (prefill, prefill_s) = totals(steps + 1), totals(1)
+    (full, profiled_ms), (prefill, _) = totals(steps + 1), totals(1)
     return ({op: ((ms - prefill.get(op, (0.0, 0))[0]) / steps, (n - prefill.get(op, (0.0, 0))[1]) / steps)
-             for op, (ms, n) in full.items()}, (full_s - prefill_s) / steps * 1e3)
+             for op, (ms, n) in full.items()}, profiled_ms)
 
 
-def wall_per_step(generate, steps: int, repeats: int = 3) -> float:
-    """(best time of steps + 1 new tokens - best of 1) / steps, in ms: the decode step without the prefill."""
-    def best(n):
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            generate(n)
-            times.append(time.perf_counter() - start)
-        return min(times)
-    return (best(steps + 1) - best(1)) / steps * 1e3
+def stream(model, prompts, new_tokens: int, on_token) -> None:
+    for _ in model.stream(prompts, max_new_tokens=new_tokens):
+        on_token()
+
+
+def ms_per_step(run, steps: int) -> float:
+    """run(on_token) generates steps + 1 tokens, calling on_token as each reaches the host: the time from the
+    first (the prompt's) to the last, per step, in ms. One span of one run, never a difference of two runs, so
+    a busy machine can slow it but never make it negative."""
+    times: list[float] = []
+    run(lambda: times.append(time.perf_counter()))
+    return (times[-1] - times[0]) / steps * 1e3 if steps else 0.0
+
+
+def wall_per_step(run, steps: int, repeats: int = 3) -> float:
+    """The best of `repeats` ms_per_step: the decode step without the prefill and without a profiler."""
+    return min(ms_per_step(run, steps) for _ in range(repeats))
 
 
 def ort_ops(runner: OrtRunner, spec: str, prompts, steps: int) -> tuple[dict[tuple[str, str], tuple[float, int]], float]:
     """({(op, node): (ms, calls) per decode step}, ms per decode step under the profiler, host loop included)."""
     session = runner.sessions(spec)[0]
-    tokens: list[float] = []
-    runner.run(spec, prompts, steps + 1, lambda: tokens.append(time.perf_counter()))
-    profiled_ms = (tokens[-1] - tokens[0]) / steps * 1e3  # from the first token (the prompt's) to the last
+    profiled_ms = ms_per_step(lambda on_token: runner.run(spec, prompts, steps + 1, on_token), steps)
     events = json.loads(Path(session.end_profiling()).read_text())
     runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
     decode_start = runs[-(steps + 1)]["ts"] + runs[-(steps + 1)]["dur"]  # after the last generation's prompt
@@ -129,11 +133,11 @@ def study(spec: str, batch: int, prompt_len: int, steps: int) -> dict:
     prompts = fixed_prompts(batch, prompt_len, model.config.vocab_size)
     model.generate(prompts, max_new_tokens=4)  # warm-up (the one-row product compiles here)
     ours = per_kind(*torch_ops(model, prompts, steps),
-                    wall_per_step(lambda n: model.generate(prompts, max_new_tokens=n), steps))
+                    wall_per_step(lambda on_token: stream(model, prompts, steps + 1, on_token), steps))
     model = None  # its weights leave memory before ORT loads its own
     runner = OrtRunner()  # the wall time without the profiler
     runner.run(spec, prompts, 4, lambda: None)  # load (export on first use) and warm up
-    wall = wall_per_step(lambda n: runner.run(spec, prompts, n, lambda: None), steps)
+    wall = wall_per_step(lambda on_token: runner.run(spec, prompts, steps + 1, on_token), steps)
     del runner
     with tempfile.TemporaryDirectory() as profiles:
         runner = OrtRunner(profile_to=f"{profiles}/ort")
