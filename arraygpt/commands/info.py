@@ -57,7 +57,8 @@ def run(args) -> int:
         return 0
     console = Console()
     machine = machine_info()
-    console.print(f"[bold]machine[/] {machine['cpu']}, {machine['cores']} cores, "
+    cpu_id = f" ({machine['cpu_id']})" if machine["cpu_id"] else ""
+    console.print(f"[bold]machine[/] {machine['cpu']}{cpu_id}, {machine['cores']} cores, "
                   f"{(machine['memory_bytes'] or 0) / 2**30:.0f} GiB, {machine['os']}, Python {machine['python']}")
     if machine["cpu_features"]:  # what picks among the libraries' kernels (a bench run records it too)
         console.print(f"[bold]cpu features[/] {' '.join(machine['cpu_features'])}")

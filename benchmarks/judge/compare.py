@@ -78,8 +78,18 @@ def bootstrap_ratio(base, new, confidence=0.95, resamples=4000, seed=0) -> tuple
 
 def machine_signature(run: Run) -> dict:
     machine = run.machine
-    return {"cpu": machine.get("cpu"), "cores": machine.get("cores"),
+    return {"cpu": machine.get("cpu"), "cpu_id": machine.get("cpu_id"), "cores": machine.get("cores"),
             "gpus": [g.get("name") for g in machine.get("gpus", [])]}
+
+
+def machine_signatures(runs: list[Run]) -> list[dict]:
+    """Each run's machine_signature; the CPU's family and model only where every run recorded them (files
+    written before 2026-12-06 did not, and a gate against such a baseline keeps working)."""
+    signatures = [machine_signature(run) for run in runs]
+    if any(sig["cpu_id"] is None for sig in signatures):
+        for sig in signatures:
+            del sig["cpu_id"]
+    return signatures
 
 
 def pooled_results(runs: list[Run]) -> dict[str, list[Result]]:
@@ -102,7 +112,7 @@ def compare(base_docs, new_docs, threshold=0.10, confidence=0.95, force=False, m
         sides.append([derive(as_run(doc, f"a {name} file")) for doc in docs])  # parity_relative per result
     base_docs, new_docs = sides
     if not force:
-        signatures = [machine_signature(d) for d in base_docs + new_docs]
+        signatures = machine_signatures(base_docs + new_docs)
         if any(sig != signatures[0] for sig in signatures):
             other = next(sig for sig in signatures if sig != signatures[0])
             raise ArrayGPTError(f"the results come from different machines ({signatures[0]} vs {other}); "

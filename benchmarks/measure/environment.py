@@ -33,6 +33,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_id() -> str | None:
+    """'family 25 model 17' from /proc/cpuinfo (x86 Linux), else None. Under a hypervisor the model name can be
+    only 'AMD EPYC' for several generations (family 25 model 17 is Zen 4, family 26 Zen 5): this tells them apart."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                      if ":" in line)
+    except OSError:
+        return None
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    if "cpu family" not in fields or "model" not in fields:
+        return None
+    return f"family {fields['cpu family']} model {fields['model']}"
+
+
 # The CPU features that decide which kernels the libraries we bind (and the peers) can use for our products
 CPU_FEATURES = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16")
 
@@ -105,6 +119,7 @@ def machine_info() -> dict:
     return {
         "hostname": platform.node(),
         "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
         "cpu_features": cpu_features(),
         "cores": os.cpu_count(),
         "memory_bytes": memory_bytes(),

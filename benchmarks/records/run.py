@@ -492,10 +492,11 @@ class Run(Record):
 
     @property
     def label(self) -> str:
-        """'NVIDIA H100 80GB HBM3, 2026-11-25' or 'AMD EPYC (2 cores), 2026-11-25'."""
+        """'NVIDIA H100 80GB HBM3, 2026-11-25' or 'AMD EPYC (family 25 model 17, 2 cores), 2026-11-25'."""
         gpus = [g["name"] for g in self.machine.get("gpus", [])]
+        cpu_id = f"{self.machine['cpu_id']}, " if self.machine.get("cpu_id") else ""  # older files lack it
         where = (", ".join(dict.fromkeys(gpus)) if gpus
-                 else f"{self.machine.get('cpu', '?')} ({self.machine.get('cores', '?')} cores)")
+                 else f"{self.machine.get('cpu', '?')} ({cpu_id}{self.machine.get('cores', '?')} cores)")
         return f"{where}, {self.date}"
 
     @property

@@ -43,6 +43,9 @@ def test_bench_records_every_runner_with_metrics(bench_run):
         flags = line.split(":", 1)[1].split()
         assert ("avx2" in env["machine"]["cpu_features"]) == ("avx2" in flags)
         assert set(env["machine"]["cpu_features"]) <= set(flags)
+        with open("/proc/cpuinfo") as info:  # the CPU's generation, which a hypervisor's model name can hide
+            family = next((line.split(":")[1].strip() for line in info if line.startswith("cpu family")), None)
+        assert (env["machine"]["cpu_id"] or "").startswith(f"family {family} model ") or family is None
     # each of our rows says how its weight products were computed, as its adapter declares; a peer's says nothing
     for r in doc["results"]:
         declared = get_backend(r["runner"]).products_for(r["dtype"], r["weights"] or r["dtype"]) \
@@ -178,6 +181,11 @@ def test_compare_refuses_other_machines_and_lists_one_sided_scenarios(bench_run,
     assert main(["compare", str(path), str(other_path)]) == 2
     assert "different machines" in capsys.readouterr().err
     other["environment"]["machine"]["cpu"] = doc["environment"]["machine"]["cpu"]
+    other["environment"]["machine"]["cpu_id"] = "family 999 model 1"  # the same name, another generation
+    other_path.write_text(json.dumps(other))
+    assert main(["compare", str(path), str(other_path)]) == 2
+    assert "different machines" in capsys.readouterr().err
+    del other["environment"]["machine"]["cpu_id"]  # a file written before the field: compared by name as before
     other["environment"]["kernel_settings"] = {"ATEN_CPU_CAPABILITY": "avx2"}  # the same CPU told to stop at AVX2
     other_path.write_text(json.dumps(other))
     assert main(["compare", str(path), str(other_path)]) == 2
