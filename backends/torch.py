@@ -3,7 +3,8 @@ decode step is recorded once per shape bucket as a CUDA graph and replayed per t
 `torch-eager` variant, or record=False, runs it op by op; record=True on the CPU uses the graph's CPU stand-in);
 on the CPU, the float32 matrices the products alone read are held packed for oneDNN's linear (a layer's bias and
 GELU applied as the product is written: fused_linear), and other
-one-row products with bfloat16, float16 or float32 weights run a compiled fused reduction (torch_products.py). LayerNorm,
+one-row products with bfloat16, float16 (on CPUs where torch computes float16 in oneDNN) or float32 weights run a
+compiled fused reduction (torch_products.py). LayerNorm,
 GELU and softmax are torch's own kernels (torch_primitives.py)."""
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class TorchBackend(ArrayBackend):
         torch.set_grad_enabled(False)  # inference only: no autograd graph per op
         # CUDA keeps the engine's products: the reduction was measured on CPUs only.
         self.product = RowProduct() if self.device.type == "cpu" else None
-        self.compiled_products = (("float32", "bfloat16"), ("float32", "float16"),
-                                  ("float32", "float32")) if self.product else ()
+        self.compiled_products = tuple(("float32", str(w).removeprefix("torch."))
+                                       for w in self.product.row_weights) if self.product else ()
         # Declared by the device, or by the option: None records on CUDA only.
         self.records_steps = self.device.type == "cuda" if record is None else bool(record)
         if record is False:

@@ -28,7 +28,15 @@ import torch
 from arraygpt.engine.layers import times_transposed
 
 
-ROW_WEIGHTS = (torch.bfloat16, torch.float16, torch.float32)  # the weights' dtypes whose one-row products run the reduction
+def row_weights() -> tuple:
+    """The weights' dtypes whose one-row products run the reduction on this CPU, chosen by a switch torch declares:
+    float16 only where torch sends float16 products to oneDNN (torch.ops.mkldnn._is_mkldnn_fp16_supported: CPUs
+    with AVX-512 FP16, AVX-NE-CONVERT or AMX-FP16), which read 9.4 GB/s on the AMX Xeon where the reduction read
+    14.3. Elsewhere torch's own float16 GEMV (F16C conversions in registers, float32 sums; the engine's product)
+    reads faster than the reduction: 28.1 against 24.3 GB/s on the Zen 4 EPYC, 26.9 against 24.7 with ATen capped
+    at AVX2 there (NOTES.md 2026-12-06). bfloat16 and float32 rows take the reduction on every CPU measured."""
+    onednn_float16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    return (torch.bfloat16, torch.float16, torch.float32) if onednn_float16 else (torch.bfloat16, torch.float32)
 PACK_ROWS = 8  # the rows oneDNN packs for: as fast at 1 and 32 rows as a packing for those (measured)
 
 
@@ -65,11 +73,12 @@ def _widening_dot(x, w):  # [1, n_in] float32, [n_out, n_in] bfloat16, float16 o
 
 class RowProduct:
     """A packed matrix's product through oneDNN at any row count; the product of one float32 row with
-    bfloat16, float16 or float32 (unpacked: the tied table) weights through Inductor (one compilation per dtype pair: its
+    bfloat16, float16 (where row_weights takes it) or float32 (unpacked: the tied table) weights through Inductor (one compilation per dtype pair: its
     shapes are symbolic); any other through the engine's times_transposed. If Inductor cannot compile here (it
     needs a C++ compiler), those row products are the engine's, with one warning."""
 
     def __init__(self):
+        self.row_weights = row_weights()
         self._compiled = torch.compile(_widening_dot, dynamic=True)
         self.failed: str | None = None
         self._built = False  # once a call has compiled, later errors are the caller's, not Inductor's
@@ -80,14 +89,14 @@ class RowProduct:
         if packed:
             return ("oneDNN's prepacked linear at every row count (the linear weights, with their bias and GELU as "
                     "post-ops, and the tied table's packed copy)")
-        if dtype != "float32" or getattr(torch, weights) not in ROW_WEIGHTS or self.failed:
+        if dtype != "float32" or getattr(torch, weights) not in self.row_weights or self.failed:
             return engine
         return f"one row: Inductor's fused reduction sum(widen(w) * x) in float32; more rows: {engine}"
 
     def __call__(self, x, w):  # [N, n_in], [n_out, n_in] -> [N, n_out] in x's dtype
         if w.is_mkldnn:
             return packed_product(x, w)
-        if x.shape[0] != 1 or w.dtype not in ROW_WEIGHTS or x.dtype != torch.float32 or self.failed:
+        if x.shape[0] != 1 or w.dtype not in self.row_weights or x.dtype != torch.float32 or self.failed:
             return times_transposed(x, w)
         if self._built:
             return self._compiled(x, w)

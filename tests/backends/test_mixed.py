@@ -115,6 +115,9 @@ def test_torch_cpu_reads_half_width_rows_through_a_float32_reduction(weights):
     cxx_or_skip()
     backend = backend_or_skip("torch")
     product = backend.product
+    if getattr(torch, weights) not in product.row_weights:
+        pytest.skip(f"on this CPU torch's own {weights} product is the faster one-row way (its oneDNN {weights} path "
+                    "is off here): test_torch_cpu_picks_the_float16_row_way_by_torchs_own_onednn_switch")
     rng = np.random.default_rng(3)
     w = torch.from_numpy(rng.normal(size=(2304, 768)).astype(np.float32)).to(getattr(torch, weights))
     x = torch.from_numpy(rng.normal(size=(1, 768)).astype(np.float32))
@@ -128,6 +131,31 @@ def test_torch_cpu_reads_half_width_rows_through_a_float32_reduction(weights):
     assert error < 1e-5 < engine_error
     rows = torch.from_numpy(rng.normal(size=(3, 768)).astype(np.float32))
     assert torch.equal(product(rows, w), times_transposed(rows, w))
+
+
+def test_torch_cpu_picks_the_float16_row_way_by_torchs_own_onednn_switch():
+    """float16 rows take the reduction only where torch computes float16 in oneDNN (slow at one row on the AMX
+    Xeon); elsewhere (the Zen 4, AVX2) they are the engine's product, torch's float16 GEMV, which reads faster there
+    (NOTES.md 2026-12-06): the declared way follows torch's own switch, and the bench row says which ran."""
+    import torch
+    from arraygpt.engine.layers import times_transposed
+    backend = backend_or_skip("torch")
+    product = backend.product
+    onednn_float16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    assert (torch.float16 in product.row_weights) == onednn_float16
+    assert torch.bfloat16 in product.row_weights and torch.float32 in product.row_weights
+    assert (("float32", "float16") in backend.compiled_products) == onednn_float16  # the bench's compile-time split
+    if onednn_float16:
+        return  # the reduction: test_torch_cpu_reads_half_width_rows_through_a_float32_reduction
+    rng = np.random.default_rng(4)
+    w = torch.from_numpy(rng.normal(size=(768, 3072)).astype(np.float32)).to(torch.float16)
+    x = torch.from_numpy(rng.normal(size=(1, 3072)).astype(np.float32))
+    got = product(x, w)
+    assert got.dtype == torch.float32 and torch.equal(got, times_transposed(x, w))
+    assert "reduction" not in backend.products_for("float32", "float16")
+    # the row is rounded to float16 (as llama.cpp's F16 dot does) and the sums are float32's: float16's error
+    want = w.double().numpy() @ x.double().numpy()[0]
+    assert np.abs(got.double().numpy()[0] - want).max() / np.abs(want).max() < 2e-3
 
 
 def test_torch_cpu_reads_float32_rows_through_the_same_reduction():
