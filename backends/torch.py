@@ -59,8 +59,6 @@ class TorchBackend(ArrayBackend):
         torch.set_grad_enabled(False)  # inference only: no autograd graph per op
         # CUDA keeps the engine's products: the reduction was measured on CPUs only.
         self.product = RowProduct() if self.device.type == "cpu" else None
-        self.compiled_products = tuple(("float32", str(w).removeprefix("torch."))
-                                       for w in self.product.row_weights) if self.product else ()
         # Declared by the device, or by the option: None records on CUDA only.
         self.records_steps = self.device.type == "cuda" if record is None else bool(record)
         if record is False:
@@ -79,6 +77,9 @@ class TorchBackend(ArrayBackend):
         self.packs = self.device.type == "cpu" and not self.inductor and torch.backends.mkldnn.is_available()
         # and GPT-2's tied table a second time, packed, for the logits (+154 MB on 124M): ORT's graph holds it twice too
         self.tied_head_copies = ("float32",) if self.packs else ()
+        # the numerics whose one-row products compile at the first call (none of float32's where its matrices are packed)
+        self.compiled_products = tuple(("float32", str(w).removeprefix("torch.")) for w in self.product.row_weights
+                                       if not (self.packs and w == torch.float32)) if self.product else ()
 
     def products_for(self, dtype: str, weights: str) -> str:
         engine = super().products_for(dtype, weights)
