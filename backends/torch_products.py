@@ -32,9 +32,11 @@ def row_weights() -> tuple:
     """The weights' dtypes whose one-row products run the reduction on this CPU, chosen by a switch torch declares:
     float16 only where torch sends float16 products to oneDNN (torch.ops.mkldnn._is_mkldnn_fp16_supported: CPUs
     with AVX-512 FP16, AVX-NE-CONVERT or AMX-FP16), which read 9.4 GB/s on the AMX Xeon where the reduction read
-    14.3. Elsewhere torch's own float16 GEMV (F16C conversions in registers, float32 sums; the engine's product)
-    reads faster than the reduction: 28.1 against 24.3 GB/s on the Zen 4 EPYC, 26.9 against 24.7 with ATen capped
-    at AVX2 there (NOTES.md 2026-12-06). bfloat16 and float32 rows take the reduction on every CPU measured."""
+    14.3. Elsewhere torch's own float16 GEMV (F16C conversions in registers, float32 sums; the engine's product,
+    which rounds the row to float16 as llama.cpp's F16 dot does) reads at least as fast: 25.8-28.1 GB/s against
+    21.9-26.2 for the reduction on the Zen 4 EPYC (results/2026-12-06-products-f16-row-zen4.json), level with ATen
+    capped at AVX2 there (22-29 against 25-30: -avx2-capped-zen4.json). bfloat16 and float32 rows take the
+    reduction on every CPU measured."""
     onednn_float16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_fp16_supported()
     return (torch.bfloat16, torch.float16, torch.float32) if onednn_float16 else (torch.bfloat16, torch.float32)
 PACK_ROWS = 8  # the rows oneDNN packs for: as fast at 1 and 32 rows as a packing for those (measured)

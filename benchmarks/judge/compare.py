@@ -76,20 +76,13 @@ def bootstrap_ratio(base, new, confidence=0.95, resamples=4000, seed=0) -> tuple
     return float(low), float(high)
 
 
-def machine_signature(run: Run) -> dict:
-    machine = run.machine
-    return {"cpu": machine.get("cpu"), "cpu_id": machine.get("cpu_id"), "cores": machine.get("cores"),
-            "gpus": [g.get("name") for g in machine.get("gpus", [])]}
-
-
 def machine_signatures(runs: list[Run]) -> list[dict]:
-    """Each run's machine_signature; the CPU's family and model only where every run recorded them (files
-    written before 2026-12-06 did not, and a gate against such a baseline keeps working)."""
-    signatures = [machine_signature(run) for run in runs]
-    if any(sig["cpu_id"] is None for sig in signatures):
-        for sig in signatures:
-            del sig["cpu_id"]
-    return signatures
+    """What must match for runs' timings to be compared: CPU name, cores, GPUs, and the CPU's family and model
+    where every run recorded them (files written before 2026-12-06 did not; a gate against one keeps working)."""
+    with_id = all(run.machine.get("cpu_id") for run in runs)
+    return [{"cpu": run.machine.get("cpu"), "cores": run.machine.get("cores"),
+             "gpus": [g.get("name") for g in run.machine.get("gpus", [])]}
+            | ({"cpu_id": run.machine["cpu_id"]} if with_id else {}) for run in runs]
 
 
 def pooled_results(runs: list[Run]) -> dict[str, list[Result]]:

@@ -23,28 +23,26 @@ def library_versions() -> dict[str, str]:
     return found
 
 
-def cpu_model() -> str:
+def first_cpu() -> dict[str, str]:
+    """The first CPU's fields in /proc/cpuinfo ('model name', 'cpu family', 'flags', ...); {} where there is none."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        block = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return {}
+    return {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in block.splitlines())}
+
+
+def cpu_model() -> str:
+    return first_cpu().get("model name") or platform.processor() or platform.machine()
 
 
 def cpu_id() -> str | None:
-    """'family 25 model 17' from /proc/cpuinfo (x86 Linux), else None. Under a hypervisor the model name can be
-    only 'AMD EPYC' for several generations (family 25 model 17 is Zen 4, family 26 Zen 5): this tells them apart."""
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
-                      if ":" in line)
-    except OSError:
+    """'family 25 model 17' (x86 Linux), else None. Under a hypervisor the model name can be only 'AMD EPYC' for
+    several generations (family 25 model 17 is Zen 4, family 26 Zen 5): this tells them apart."""
+    cpu = first_cpu()
+    if "cpu family" not in cpu or "model" not in cpu:
         return None
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    if "cpu family" not in fields or "model" not in fields:
-        return None
-    return f"family {fields['cpu family']} model {fields['model']}"
+    return f"family {cpu['cpu family']} model {cpu['model']}"
 
 
 # The CPU features that decide which kernels the libraries we bind (and the peers) can use for our products
@@ -53,14 +51,8 @@ CPU_FEATURES = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", 
 
 def cpu_features() -> list:
     """Which of CPU_FEATURES the first CPU in /proc/cpuinfo lists (Linux; elsewhere none are known: [])."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return [f for f in CPU_FEATURES if f in flags]
-    except OSError:
-        pass
-    return []
+    flags = set(first_cpu().get("flags", "").split())
+    return [f for f in CPU_FEATURES if f in flags]
 
 
 # Environment variables that change which kernels the libraries we bind (and the peers) run, read when they load;

@@ -88,6 +88,7 @@ WAYS = {
     "torch-bf16": Way("torch", "bfloat16", "engine", note="the engine's product (torch's before 126a798)"),
     "torch-bf16-adapter": Way("torch", "bfloat16", "adapter", note="what the torch adapter runs"),
     "torch-f16": Way("torch", "float16", "engine"),
+    "torch-f16-adapter": Way("torch", "float16", "adapter", note="what the torch adapter runs (by torch's oneDNN float16 switch)"),
     "torch-bf16-linear": Way("torch", "bfloat16", "linear"),
     "torch-f16-linear": Way("torch", "float16", "linear"),
     "torch-bf16-upcast-compiled": Way("torch", "bfloat16", "upcast", compiled=True),

@@ -31,7 +31,7 @@ from arraygpt.engine.errors import ArrayGPTError
 
 from ..jsonio import write_json_atomic
 from ..measure.environment import environment
-from ..measure.timing import fixed_prompts
+from ..measure.timing import fixed_prompts, summarize_run
 from ..outputs import check_json_output
 from ..runners import PeerNotInstalled
 from ..runners.ort import OrtRunner
@@ -83,7 +83,7 @@ def torch_ops(model, prompts, steps: int) -> tuple[dict[str, tuple[float, int]],
 
     def totals(new_tokens):
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            ms = ms_per_step(lambda on_token: stream(model, prompts, new_tokens, on_token), new_tokens - 1)
+            ms = ms_per_step(lambda on_token: stream(model, prompts, new_tokens, on_token))
         return {e.key: (e.self_cpu_time_total / 1e3, e.count) for e in prof.key_averages()}, ms
 
     (full, profiled_ms), (prefill, _) = totals(steps + 1), totals(1)
@@ -96,24 +96,26 @@ def stream(model, prompts, new_tokens: int, on_token) -> None:
         on_token()
 
 
-def ms_per_step(run, steps: int) -> float:
-    """run(on_token) generates steps + 1 tokens, calling on_token as each reaches the host: the time from the
-    first (the prompt's) to the last, per step, in ms. One span of one run, never a difference of two runs, so
-    a busy machine can slow it but never make it negative."""
+def ms_per_step(run) -> float:
+    """run(on_token) generates tokens, calling on_token as each reaches the host: ms per decode step as the bench
+    counts it (summarize_run: the span from the first token, the prompt's, to the last), 0.0 for a prefill alone.
+    One span of one run, never a difference of two runs, so a busy machine can slow it but never make it negative."""
     times: list[float] = []
+    start = time.perf_counter()
     run(lambda: times.append(time.perf_counter()))
-    return (times[-1] - times[0]) / steps * 1e3 if steps else 0.0
+    decode_tps = summarize_run(times, start, batch=1, prompt_len=1).get("decode_tps")  # steps per second
+    return 1e3 / decode_tps if decode_tps else 0.0
 
 
-def wall_per_step(run, steps: int, repeats: int = 3) -> float:
+def wall_per_step(run, repeats: int = 3) -> float:
     """The best of `repeats` ms_per_step: the decode step without the prefill and without a profiler."""
-    return min(ms_per_step(run, steps) for _ in range(repeats))
+    return min(ms_per_step(run) for _ in range(repeats))
 
 
 def ort_ops(runner: OrtRunner, spec: str, prompts, steps: int) -> tuple[dict[tuple[str, str], tuple[float, int]], float]:
     """({(op, node): (ms, calls) per decode step}, ms per decode step under the profiler, host loop included)."""
     session = runner.sessions(spec)[0]
-    profiled_ms = ms_per_step(lambda on_token: runner.run(spec, prompts, steps + 1, on_token), steps)
+    profiled_ms = ms_per_step(lambda on_token: runner.run(spec, prompts, steps + 1, on_token))
     events = json.loads(Path(session.end_profiling()).read_text())
     runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
     decode_start = runs[-(steps + 1)]["ts"] + runs[-(steps + 1)]["dur"]  # after the last generation's prompt
@@ -133,11 +135,11 @@ def study(spec: str, batch: int, prompt_len: int, steps: int) -> dict:
     prompts = fixed_prompts(batch, prompt_len, model.config.vocab_size)
     model.generate(prompts, max_new_tokens=4)  # warm-up (the one-row product compiles here)
     ours = per_kind(*torch_ops(model, prompts, steps),
-                    wall_per_step(lambda on_token: stream(model, prompts, steps + 1, on_token), steps))
+                    wall_per_step(lambda on_token: stream(model, prompts, steps + 1, on_token)))
     model = None  # its weights leave memory before ORT loads its own
     runner = OrtRunner()  # the wall time without the profiler
     runner.run(spec, prompts, 4, lambda: None)  # load (export on first use) and warm up
-    wall = wall_per_step(lambda on_token: runner.run(spec, prompts, steps + 1, on_token), steps)
+    wall = wall_per_step(lambda on_token: runner.run(spec, prompts, steps + 1, on_token))
     del runner
     with tempfile.TemporaryDirectory() as profiles:
         runner = OrtRunner(profile_to=f"{profiles}/ort")
